@@ -1,0 +1,350 @@
+"""The command line: parse options -> call the library -> render -> exit code. Click only."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from importer import __version__
+from importer.db import open_database
+from importer.errors import ImporterError
+from importer.models import Status
+from importer.orgs import (
+    create_organization,
+    create_teams,
+    find_organization,
+    list_batches,
+    list_members,
+    list_teams,
+)
+from importer.pipeline import run_import
+from importer.results import ImportResult
+from importer.samples import template_file_name, write_template
+from importer.settings import DEFAULT_DATABASE_URL, DEFAULT_REPORT_DIR, Settings
+from importer.sheets import UserType, load_sheet
+
+F = TypeVar("F", bound=Callable[..., Any])
+USER_TYPES = click.Choice([t.value for t in UserType])
+# Files with fewer rows than this import too fast to need a progress bar.
+PROGRESS_MIN_BYTES = 2 * 1024 * 1024
+
+
+class ImporterGroup(click.Group):
+    """A group that turns every library error into one clear line and exit 1, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except ImporterError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            ctx.exit(1)
+        except SQLAlchemyError as exc:
+            first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            click.echo(f"Error: database error: {first}", err=True)
+            ctx.exit(1)
+        except OSError as exc:
+            click.echo(f"Error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
+            ctx.exit(1)
+        except Exception as exc:
+            click.echo(
+                f"Error: unexpected internal error ({type(exc).__name__}: {exc}). Nothing was "
+                "written; please report this with the file that caused it.",
+                err=True,
+            )
+            ctx.exit(1)
+
+
+class Obj:
+    """Per-invocation state: the database URL, the engine opened on first use."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self._engine: Engine | None = None
+
+    @property
+    def engine(self) -> Engine:
+        """The engine, schema created on first use."""
+        if self._engine is None:
+            self._engine = open_database(self.url)
+        return self._engine
+
+
+pass_obj = click.make_pass_decorator(Obj)
+
+
+def org_option(f: F) -> F:
+    """The --org option shared by most commands."""
+    return click.option("--org", "org_ref", required=True, metavar="ORG", help="Organization name or id.")(f)
+
+
+def json_option(f: F) -> F:
+    """The --json option shared by several commands."""
+    return click.option("--json", "as_json", is_flag=True, help="Print one JSON object on stdout.")(f)
+
+
+@click.group(cls=ImporterGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--db",
+    "db_url",
+    envvar="IMPORTER_DATABASE_URL",
+    default=DEFAULT_DATABASE_URL,
+    show_default=True,
+    metavar="URL",
+    help="SQLAlchemy database URL (or IMPORTER_DATABASE_URL).",
+)
+@click.version_option(__version__, prog_name="importer")
+@click.pass_context
+def cli(ctx: click.Context, db_url: str) -> None:
+    """Bulk-import organization members from spreadsheets."""
+    ctx.obj = Obj(db_url)
+
+
+@cli.group()
+def org() -> None:
+    """Manage organizations."""
+
+
+@org.command("create")
+@click.argument("name")
+@click.option("--owner-email", required=True, help="Email of the organization's Owner.")
+@click.option("--owner-name", required=True, help="Name of the organization's Owner.")
+@pass_obj
+def org_create(obj: Obj, name: str, owner_email: str, owner_name: str) -> None:
+    """Create an organization and its active Owner."""
+    org_id = create_organization(obj.engine, name, owner_email=owner_email, owner_name=owner_name)
+    click.echo(f"Created organization {name!r} (id {org_id}) with Owner {owner_email}.")
+
+
+@cli.group()
+def team() -> None:
+    """Manage teams."""
+
+
+@team.command("create")
+@org_option
+@click.argument("names", nargs=-1, required=True)
+@pass_obj
+def team_create(obj: Obj, org_ref: str, names: tuple[str, ...]) -> None:
+    """Create one or more teams in an organization (existing ones are left alone)."""
+    created = create_teams(obj.engine, org_ref, names)
+    existing = len(names) - len(created)
+    click.echo(
+        f"Created {len(created)} team{'s' if len(created) != 1 else ''}"
+        + (f": {', '.join(created)}" if created else "")
+        + (f" ({existing} already existed)" if existing else "")
+        + "."
+    )
+
+
+@cli.command()
+@click.argument("user_type", type=USER_TYPES, metavar="portal|no-portal")
+@click.option("--format", "fmt", type=click.Choice(["csv", "xlsx"]), default="xlsx", show_default=True)
+@click.option("--org", "org_ref", metavar="ORG", help="Add the organization's teams as a dropdown.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Where to write it.")
+@click.pass_context
+def template(ctx: click.Context, user_type: str, fmt: str, org_ref: str | None, output: Path | None) -> None:
+    """Write the sample sheet for Portal Access or No Portal Access users."""
+    spec = load_sheet(UserType(user_type))
+    teams: list[str] = []
+    if org_ref:
+        engine = ctx.find_object(Obj).engine  # type: ignore[union-attr]
+        with Session(engine) as session:
+            teams = [t.name for t in list_teams(session, find_organization(session, org_ref).id)]
+    path = write_template(spec, output or Path(template_file_name(spec, fmt)), fmt=fmt, teams=teams)
+    click.echo(f"Wrote {path}")
+
+
+@cli.command("import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@org_option
+@click.option("--as", "actor", required=True, metavar="EMAIL", help="The acting Owner or Admin.")
+@click.option("--type", "user_type", type=USER_TYPES, required=True, help="Which sheet this is.")
+@click.option("--sheet", help="Workbook sheet to read (default: the first).")
+@click.option("--dry-run", is_flag=True, help="Validate and report exactly as a real run, write nothing.")
+@click.option("--all-or-nothing", is_flag=True, help="Write nothing if any row is rejected.")
+@click.option(
+    "--report-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=DEFAULT_REPORT_DIR,
+    show_default=True,
+    help="Where the batch's report folder is written.",
+)
+@json_option
+@pass_obj
+def import_(
+    obj: Obj,
+    file: Path,
+    org_ref: str,
+    actor: str,
+    user_type: str,
+    sheet: str | None,
+    dry_run: bool,
+    all_or_nothing: bool,
+    report_dir: Path,
+    as_json: bool,
+) -> None:
+    """Validate a sheet, create its valid rows as pending members, and report every other row.
+
+    Exit status: 0 every row created or skipped; 3 some rows rejected; 1 file-level error or
+    refused import (nothing written); 2 usage.
+    """
+    settings = replace(Settings(), report_dir=report_dir)
+    show_progress = not as_json and sys.stderr.isatty() and file.stat().st_size >= PROGRESS_MIN_BYTES
+    if show_progress:
+        with click.progressbar(length=_estimate_rows(file), label="Importing", file=sys.stderr) as bar:
+            result = run_import(
+                obj.engine,
+                file,
+                org_ref=org_ref,
+                actor_email=actor,
+                user_type=UserType(user_type),
+                sheet_name=sheet,
+                dry_run=dry_run,
+                all_or_nothing=all_or_nothing,
+                settings=settings,
+                progress=bar.update,
+            )
+    else:
+        result = run_import(
+            obj.engine,
+            file,
+            org_ref=org_ref,
+            actor_email=actor,
+            user_type=UserType(user_type),
+            sheet_name=sheet,
+            dry_run=dry_run,
+            all_or_nothing=all_or_nothing,
+            settings=settings,
+        )
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
+    else:
+        click.echo(render_summary(result))
+    sys.exit(result.exit_code)
+
+
+def _estimate_rows(file: Path) -> int:
+    """Line count of a text file (rows of a workbook are not known before reading)."""
+    if file.suffix.lower() not in {".csv", ".tsv", ".txt"}:
+        return 0
+    count = 0
+    with file.open("rb") as f:
+        while block := f.read(1024 * 1024):
+            count += block.count(b"\n")
+    return max(count - 1, 1)
+
+
+def render_summary(result: ImportResult) -> str:
+    """The human summary of an import."""
+    summary = result.to_dict()
+    verb = "would be created" if result.dry_run else "created"
+    lines = [
+        f"{'Dry run of ' if result.dry_run else ''}{result.file_name}: {summary['rows']} rows, "
+        f"{summary['created']} {verb}, {summary['skipped']} skipped (already members), "
+        f"{summary['rejected']} rejected.",
+    ]
+    if result.outcome == "refused":
+        lines.append("All-or-nothing: rows were rejected, so nothing was written.")
+    for code, count in result.errors_by_code.items():
+        lines.append(f"  {code}: {count}")
+    for warning in result.warnings:
+        lines.append(f"Warning: {warning}")
+    lines.append(f"Batch {result.batch_id}; report: {result.report_dir}/report.html")
+    return "\n".join(lines)
+
+
+@cli.command()
+@org_option
+@click.option("--status", type=click.Choice([s.value for s in Status]), help="Only members with this status.")
+@click.option("--type", "user_type", type=USER_TYPES, help="Only members of this type.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+@pass_obj
+def members(obj: Obj, org_ref: str, status: str | None, user_type: str | None, fmt: str) -> None:
+    """List an organization's members (PINs and passwords are never shown)."""
+    rows = list_members(
+        obj.engine,
+        org_ref,
+        status=Status(status) if status else None,
+        user_type=UserType(user_type) if user_type else None,
+    )
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+    elif fmt == "csv":
+        click.echo(_csv_text(rows), nl=False)
+    else:
+        click.echo(_table(rows, ("id", "name", "email", "type", "role", "team", "status", "batch_id")))
+
+
+@cli.command()
+@org_option
+@json_option
+@pass_obj
+def batches(obj: Obj, org_ref: str, as_json: bool) -> None:
+    """List an organization's past imports, newest first."""
+    rows = list_batches(obj.engine, org_ref)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        click.echo(
+            _table(
+                rows,
+                (
+                    "id",
+                    "type",
+                    "file_name",
+                    "actor",
+                    "outcome",
+                    "rows",
+                    "created",
+                    "skipped",
+                    "rejected",
+                    "started_at",
+                ),
+            )
+        )
+
+
+def _csv_text(rows: list[dict[str, Any]]) -> str:
+    from importer.report import neutralize
+
+    out = io.StringIO()
+    if rows:
+        writer = csv.writer(out)
+        writer.writerow(list(rows[0]))
+        for row in rows:
+            writer.writerow([neutralize("" if v is None else str(v)) for v in row.values()])
+    return out.getvalue()
+
+
+def _table(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> str:
+    if not rows:
+        return "(none)"
+    cells = [[("" if row[k] is None else str(row[k])) for k in keys] for row in rows]
+    widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
+    lines = ["  ".join(k.ljust(w) for k, w in zip(keys, widths, strict=True))]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="importer")

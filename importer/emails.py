@@ -1,0 +1,46 @@
+"""Email syntax checks with email-validator's rules (no DNS), fast enough for a million rows.
+
+Most addresses are plain ASCII `local@domain`. For those, the local part is checked with a regular
+expression that accepts a strict subset of what email-validator accepts, and the domain is checked
+once by email-validator and cached. Anything else goes through email-validator in full, so the
+verdict is always the one email-validator would give.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+from email_validator import EmailNotValidError, validate_email
+
+# RFC 5322 dot-atom local part in ASCII: what email-validator accepts without question.
+_SIMPLE = re.compile(
+    r"^(?P<local>[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*)"
+    r"@(?P<domain>[A-Za-z0-9.-]+)$"
+)
+_MAX_LOCAL = 64
+_MAX_ADDRESS = 254
+
+
+@lru_cache(maxsize=65_536)
+def _domain_problem(domain: str) -> str | None:
+    return _full_problem(f"a@{domain}")
+
+
+@lru_cache(maxsize=4096)
+def _full_problem(address: str) -> str | None:
+    try:
+        validate_email(address, check_deliverability=False)
+    except EmailNotValidError as exc:
+        return str(exc).rstrip(".")
+    return None
+
+
+def check_email(address: str) -> str | None:
+    """None when the address is valid; otherwise email-validator's reason, in its words."""
+    match = _SIMPLE.match(address)
+    if match is not None and len(match["local"]) <= _MAX_LOCAL and len(address) <= _MAX_ADDRESS:
+        problem = _domain_problem(match["domain"].lower())
+        if problem is None:
+            return None
+    return _full_problem(address)

@@ -1,0 +1,55 @@
+"""The exception tree: a broken world is an exception, bad data is a value (see results.py).
+
+ImporterError                 anything the CLI turns into one clear line and exit 1
+├── FileLevelError            the file as a whole cannot be imported (nothing is written)
+│   ├── UnsupportedFileError  unknown extension or not the format it claims
+│   ├── UnreadableFileError   cannot be decoded or parsed
+│   ├── MissingColumnsError   a required column is absent
+│   └── LimitExceededError    over a size limit (names the option that raises it)
+├── NotFoundError             an organization, team, batch or token that does not exist
+├── PermissionDeniedError     the actor may not do this (not an active Owner or Admin)
+├── ConflictError             the thing already exists
+└── ActivationError           token unknown, used or expired; weak password
+"""
+
+from __future__ import annotations
+
+
+class ImporterError(Exception):
+    """Base of every error the importer raises on purpose; its message is for the user."""
+
+
+class FileLevelError(ImporterError):
+    """The file as a whole cannot be imported; nothing is written."""
+
+
+class UnsupportedFileError(FileLevelError):
+    """The file's extension or content is not a supported format."""
+
+
+class UnreadableFileError(FileLevelError):
+    """The file cannot be decoded or parsed."""
+
+
+class MissingColumnsError(FileLevelError):
+    """One or more required columns are missing from the header row."""
+
+
+class LimitExceededError(FileLevelError):
+    """The file is over one of the configured limits."""
+
+
+class NotFoundError(ImporterError):
+    """An organization, team, batch or token does not exist."""
+
+
+class PermissionDeniedError(ImporterError):
+    """The acting member may not do this."""
+
+
+class ConflictError(ImporterError):
+    """The thing to create already exists."""
+
+
+class ActivationError(ImporterError):
+    """An activation token is unknown, used or expired, or a password is too weak."""

@@ -1,0 +1,123 @@
+"""SQLAlchemy 2.0 bulk load: tuples in, inside the batch's single transaction."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, insert, select, tuple_, update
+
+from importer.models import Batch, Member
+from importer.sheets import UserType
+
+# The member columns an import writes, in the order of the tuples handed to MemberLoader.insert.
+MEMBER_COLUMNS: tuple[str, ...] = (
+    "organization_id",
+    "name",
+    "name_key",
+    "email",
+    "email_key",
+    "user_type",
+    "role",
+    "team_id",
+    "team_ref",
+    "status",
+    "batch_id",
+    "source_row",
+    "pin_hash",
+    "created_at",
+)
+SOURCE_ROW = MEMBER_COLUMNS.index("source_row")
+_LOOKUP_BATCH = 500
+
+MemberKey = str | tuple[str, int]
+
+
+class MemberLoader:
+    """Writes one batch's members and answers which already exist, on one open transaction."""
+
+    def __init__(self, conn: Connection, *, org_id: int, batch_id: str, user_type: UserType) -> None:
+        self.conn = conn
+        self.org_id = org_id
+        self.batch_id = batch_id
+        self.user_type = user_type
+        placeholder = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+        # ON CONFLICT DO NOTHING (no target) works on SQLite and PostgreSQL alike and honours the
+        # partial unique indexes: a member created meanwhile by another import is simply not written.
+        self._insert_sql = (  # noqa: S608 - table and column names are constants, values are bound
+            f"INSERT INTO members ({', '.join(MEMBER_COLUMNS)}) "
+            f"VALUES ({', '.join([placeholder] * len(MEMBER_COLUMNS))}) ON CONFLICT DO NOTHING"
+        )
+
+    def existing(self, keys: Sequence[MemberKey]) -> set[MemberKey]:
+        """Which of these keys (email key, or (name key, team ref)) already exist in the org."""
+        found: set[MemberKey] = set()
+        for start in range(0, len(keys), _LOOKUP_BATCH):
+            part = keys[start : start + _LOOKUP_BATCH]
+            if self.user_type is UserType.PORTAL:
+                emails = select(Member.email_key).where(
+                    Member.organization_id == self.org_id, Member.email_key.in_(part)
+                )
+                found.update(k for (k,) in self.conn.execute(emails) if k is not None)
+            else:
+                names = select(Member.name_key, Member.team_ref).where(
+                    Member.organization_id == self.org_id,
+                    Member.email_key.is_(None),
+                    tuple_(Member.name_key, Member.team_ref).in_(part),
+                )
+                found.update((name, team) for name, team in self.conn.execute(names))
+        return found
+
+    def insert(self, rows: Sequence[tuple[Any, ...]]) -> set[int]:
+        """Insert member tuples; return the source rows NOT written because they exist already."""
+        if not rows:
+            return set()
+        result = self.conn.exec_driver_sql(self._insert_sql, list(rows))
+        if result.rowcount == len(rows):
+            return set()
+        # Someone else created some of these since we looked: find out which rows made it.
+        wanted = [row[SOURCE_ROW] for row in rows]
+        written = self._written_rows(wanted)
+        return set(wanted) - written
+
+    def _written_rows(self, source_rows: Iterable[int]) -> set[int]:
+        rows = list(source_rows)
+        written: set[int] = set()
+        for start in range(0, len(rows), _LOOKUP_BATCH):
+            query = select(Member.source_row).where(
+                Member.batch_id == self.batch_id,
+                Member.source_row.in_(rows[start : start + _LOOKUP_BATCH]),
+            )
+            written.update(r for (r,) in self.conn.execute(query) if r is not None)
+        return written
+
+    def remove(self, source_rows: Iterable[int]) -> int:
+        """Take back members of this batch created from these rows; return how many."""
+        rows = list(source_rows)
+        removed = 0
+        for start in range(0, len(rows), _LOOKUP_BATCH):
+            result = self.conn.execute(
+                delete(Member).where(
+                    and_(
+                        Member.batch_id == self.batch_id,
+                        Member.source_row.in_(rows[start : start + _LOOKUP_BATCH]),
+                    )
+                )
+            )
+            removed += result.rowcount
+        return removed
+
+
+def start_batch(conn: Connection, values: dict[str, Any]) -> None:
+    """Record a batch as running (inside the batch's transaction)."""
+    conn.execute(insert(Batch).values(outcome="running", **values))
+
+
+def finish_batch(conn: Connection, batch_id: str, values: dict[str, Any]) -> None:
+    """Record a batch's counts and outcome."""
+    conn.execute(update(Batch).where(Batch.id == batch_id).values(**values))
+
+
+def record_batch(conn: Connection, values: dict[str, Any]) -> None:
+    """Record a batch that wrote no members (dry run, refused) in its own transaction."""
+    conn.execute(insert(Batch).values(**values))

@@ -1,0 +1,199 @@
+"""Organizations, teams, actors and listings: the small operations around an import."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from importer.emails import check_email
+from importer.errors import ConflictError, ImporterError, NotFoundError, PermissionDeniedError
+from importer.models import Batch, Member, Organization, Role, Status, Team, text_key
+from importer.sheets import UserType
+
+
+def create_organization(engine: Engine, name: str, *, owner_email: str, owner_name: str) -> int:
+    """Create an organization and its active Owner; return the organization's id."""
+    name = name.strip()
+    if not name:
+        raise ImporterError("the organization needs a name.")
+    if name.isdigit():
+        raise ImporterError("an organization's name cannot be only digits (it would read as an id).")
+    problem = check_email(owner_email.strip())
+    if problem:
+        raise ImporterError(f"--owner-email {owner_email!r} is not a valid address: {problem}.")
+    with Session(engine) as session, session.begin():
+        if session.scalar(select(Organization.id).where(Organization.name == name)) is not None:
+            raise ConflictError(f"an organization named {name!r} already exists.")
+        org = Organization(name=name)
+        session.add(org)
+        session.flush()
+        email = owner_email.strip()
+        session.add(
+            Member(
+                organization_id=org.id,
+                name=owner_name.strip() or email,
+                name_key=text_key(owner_name.strip() or email),
+                email=email,
+                email_key=text_key(email),
+                user_type=UserType.PORTAL.value,
+                role=Role.OWNER,
+                status=Status.ACTIVE,
+                activated_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+            )
+        )
+        return org.id
+
+
+def find_organization(session: Session, ref: str) -> Organization:
+    """An organization by name (exact, then case-insensitive) or by numeric id."""
+    ref = ref.strip()
+    org: Organization | None = None
+    if ref.isdigit():
+        org = session.get(Organization, int(ref))
+    if org is None:
+        org = session.scalar(select(Organization).where(Organization.name == ref))
+    if org is None:
+        matches = [o for o in session.scalars(select(Organization)) if text_key(o.name) == text_key(ref)]
+        org = matches[0] if len(matches) == 1 else None
+    if org is None:
+        raise NotFoundError(f"no organization {ref!r}; create it with `importer org create`.")
+    return org
+
+
+def create_teams(engine: Engine, org_ref: str, names: Sequence[str]) -> list[str]:
+    """Create teams in an organization; return the names created (existing ones are left)."""
+    created: list[str] = []
+    with Session(engine) as session, session.begin():
+        org = find_organization(session, org_ref)
+        existing = {t.name_key for t in session.scalars(select(Team).where(Team.organization_id == org.id))}
+        for raw in names:
+            name = raw.strip()
+            if not name:
+                raise ImporterError("a team needs a name.")
+            if text_key(name) in existing:
+                continue
+            session.add(Team(organization_id=org.id, name=name, name_key=text_key(name)))
+            existing.add(text_key(name))
+            created.append(name)
+    return created
+
+
+def list_teams(session: Session, org_id: int) -> list[Team]:
+    """The organization's teams, by name."""
+    return list(session.scalars(select(Team).where(Team.organization_id == org_id).order_by(Team.name)))
+
+
+# Who may invite whom: an Owner invites Admins and Members; an Admin only Members.
+INVITABLE_ROLES: dict[Role, frozenset[Role]] = {
+    Role.OWNER: frozenset({Role.ADMIN, Role.MEMBER}),
+    Role.ADMIN: frozenset({Role.MEMBER}),
+    Role.MEMBER: frozenset(),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """The member on whose authority an import runs."""
+
+    member_id: int
+    email: str
+    role: Role
+
+    @property
+    def may_invite(self) -> frozenset[Role]:
+        """The roles this actor may give."""
+        return INVITABLE_ROLES[self.role]
+
+
+def find_actor(session: Session, org: Organization, email: str) -> Actor:
+    """The acting member; refused unless an active Owner or Admin of the organization."""
+    member = session.scalar(
+        select(Member).where(Member.organization_id == org.id, Member.email_key == text_key(email.strip()))
+    )
+    if member is None or member.email is None:
+        raise PermissionDeniedError(
+            f"{email} is not a member of {org.name}; only its Owner or Admins may import."
+        )
+    if member.role is Role.MEMBER:
+        raise PermissionDeniedError(
+            f"{email} is a Member of {org.name}; only its Owner or Admins may import."
+        )
+    if member.status is not Status.ACTIVE:
+        raise PermissionDeniedError(
+            f"{email} has not activated their account yet; only an active Owner or Admin may import."
+        )
+    return Actor(member_id=member.id, email=member.email, role=member.role)
+
+
+def list_members(
+    engine: Engine,
+    org_ref: str,
+    *,
+    status: Status | None = None,
+    user_type: UserType | None = None,
+) -> list[dict[str, Any]]:
+    """Members of an organization as plain objects (PIN and password hashes never included)."""
+    with Session(engine) as session:
+        org = find_organization(session, org_ref)
+        query = (
+            select(Member, Team.name)
+            .outerjoin(Team, Member.team_id == Team.id)
+            .where(Member.organization_id == org.id)
+            .order_by(Member.id)
+        )
+        if status is not None:
+            query = query.where(Member.status == status)
+        if user_type is not None:
+            query = query.where(Member.user_type == user_type.value)
+        return [
+            {
+                "id": member.id,
+                "name": member.name,
+                "email": member.email,
+                "type": member.user_type,
+                "role": member.role.value,
+                "team": team_name,
+                "status": member.status.value,
+                "batch_id": member.batch_id,
+                "invited_at": member.invited_at.isoformat() if member.invited_at else None,
+                "invite_error": member.invite_error,
+            }
+            for member, team_name in session.execute(query)
+        ]
+
+
+def list_batches(engine: Engine, org_ref: str) -> list[dict[str, Any]]:
+    """Past imports of an organization, newest first."""
+    with Session(engine) as session:
+        org = find_organization(session, org_ref)
+        batches = session.scalars(
+            select(Batch).where(Batch.organization_id == org.id).order_by(Batch.started_at.desc())
+        )
+        return [batch_dict(b) for b in batches]
+
+
+def batch_dict(batch: Batch) -> dict[str, Any]:
+    """A batch as a plain object."""
+    return {
+        "id": batch.id,
+        "type": batch.user_type,
+        "file_name": batch.file_name,
+        "sha256": batch.sha256,
+        "actor": batch.actor_email,
+        "dry_run": batch.dry_run,
+        "all_or_nothing": batch.all_or_nothing,
+        "rows": batch.rows,
+        "created": batch.created,
+        "skipped": batch.skipped,
+        "rejected": batch.rejected,
+        "outcome": batch.outcome,
+        "started_at": batch.started_at.isoformat(),
+        "finished_at": batch.finished_at.isoformat() if batch.finished_at else None,
+        "seconds": round(batch.seconds, 3),
+        "report_dir": batch.report_dir,
+    }

@@ -1,0 +1,349 @@
+"""run_import(...) -> ImportResult: read -> validate -> load -> report, one transaction per batch."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Connection, Engine
+from sqlalchemy.orm import Session
+
+from importer.load import MemberKey, MemberLoader, finish_batch, record_batch, start_batch
+from importer.models import Role, Status, utcnow
+from importer.orgs import Actor, find_actor, find_organization, list_teams
+from importer.read import Chunk, OpenedSheet, open_sheet
+from importer.report import write_report
+from importer.results import ErrorCode, ImportResult, Outcome, RejectedRow, RowError, SkippedRow
+from importer.settings import Settings
+from importer.sheets import SheetSpec, UserType, load_sheet
+from importer.validate import DuplicateTracker, RuleContext, Team, Validator, duplicate_keys
+
+ProgressCallback = Callable[[int], None]
+PIN_DIGITS = 6
+
+
+def run_import(
+    engine: Engine,
+    path: Path,
+    *,
+    org_ref: str,
+    actor_email: str,
+    user_type: UserType,
+    sheet_name: str | None = None,
+    dry_run: bool = False,
+    all_or_nothing: bool = False,
+    settings: Settings | None = None,
+    progress: ProgressCallback | None = None,
+) -> ImportResult:
+    """Import one sheet: valid rows become pending members, every other row is explained.
+
+    A dry run is the real run, rolled back. File-level problems and refusals raise ImporterError
+    before anything is written.
+    """
+    settings = settings or Settings()
+    spec = load_sheet(user_type)
+    opened = open_sheet(path, spec, sheet_name=sheet_name, settings=settings)
+    started = time.perf_counter()
+    result = ImportResult(
+        batch_id=new_batch_id(),
+        user_type=user_type.value,
+        file_name=path.name,
+        sha256=file_sha256(path),
+        dry_run=dry_run,
+        all_or_nothing=all_or_nothing,
+        headers=opened.headers,
+        started_at=utcnow().isoformat(timespec="seconds"),
+    )
+    with engine.connect() as conn:
+        transaction = conn.begin()
+        try:
+            org_id, actor, context = _resolve(conn, org_ref=org_ref, actor_email=actor_email)
+            start_batch(conn, _batch_values(result, org_id=org_id, actor=actor))
+            run = _Run(conn, spec=spec, opened=opened, result=result, org_id=org_id, context=context)
+            for chunk in opened.iter_chunks(chunk_rows=settings.chunk_rows):
+                run.process(chunk)
+                if progress is not None:
+                    progress(len(chunk.raw))
+            run.finish(path=path, sheet_name=sheet_name, settings=settings)
+            result.warnings = list(opened.warnings)
+            refused = all_or_nothing and result.rejected > 0
+            if refused:
+                result.outcome, result.created = Outcome.REFUSED, 0
+            elif dry_run:
+                result.outcome = Outcome.DRY_RUN
+            result.finished_at = utcnow().isoformat(timespec="seconds")
+            result.seconds = time.perf_counter() - started
+            result.report_dir = settings.report_dir / result.batch_id
+            write_report(result, spec=spec)
+            if dry_run or refused:
+                transaction.rollback()
+                with conn.begin():
+                    record_batch(conn, _batch_values(result, org_id=org_id, actor=actor) | _counts(result))
+            else:
+                finish_batch(conn, result.batch_id, _counts(result))
+                transaction.commit()
+        except BaseException:
+            if transaction.is_active:
+                transaction.rollback()
+            raise
+    return result
+
+
+class _Run:
+    """The state of one import while its chunks stream through."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        *,
+        spec: SheetSpec,
+        opened: OpenedSheet,
+        result: ImportResult,
+        org_id: int,
+        context: RuleContext,
+    ) -> None:
+        self.spec = spec
+        self.opened = opened
+        self.result = result
+        self.context = context
+        self.user_type = spec.user_type
+        headers = {key: opened.header_of(key) for key in opened.columns}
+        self.validator = Validator(spec, context, headers=headers)
+        self.duplicates = DuplicateTracker()
+        self.loader = MemberLoader(conn, org_id=org_id, batch_id=result.batch_id, user_type=spec.user_type)
+        self.org_id = org_id
+        self.skipped: dict[int, SkippedRow] = {}
+        self.rejected: dict[int, RejectedRow] = {}
+        self.errors: list[RowError] = []
+        self.created_rows: set[int] = set()
+        self.pins: dict[int, tuple[str, str]] = {}
+
+    def process(self, chunk: Chunk) -> None:
+        """Validate one chunk, reject its bad rows, skip existing members, insert the rest."""
+        frame = self._with_defaults(chunk.frame)
+        self.result.rows += len(frame)
+        errors = self.validator.check_chunk(frame)
+        bad_rows = {e.row_number for e in errors}
+        duplicate_rows = self.duplicates.observe(*self._keys(frame, errors))
+        rejected = bad_rows | duplicate_rows
+        self.errors.extend(errors)
+        for position, row in enumerate(frame.index.tolist()):
+            if row in rejected:
+                self.rejected[row] = RejectedRow(row, chunk.raw[position])
+        candidates = frame[~frame.index.isin(list(rejected))]
+        if candidates.empty:
+            return
+        keys = self._member_keys(candidates)
+        existing = self.loader.existing(list(set(keys.tolist())))
+        exists_mask = keys.isin(existing) if existing else pd.Series(False, index=keys.index)
+        for row in candidates.index[exists_mask.to_numpy()].tolist():
+            self._skip(row, keys[row])
+        fresh = candidates[~exists_mask.to_numpy()]
+        not_written = self.loader.insert(self._member_tuples(fresh))
+        for row in not_written:
+            self._skip(row, keys[row])
+        self.created_rows.update(r for r in fresh.index.tolist() if r not in not_written)
+
+    def finish(self, *, path: Path, sheet_name: str | None, settings: Settings) -> None:
+        """Settle duplicates whose first copy was in an earlier chunk; fill in the result."""
+        late = self.duplicates.late
+        if late:
+            self.loader.remove(late & self.created_rows)
+            self.created_rows -= late
+            for row in late:
+                self.skipped.pop(row, None)
+            self._recover_rows(late, path=path, sheet_name=sheet_name, settings=settings)
+        key, code = (
+            ("email", ErrorCode.EMAIL_DUPLICATE_IN_FILE)
+            if self.user_type is UserType.PORTAL
+            else ("name", ErrorCode.MEMBER_DUPLICATE_IN_FILE)
+        )
+        self.errors.extend(self.duplicates.errors(self.validator, key=key, code=code))
+        result = self.result
+        result.errors = sorted(self.errors, key=lambda e: (e.row_number, self._column_order(e.column)))
+        result.rejected_rows = [self.rejected[r] for r in sorted(self.rejected)]
+        result.skipped = [self.skipped[r] for r in sorted(self.skipped)]
+        result.created = len(self.created_rows)
+        result.generated_pins = [
+            (row, name, pin) for row, (name, pin) in sorted(self.pins.items()) if row in self.created_rows
+        ]
+
+    def _column_order(self, header: str) -> int:
+        try:
+            return self.opened.headers.index(header)
+        except ValueError:
+            return len(self.opened.headers)
+
+    def _recover_rows(
+        self, rows: set[int], *, path: Path, sheet_name: str | None, settings: Settings
+    ) -> None:
+        """Read the file again for the few rows taken back after their chunk was gone."""
+        again = open_sheet(path, self.spec, sheet_name=sheet_name, settings=settings)
+        shown_key = "email" if self.user_type is UserType.PORTAL else "name"
+        for chunk in again.iter_chunks(chunk_rows=settings.chunk_rows):
+            for position, row in enumerate(chunk.frame.index.tolist()):
+                if row in rows:
+                    self.rejected.setdefault(row, RejectedRow(row, chunk.raw[position]))
+                    self.duplicates.values[row] = str(chunk.frame.at[row, shown_key])
+
+    def _with_defaults(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Optional columns absent from the file read as blank."""
+        for column in self.spec.columns:
+            if column.key not in frame:
+                frame[column.key] = ""
+        return frame
+
+    def _keys(self, frame: pd.DataFrame, errors: list[RowError]) -> tuple[pd.Series, pd.Series]:
+        """Duplicate keys of the rows whose key cell is itself valid (the cell's shown value too)."""
+        key = "email" if self.user_type is UserType.PORTAL else "name"
+        header = self.validator.headers.get(key)
+        bad = [e.row_number for e in errors if e.column == header]
+        shown = frame[key]
+        valid = shown.ne("") & ~frame.index.isin(bad)
+        return duplicate_keys(frame, user_type=self.user_type, valid=valid), shown
+
+    def _member_keys(self, frame: pd.DataFrame) -> pd.Series:
+        if self.user_type is UserType.PORTAL:
+            return frame["email"].str.lower()
+        team_ref = frame["team"].map(lambda cell: self._team_ref(cell))
+        return pd.Series(list(zip(frame["name"].str.lower(), team_ref, strict=True)), index=frame.index)
+
+    def _team_ref(self, cell: str) -> int:
+        team = self.context.team_for(cell)
+        return team.id if team else 0
+
+    def _skip(self, row: int, key: MemberKey) -> None:
+        self.skipped[row] = SkippedRow(
+            row,
+            ErrorCode.MEMBER_EXISTS,
+            ErrorCode.MEMBER_EXISTS.template,
+            key if isinstance(key, str) else key[0],
+        )
+
+    def _member_tuples(self, frame: pd.DataFrame) -> list[tuple[Any, ...]]:
+        """The hot path: one tuple per member, columns in load.MEMBER_COLUMNS order."""
+        n = len(frame)
+        now = utcnow()
+        names = frame["name"].tolist()
+        name_keys = frame["name"].str.lower().tolist()
+        team_ids = [self.context.team_for(c) for c in frame["team"].tolist()]
+        refs = [t.id if t else 0 for t in team_ids]
+        ids = [t.id if t else None for t in team_ids]
+        rows = frame.index.tolist()
+        if self.user_type is UserType.PORTAL:
+            emails: list[str | None] = frame["email"].tolist()
+            email_keys: list[str | None] = list(frame["email"].str.lower())
+            roles = [
+                Role.ADMIN.value if r.lower() == "admin" else Role.MEMBER.value
+                for r in frame["role"].tolist()
+            ]
+            pins: list[str | None] = [None] * n
+        else:
+            emails = [None] * n
+            email_keys = [None] * n
+            roles = [Role.MEMBER.value] * n
+            pins = [
+                self._pin_hash(row, name, pin)
+                for row, name, pin in zip(rows, names, frame["pin"].tolist(), strict=True)
+            ]
+        org, user_type, status, batch = (
+            self.org_id,
+            self.user_type.value,
+            Status.PENDING.value,
+            self.result.batch_id,
+        )
+        return [
+            (
+                org,
+                names[i],
+                name_keys[i],
+                emails[i],
+                email_keys[i],
+                user_type,
+                roles[i],
+                ids[i],
+                refs[i],
+                status,
+                batch,
+                rows[i],
+                pins[i],
+                now,
+            )
+            for i in range(n)
+        ]
+
+    def _pin_hash(self, row: int, name: str, pin: str) -> str:
+        if not pin:
+            pin = f"{secrets.randbelow(10**PIN_DIGITS):0{PIN_DIGITS}d}"
+            self.pins[row] = (name, pin)
+        return hash_pin(pin)
+
+
+def hash_pin(pin: str) -> str:
+    """A salted hash of a PIN.
+
+    Salted SHA-256, not a slow hash: a million PINs must load in seconds, and a 4–8 digit PIN
+    cannot be protected by hashing alone anyway; the hash only keeps PINs out of plain sight.
+    """
+    salt = secrets.token_hex(8)
+    return f"sha256${salt}${hashlib.sha256((salt + pin).encode()).hexdigest()}"
+
+
+def verify_pin(stored: str, pin: str) -> bool:
+    """Whether a PIN matches its stored hash."""
+    _, salt, digest = stored.split("$")
+    return secrets.compare_digest(hashlib.sha256((salt + pin).encode()).hexdigest(), digest)
+
+
+def new_batch_id() -> str:
+    """A sortable, unguessable batch id, also the report folder's name."""
+    return f"{utcnow():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
+
+
+def file_sha256(path: Path) -> str:
+    """The uploaded file's SHA-256, streamed."""
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        while block := f.read(1024 * 1024):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _resolve(conn: Connection, *, org_ref: str, actor_email: str) -> tuple[int, Actor, RuleContext]:
+    with Session(bind=conn) as session:
+        org = find_organization(session, org_ref)
+        actor = find_actor(session, org, actor_email)
+        teams = {t.name_key: Team(id=t.id, name=t.name) for t in list_teams(session, org.id)}
+        return org.id, actor, RuleContext(actor=actor, teams=teams)
+
+
+def _batch_values(result: ImportResult, *, org_id: int, actor: Actor) -> dict[str, Any]:
+    return {
+        "id": result.batch_id,
+        "organization_id": org_id,
+        "user_type": result.user_type,
+        "file_name": result.file_name,
+        "sha256": result.sha256,
+        "actor_email": actor.email,
+        "dry_run": result.dry_run,
+        "all_or_nothing": result.all_or_nothing,
+        "started_at": utcnow(),
+    }
+
+
+def _counts(result: ImportResult) -> dict[str, Any]:
+    return {
+        "rows": result.rows,
+        "created": result.created,
+        "skipped": len(result.skipped),
+        "rejected": result.rejected,
+        "outcome": result.outcome.value,
+        "finished_at": utcnow(),
+        "seconds": result.seconds,
+        "report_dir": str(result.report_dir) if result.report_dir else None,
+    }

@@ -1,0 +1,142 @@
+"""ImportResult -> report.html, rejected.csv, errors.csv, summary.json (and pins.csv)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from importer.read import FORMULA_TRIGGERS
+from importer.results import ErrorCode, ImportResult, RowError
+from importer.sheets import ERRORS_HEADER, ColumnKind, SheetSpec, header_lookup, normalize_header
+
+# report.html lists at most this many rejected rows; the CSVs always have all of them.
+HTML_ROW_LIMIT = 2_000
+PIN_REMOVED = (
+    "PIN left out of this report for security: enter it again, or leave it blank to have one generated."
+)
+
+_environment = Environment(
+    loader=PackageLoader("importer", "templates"),
+    autoescape=select_autoescape(["html", "j2"]),
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def neutralize(value: str) -> str:
+    """A cell that a spreadsheet would run as a formula, made inert with a leading apostrophe."""
+    return "'" + value if value.startswith(FORMULA_TRIGGERS) else value
+
+
+def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]], *, mode: int = 0o644) -> None:
+    """Write a UTF-8 (with BOM, for Excel) CSV whose every cell is formula-neutralized."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "w", encoding="utf-8-sig", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([neutralize(str(h)) for h in header])
+        for row in rows:
+            writer.writerow([neutralize("" if v is None else str(v)) for v in row])
+
+
+def write_report(result: ImportResult, *, spec: SheetSpec) -> Path:
+    """Write the batch's report folder; return its path."""
+    if result.report_dir is None:
+        raise ValueError("the result has no report_dir")
+    folder = result.report_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    pin_columns = _pin_positions(result.headers, spec)
+    errors_by_row: dict[int, list[RowError]] = defaultdict(list)
+    for error in result.errors:
+        errors_by_row[error.row_number].append(error)
+
+    write_csv(
+        folder / "errors.csv",
+        ("row", "column", "value", "code", "message"),
+        ((e.row_number, e.column, e.value, e.code.value, e.message) for e in result.errors),
+    )
+    write_csv(
+        folder / "rejected.csv",
+        (*result.headers, ERRORS_HEADER),
+        (
+            (
+                *_masked(r.values, pin_columns, blank=True),
+                _errors_cell(errors_by_row[r.row_number], pin_columns, r.values),
+            )
+            for r in result.rejected_rows
+        ),
+    )
+    if result.generated_pins:
+        write_csv(
+            folder / "pins.csv",
+            ("row", "name", "pin"),
+            result.generated_pins,
+            mode=0o600,
+        )
+    (folder / "summary.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+    (folder / "report.html").write_text(_render_html(result, errors_by_row, pin_columns), encoding="utf-8")
+    return folder
+
+
+def _pin_positions(headers: Sequence[str], spec: SheetSpec) -> set[int]:
+    lookup = header_lookup(spec)
+    pin_keys = {c.key for c in spec.columns if c.kind is ColumnKind.PIN}
+    return {i for i, h in enumerate(headers) if lookup.get(normalize_header(h)) in pin_keys}
+
+
+def _masked(values: Sequence[str], pin_columns: set[int], *, blank: bool) -> list[str]:
+    """PINs never leave the database: blank (CSV, re-uploadable) or dots (HTML)."""
+    return [("" if blank else "•" * len(v)) if i in pin_columns and v else v for i, v in enumerate(values)]
+
+
+def _errors_cell(errors: list[RowError], pin_columns: set[int], values: Sequence[str]) -> str:
+    messages = [f"{e.column}: {e.message}" for e in errors]
+    if any(values[i] for i in pin_columns if i < len(values)):
+        messages.append(PIN_REMOVED)
+    return " | ".join(messages)
+
+
+def _render_html(
+    result: ImportResult, errors_by_row: dict[int, list[RowError]], pin_columns: set[int]
+) -> str:
+    rows = []
+    for rejected in result.rejected_rows[:HTML_ROW_LIMIT]:
+        row_errors = errors_by_row[rejected.row_number]
+        bad: dict[str, list[str]] = defaultdict(list)
+        for error in row_errors:
+            bad[error.column].append(error.message)
+        cells = [
+            {"value": value, "messages": bad.get(header, [])}
+            for header, value in zip(
+                result.headers, _masked(rejected.values, pin_columns, blank=False), strict=True
+            )
+        ]
+        rows.append(
+            {
+                "number": rejected.row_number,
+                "cells": cells,
+                "codes": sorted({e.code.value for e in row_errors}),
+                "errors": row_errors,
+            }
+        )
+    by_code = result.errors_by_code
+    by_column = result.errors_by_column
+    template = _environment.get_template("report/report.html.j2")
+    return template.render(
+        result=result,
+        summary=result.to_dict(),
+        rows=rows,
+        hidden_rows=max(0, result.rejected - HTML_ROW_LIMIT),
+        by_code=by_code,
+        by_column=by_column,
+        code_descriptions={code.value: code.description for code in ErrorCode},
+        max_code=max(by_code.values(), default=1),
+        max_column=max(by_column.values(), default=1),
+        skipped=result.skipped[:HTML_ROW_LIMIT],
+    )

@@ -1,0 +1,195 @@
+"""Plain values that flow out of the pipeline: error codes, row errors, the import result."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+
+class ErrorCode(enum.StrEnum):
+    """Stable, documented codes of per-row errors (and the one skip reason)."""
+
+    NAME_MISSING = "name.missing"
+    NAME_TOO_LONG = "name.too_long"
+    NAME_INVALID = "name.invalid"
+    EMAIL_MISSING = "email.missing"
+    EMAIL_INVALID = "email.invalid"
+    EMAIL_DUPLICATE_IN_FILE = "email.duplicate_in_file"
+    ROLE_MISSING = "role.missing"
+    ROLE_INVALID = "role.invalid"
+    ROLE_NOT_ALLOWED = "role.not_allowed"
+    TEAM_UNKNOWN = "team.unknown"
+    PIN_INVALID = "pin.invalid"
+    MEMBER_DUPLICATE_IN_FILE = "member.duplicate_in_file"
+    MEMBER_EXISTS = "member.exists"
+
+    @property
+    def template(self) -> str:
+        """The one sentence this code owns: what is wrong and how to fix it."""
+        return MESSAGES[self]
+
+    @property
+    def description(self) -> str:
+        """What the code means, in general terms (for the README and the report)."""
+        return DESCRIPTIONS[self]
+
+    def message(self, **params: str) -> str:
+        """Render this code's sentence with the row's details."""
+        return self.template.format(**params)
+
+
+# Each code owns one message. Placeholders: {value}, {max}, {min}, {rows}, {hint}, {allowed}.
+MESSAGES: dict[ErrorCode, str] = {
+    ErrorCode.NAME_MISSING: "Name is empty. Enter the member's name.",
+    ErrorCode.NAME_TOO_LONG: (
+        "Name is {length} characters long; the limit is {max}. Shorten it to at most {max}."
+    ),
+    ErrorCode.NAME_INVALID: (
+        "Name contains a line break or an invisible control character ({hint}). "
+        "Retype the name on a single line."
+    ),
+    ErrorCode.EMAIL_MISSING: "Email is empty. Enter the address the member will log in with.",
+    ErrorCode.EMAIL_INVALID: '"{value}" is not a valid email address: {hint}. Correct the address.',
+    ErrorCode.EMAIL_DUPLICATE_IN_FILE: (
+        'The email "{value}" is also on row {rows}. Keep it on one row only and remove or correct the others.'
+    ),
+    ErrorCode.ROLE_MISSING: "Role is empty. Enter {allowed}.",
+    ErrorCode.ROLE_INVALID: '"{value}" is not a role that can be invited. Enter {allowed}.{hint}',
+    ErrorCode.ROLE_NOT_ALLOWED: "{hint}",
+    ErrorCode.TEAM_UNKNOWN: (
+        'There is no team "{value}" in this organization.{hint} Use an existing team\'s name, '
+        "leave the cell blank, or ask an admin to create the team first."
+    ),
+    ErrorCode.PIN_INVALID: (
+        'PIN "{value}" is not 4–8 digits.{hint} Enter 4 to 8 digits, or leave it blank to have one generated.'
+    ),
+    ErrorCode.MEMBER_DUPLICATE_IN_FILE: (
+        '"{value}" is also on row {rows}. Keep this member on one row only and remove or correct the others.'
+    ),
+    ErrorCode.MEMBER_EXISTS: "Already a member of this organization; nothing to do.",
+}
+
+
+DESCRIPTIONS: dict[ErrorCode, str] = {
+    ErrorCode.NAME_MISSING: "The name cell is empty.",
+    ErrorCode.NAME_TOO_LONG: "The name is longer than 100 characters.",
+    ErrorCode.NAME_INVALID: "The name has a line break, control or bidi-override character.",
+    ErrorCode.EMAIL_MISSING: "The email cell is empty.",
+    ErrorCode.EMAIL_INVALID: "The address is not valid (syntax only; no DNS lookup).",
+    ErrorCode.EMAIL_DUPLICATE_IN_FILE: "Several rows of the file have this address; all are rejected.",
+    ErrorCode.ROLE_MISSING: "The role cell is empty.",
+    ErrorCode.ROLE_INVALID: "The role is neither Admin nor Member.",
+    ErrorCode.ROLE_NOT_ALLOWED: (
+        "The importer may not give this role (Admins invite only Members; nobody invites an Owner)."
+    ),
+    ErrorCode.TEAM_UNKNOWN: "The organization has no team of that name.",
+    ErrorCode.PIN_INVALID: "The PIN is not 4–8 digits.",
+    ErrorCode.MEMBER_DUPLICATE_IN_FILE: "Several rows of the file have this name and team; all are rejected.",
+    ErrorCode.MEMBER_EXISTS: "Skip reason: the member already exists in the organization.",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    """One problem with one cell (or one row) of the uploaded sheet."""
+
+    row_number: int
+    column: str
+    code: ErrorCode
+    message: str
+    value: str
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedRow:
+    """A row that was not imported because its member already exists."""
+
+    row_number: int
+    code: ErrorCode
+    message: str
+    key: str
+
+
+@dataclass(frozen=True, slots=True)
+class RejectedRow:
+    """A rejected row's original values, in the file's column order."""
+
+    row_number: int
+    values: tuple[str, ...]
+
+
+class Outcome(enum.StrEnum):
+    """How an import run ended."""
+
+    COMPLETED = "completed"
+    DRY_RUN = "dry_run"
+    REFUSED = "refused"
+
+
+@dataclass(slots=True)
+class ImportResult:
+    """Everything an import run found and did; the report and exit code derive from it."""
+
+    batch_id: str
+    user_type: str
+    file_name: str
+    sha256: str
+    dry_run: bool
+    all_or_nothing: bool
+    headers: tuple[str, ...]
+    rows: int = 0
+    created: int = 0
+    skipped: list[SkippedRow] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+    rejected_rows: list[RejectedRow] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    generated_pins: list[tuple[int, str, str]] = field(default_factory=list)
+    outcome: Outcome = Outcome.COMPLETED
+    report_dir: Path | None = None
+    started_at: str = ""
+    finished_at: str = ""
+    seconds: float = 0.0
+
+    @property
+    def rejected(self) -> int:
+        """Number of rejected rows (a row with several errors counts once)."""
+        return len(self.rejected_rows)
+
+    @property
+    def errors_by_code(self) -> dict[str, int]:
+        """How many errors of each code, most frequent first."""
+        counts: dict[str, int] = {}
+        for error in self.errors:
+            counts[error.code] = counts.get(error.code, 0) + 1
+        return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+    @property
+    def errors_by_column(self) -> dict[str, int]:
+        """How many errors in each column, most frequent first."""
+        counts: dict[str, int] = {}
+        for error in self.errors:
+            counts[error.column] = counts.get(error.column, 0) + 1
+        return dict(sorted(counts.items(), key=lambda item: (-item[1], item[0])))
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every row was created or skipped, 3 when some were rejected, 1 when refused."""
+        if self.outcome is Outcome.REFUSED:
+            return 1
+        return 3 if self.rejected_rows else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The summary object printed by `--json` and written to summary.json."""
+        return {
+            "batch_id": self.batch_id,
+            "type": self.user_type,
+            "dry_run": self.dry_run,
+            "rows": self.rows,
+            "created": self.created,
+            "skipped": len(self.skipped),
+            "rejected": self.rejected,
+            "errors_by_code": self.errors_by_code,
+            "report_dir": str(self.report_dir) if self.report_dir else None,
+        }

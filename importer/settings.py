@@ -1,0 +1,28 @@
+"""One object holds the defaults; the CLI fills it from options and the environment."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_DATABASE_URL = "sqlite:///importer.db"
+DEFAULT_CHUNK_ROWS = 50_000
+DEFAULT_REPORT_DIR = Path("reports")
+# How long a writer waits for another import to release a SQLite database.
+DEFAULT_SQLITE_BUSY_SECONDS = 300.0
+# Excel's own limit on the characters in one cell.
+MAX_CELL_CHARS = 32_767
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Tunable defaults of an import run."""
+
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+    report_dir: Path = DEFAULT_REPORT_DIR
+    max_file_bytes: int = 512 * 1024 * 1024
+    max_unpacked_bytes: int = 1024 * 1024 * 1024
+    max_compression_ratio: int = 200
+    max_rows: int = 2_000_000
+    max_columns: int = 200
+    max_cell_chars: int = MAX_CELL_CHARS

@@ -1,0 +1,269 @@
+"""DataFrame chunk -> RowErrors: pandera for the cell rules, plus the rules that need the database."""
+
+from __future__ import annotations
+
+import difflib
+import re
+import unicodedata
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import pandas as pd
+import pandera.pandas as pa
+
+from importer.emails import check_email
+from importer.models import Role, text_key
+from importer.orgs import Actor
+from importer.results import ErrorCode, RowError
+from importer.sheets import ColumnKind, ColumnSpec, SheetSpec, UserType
+
+# Line breaks, C0/C1 controls, and the bidi overrides that make a name read differently than it is.
+_INVALID_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\u200e\u200f]")
+# Zero-width characters hide inside addresses that look right; email-validator alone allows some.
+_ZERO_WIDTH = re.compile(r"[\u200b-\u200d\u2060\ufeff\u00ad]")
+_PIN = re.compile(r"\d{4,8}")
+_PIN_MIN, _PIN_MAX = 4, 8
+
+Series = pd.Series
+SeriesCheck = Callable[[Series], Series]
+
+
+@dataclass(frozen=True, slots=True)
+class Team:
+    """A team a row may name."""
+
+    id: int
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
+class RuleContext:
+    """What the rules that need the database know: who imports, and the organization's teams."""
+
+    actor: Actor
+    teams: dict[str, Team] = field(default_factory=dict)
+
+    def team_for(self, cell: str) -> Team | None:
+        """The team a cell names, case-insensitively; None for blank or unknown."""
+        return self.teams.get(text_key(cell)) if cell else None
+
+
+def _allowed_roles(column: ColumnSpec) -> dict[str, Role]:
+    return {text_key(value): Role(value) for value in column.allowed}
+
+
+def _checks_for(column: ColumnSpec, context: RuleContext) -> list[tuple[ErrorCode, SeriesCheck]]:
+    """Each check returns True where the cell is fine; blank cells only fail `*.missing`."""
+    checks: list[tuple[ErrorCode, SeriesCheck]] = []
+    if column.kind is ColumnKind.NAME:
+        limit = column.max_length or 100
+        checks = [
+            (ErrorCode.NAME_MISSING, lambda s: s.ne("")),
+            (ErrorCode.NAME_TOO_LONG, lambda s: s.str.len().le(limit)),
+            (ErrorCode.NAME_INVALID, lambda s: ~s.str.contains(_INVALID_NAME_CHARS)),
+        ]
+    elif column.kind is ColumnKind.EMAIL:
+        checks = [
+            (ErrorCode.EMAIL_MISSING, lambda s: s.ne("")),
+            (ErrorCode.EMAIL_INVALID, lambda s: s.eq("") | s.map(email_problem).isna()),
+        ]
+    elif column.kind is ColumnKind.ROLE:
+        allowed = _allowed_roles(column)
+        may_invite = {key for key, role in allowed.items() if role in context.actor.may_invite}
+        owner = text_key(Role.OWNER.value)
+        checks = [
+            (ErrorCode.ROLE_MISSING, lambda s: s.ne("")),
+            (ErrorCode.ROLE_INVALID, lambda s: s.eq("") | s.str.lower().isin([*allowed, owner])),
+            (
+                ErrorCode.ROLE_NOT_ALLOWED,
+                lambda s: ~s.str.lower().isin([*allowed, owner]) | s.str.lower().isin(may_invite),
+            ),
+        ]
+    elif column.kind is ColumnKind.TEAM:
+        known = list(context.teams)
+        checks = [(ErrorCode.TEAM_UNKNOWN, lambda s: s.eq("") | s.str.lower().isin(known))]
+    elif column.kind is ColumnKind.PIN:
+        checks = [(ErrorCode.PIN_INVALID, lambda s: s.eq("") | s.str.fullmatch(_PIN))]
+    return checks
+
+
+def email_problem(address: str) -> str | None:
+    """Why an address is not accepted, or None."""
+    if _ZERO_WIDTH.search(address):
+        return "it contains an invisible zero-width character"
+    if _INVALID_NAME_CHARS.search(address):
+        return "it contains a line break or control character"
+    return check_email(address)
+
+
+def build_schema(spec: SheetSpec, context: RuleContext, *, present: Iterable[str]) -> pa.DataFrameSchema:
+    """The pandera schema of one sheet, for the columns present in the file."""
+    columns = {}
+    for column in spec.columns:
+        if column.key not in present:
+            continue
+        checks = [
+            pa.Check(fn, name=code.value, error=code.value, ignore_na=False)
+            for code, fn in _checks_for(column, context)
+        ]
+        columns[column.key] = pa.Column(object, checks=checks, nullable=False, coerce=False)
+    return pa.DataFrameSchema(columns, strict=False)
+
+
+class Validator:
+    """Per-cell and per-row rules for the chunks of one sheet."""
+
+    def __init__(self, spec: SheetSpec, context: RuleContext, *, headers: dict[str, str]) -> None:
+        self.spec = spec
+        self.context = context
+        self.headers = headers
+        self.schema = build_schema(spec, context, present=headers)
+
+    def check_chunk(self, frame: pd.DataFrame) -> list[RowError]:
+        """Every rule failure of the chunk, collected at once (pandera lazy mode)."""
+        try:
+            self.schema.validate(frame, lazy=True)
+        except pa.errors.SchemaErrors as exc:
+            return self._row_errors(exc.failure_cases, frame)
+        return []
+
+    def _row_errors(self, failures: pd.DataFrame, frame: pd.DataFrame) -> list[RowError]:
+        """The one place pandera's failure cases become RowErrors (the frame index is the row)."""
+        errors: list[RowError] = []
+        for key, code_text, row in zip(failures["column"], failures["check"], failures["index"], strict=True):
+            code = ErrorCode(code_text)
+            value = str(frame.at[row, key])
+            errors.append(self.error(int(row), key, code, value))
+        return errors
+
+    def error(self, row: int, key: str, code: ErrorCode, value: str, *, rows: str = "") -> RowError:
+        """A RowError with its message rendered for this cell."""
+        column = self.spec.column(key)
+        shown = mask_pin(value) if column.kind is ColumnKind.PIN else value
+        message = code.message(
+            value=shown,
+            length=str(len(value)),
+            max=str(column.max_length or ""),
+            allowed=_or_list(column.allowed) if column.allowed else "",
+            rows=rows,
+            hint=self._hint(code, value),
+        )
+        return RowError(row, self.headers.get(key, column.header), code, message, shown)
+
+    def _hint(self, code: ErrorCode, value: str) -> str:
+        if code is ErrorCode.NAME_INVALID:
+            bad = _INVALID_NAME_CHARS.search(value)
+            return _describe_char(bad.group()) if bad else "a control character"
+        if code is ErrorCode.EMAIL_INVALID:
+            return email_problem(value) or "not a valid address"
+        if code is ErrorCode.ROLE_INVALID:
+            match = suggest(value, self.spec.column("role").allowed)
+            return f' Did you mean "{match}"?' if match else ""
+        if code is ErrorCode.ROLE_NOT_ALLOWED:
+            if text_key(value) == text_key(Role.OWNER.value):
+                return "Nobody can be invited as Owner. Change the role to Admin or Member."
+            return (
+                f"Only an Owner can invite {value.title()}s, and {self.context.actor.email} is "
+                f"{self.context.actor.role.value}. Change the role to "
+                f"{_or_list([r.value for r in sorted(self.context.actor.may_invite)])}, "
+                "or ask the Owner to import this row."
+            )
+        if code is ErrorCode.TEAM_UNKNOWN:
+            match = suggest(value, [t.name for t in self.context.teams.values()])
+            return f' Did you mean "{match}"?' if match else ""
+        if code is ErrorCode.PIN_INVALID:
+            digits = value.isdigit()
+            if digits and len(value) < _PIN_MIN:
+                return (
+                    " If it had leading zeros, the spreadsheet dropped them: format the PIN "
+                    "column as Text and enter it again."
+                )
+            if not digits and re.fullmatch(r"[\d.,Ee+ -]+", value):
+                return " The spreadsheet turned it into a number; format the PIN column as Text."
+            return ""
+        return ""
+
+
+def suggest(value: str, choices: Iterable[str]) -> str | None:
+    """The closest choice to a mistyped value, if one is close (case-insensitive)."""
+    by_key = {text_key(c): c for c in choices}
+    found = difflib.get_close_matches(text_key(value), list(by_key), n=1, cutoff=0.6)
+    return by_key[found[0]] if found else None
+
+
+def mask_pin(value: str) -> str:
+    """A PIN as it may appear in reports and logs: never its digits."""
+    return "•" * len(value) if value else ""
+
+
+def _or_list(values: Iterable[str]) -> str:
+    quoted = [f'"{v}"' for v in values]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
+def _describe_char(char: str) -> str:
+    if char in "\r\n\u2028\u2029":
+        return "a line break"
+    name = unicodedata.name(char, "")
+    return f"U+{ord(char):04X}{' ' + name.title() if name else ''}"
+
+
+# --- duplicates inside the file -----------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class DuplicateTracker:
+    """Whole-file duplicate detection, exact across chunks, in one dict of key -> first row.
+
+    A row whose key was seen before is rejected at once. When the first copy lies in an earlier
+    chunk it may already be loaded: it is listed in `late` so the pipeline can take it back and
+    fill in its value.
+    """
+
+    first_row: dict[str, int] = field(default_factory=dict)
+    groups: dict[str, list[int]] = field(default_factory=dict)
+    values: dict[int, str] = field(default_factory=dict)
+    late: set[int] = field(default_factory=set)
+
+    def observe(self, keys: pd.Series, shown: pd.Series) -> set[int]:
+        """Register a chunk's keys (index = row numbers; "" = no key); return its duplicate rows."""
+        duplicates: set[int] = set()
+        in_chunk = set(keys.index)
+        for row, key in zip(keys.index.tolist(), keys.tolist(), strict=True):
+            if not key:
+                continue
+            first = self.first_row.setdefault(key, row)
+            if first == row:
+                continue
+            group = self.groups.get(key)
+            if group is None:
+                self.groups[key] = group = [first]
+                if first in in_chunk:
+                    duplicates.add(first)
+                    self.values[first] = str(shown.at[first])
+                else:
+                    self.late.add(first)
+            group.append(row)
+            duplicates.add(row)
+            self.values[row] = str(shown.at[row])
+        return duplicates
+
+    def errors(self, validator: Validator, *, key: str, code: ErrorCode) -> list[RowError]:
+        """One error per copy, each naming the other rows."""
+        errors: list[RowError] = []
+        for rows in self.groups.values():
+            for row in rows:
+                others = [str(r) for r in rows if r != row]
+                named = others[0] if len(others) == 1 else ", ".join(others[:-1]) + " and " + others[-1]
+                errors.append(validator.error(row, key, code, self.values.get(row, ""), rows=named))
+        return errors
+
+
+def duplicate_keys(frame: pd.DataFrame, *, user_type: UserType, valid: pd.Series) -> pd.Series:
+    """The key two rows of one file must not share: the email, or the name and team."""
+    if user_type is UserType.PORTAL:
+        keys = frame["email"].str.lower()
+    else:
+        team = frame["team"].str.lower() if "team" in frame else ""
+        keys = frame["name"].str.lower() + "\x1f" + team
+    return keys.where(valid, "")
