@@ -44,8 +44,9 @@ class MemberLoader:
         placeholder = "?" if conn.dialect.paramstyle == "qmark" else "%s"
         # ON CONFLICT DO NOTHING (no target) works on SQLite and PostgreSQL alike and honours the
         # partial unique indexes: a member created meanwhile by another import is simply not written.
-        self._insert_sql = (  # noqa: S608 - table and column names are constants, values are bound
-            f"INSERT INTO members ({', '.join(MEMBER_COLUMNS)}) "
+        # Table and column names are constants; every value is a bound parameter.
+        self._insert_sql = (
+            f"INSERT INTO members ({', '.join(MEMBER_COLUMNS)}) "  # noqa: S608
             f"VALUES ({', '.join([placeholder] * len(MEMBER_COLUMNS))}) ON CONFLICT DO NOTHING"
         )
 

@@ -381,12 +381,10 @@ def _workbook_rows(
 
 
 def _sheet_records(sheet: Any, *, path: Path) -> Iterator[tuple[int, list[Any]]]:
-    start = sheet.start
-    # calamine's range begins at the first used cell; rows above it are blank in the sheet.
-    first_row = (start[0] if start else 0) + 1
+    # calamine's iter_rows() starts at the sheet's row 1 (blank rows above the data included),
+    # so the offset is the row number the user sees.
     try:
-        for offset, cells in enumerate(sheet.iter_rows()):
-            yield first_row + offset, cells
+        yield from enumerate(sheet.iter_rows(), start=1)
     except Exception as exc:
         raise UnreadableFileError(f"{path.name}: cannot read the sheet ({_first_line(exc)}).") from exc
 

@@ -1,0 +1,1 @@
+"""Tests, mirroring the modules of importer/."""

@@ -1,0 +1,100 @@
+"""Shared fixtures: test data, databases (SQLite and the real PostgreSQL), an organization."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from sqlalchemy import Engine, create_engine, text
+
+from importer.db import open_database
+from importer.orgs import create_organization, create_teams
+
+DATA_DIR = Path(__file__).parent / "data"
+POSTGRES_ENV = "IMPORTER_TEST_POSTGRES_URL"
+OWNER = "olive.owner@acme.example"
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    """The folder of real test files, named after their case."""
+    return DATA_DIR
+
+
+def _postgres_url() -> str:
+    url = os.environ.get(POSTGRES_ENV)
+    if not url:
+        pytest.skip(f"{POSTGRES_ENV} is not set (CI sets it; the PostgreSQL tests then must pass)")
+    return url
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A URL to a fresh, empty schema on the real PostgreSQL server, dropped afterwards."""
+    base = _postgres_url()
+    schema = f"t_{secrets.token_hex(6)}"
+    admin = create_engine(base)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    except Exception as exc:  # the server must be there when CI says so: fail, never skip
+        pytest.fail(f"PostgreSQL at {base} is unreachable: {exc}")
+    separator = "&" if "?" in base else "?"
+    try:
+        yield f"{base}{separator}options={quote(f'-csearch_path={schema}')}"
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each database test runs on SQLite and on the real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'importer.db'}"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    """An engine with the schema created."""
+    engine = open_database(db_url)
+    yield engine
+    engine.dispose()
+
+
+@dataclass(frozen=True)
+class Org:
+    """An organization with an active Owner and teams Sales, Support, Engineering."""
+
+    engine: Engine
+    name: str
+    id: int
+    owner: str
+
+
+@pytest.fixture
+def org(engine: Engine) -> Org:
+    """Acme Corp, its Owner, and three teams."""
+    org_id = create_organization(engine, "Acme Corp", owner_email=OWNER, owner_name="Olive Owner")
+    create_teams(engine, "Acme Corp", ["Sales", "Support", "Engineering"])
+    return Org(engine=engine, name="Acme Corp", id=org_id, owner=OWNER)
+
+
+@pytest.fixture
+def write_csv(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Write a small CSV sheet from lines and return its path."""
+
+    def write(name: str, *lines: str, encoding: str = "utf-8") -> Path:
+        path = tmp_path / name
+        path.write_bytes(("\n".join(lines) + "\n").encode(encoding))
+        return path
+
+    return write

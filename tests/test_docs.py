@@ -1,0 +1,69 @@
+"""The README and the sample files stay true to schemas/ and to the CLI."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from openpyxl import load_workbook
+
+from importer.cli import cli
+from importer.docs import generated_sections
+from importer.samples import template_file_name, write_template
+from importer.sheets import UserType, load_sheet
+
+ROOT = Path(__file__).parent.parent
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_readme_holds_the_tables_generated_from_schemas() -> None:
+    assert generated_sections() in README, "run `python -m importer.docs` and paste it into README.md"
+
+
+def _commands(group: object, prefix: str = "") -> list[tuple[str, object]]:
+    found = []
+    for name, command in getattr(group, "commands", {}).items():
+        path = f"{prefix}{name}"
+        if hasattr(command, "commands"):
+            found += _commands(command, path + " ")
+        else:
+            found.append((path, command))
+    return found
+
+
+@pytest.mark.parametrize(("path", "command"), _commands(cli))
+def test_every_command_has_help_and_is_in_the_readme(path: str, command: object) -> None:
+    assert f"importer {path}" in README
+    result = CliRunner().invoke(cli, [*path.split(), "--help"])
+    assert result.exit_code == 0
+    assert getattr(command, "help", None), f"{path} has no help text"
+
+
+@pytest.mark.parametrize("user_type", list(UserType))
+@pytest.mark.parametrize("fmt", ["csv", "xlsx"])
+def test_sample_files_equal_what_template_writes_today(tmp_path: Path, user_type: UserType, fmt: str) -> None:
+    spec = load_sheet(user_type)
+    fresh = write_template(spec, tmp_path / template_file_name(spec, fmt), fmt=fmt)
+    committed = ROOT / "sample_files" / fresh.name
+    if fmt == "csv":
+        assert committed.read_bytes() == fresh.read_bytes()
+        return
+    old, new = load_workbook(committed), load_workbook(fresh)
+    assert old.sheetnames == new.sheetnames
+    assert old.properties.keywords == new.properties.keywords
+    for name in new.sheetnames:
+        old_cells = [[c.value for c in row] for row in old[name].iter_rows()]
+        new_cells = [[c.value for c in row] for row in new[name].iter_rows()]
+        assert old_cells == new_cells, name
+        old_rules = [(v.type, v.formula1, str(v.sqref)) for v in old[name].data_validations.dataValidation]
+        new_rules = [(v.type, v.formula1, str(v.sqref)) for v in new[name].data_validations.dataValidation]
+        assert old_rules == new_rules, name
+
+
+def test_readme_error_codes_match_product_codes() -> None:
+    documented = set(re.findall(r"`([a-z]+\.[a-z_]+)`", README))
+    from importer.results import ErrorCode
+
+    assert {c.value for c in ErrorCode} <= documented

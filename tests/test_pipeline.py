@@ -1,0 +1,428 @@
+"""End-to-end imports through the library entry point, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import csv
+import json
+import stat
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from importer.errors import MissingColumnsError, PermissionDeniedError
+from importer.models import Batch, Member, Role, Status
+from importer.orgs import create_organization, list_members
+from importer.pipeline import run_import, verify_pin
+from importer.results import ErrorCode, ImportResult, Outcome
+from importer.settings import Settings
+from importer.sheets import UserType
+
+from .conftest import Org
+
+
+def do_import(
+    org: Org,
+    path: Path,
+    tmp_path: Path,
+    *,
+    user_type: UserType = UserType.PORTAL,
+    actor: str | None = None,
+    **options: object,
+) -> ImportResult:
+    settings = options.pop("settings", None) or Settings(report_dir=tmp_path / "reports")
+    return run_import(
+        org.engine,
+        path,
+        org_ref=org.name,
+        actor_email=actor or org.owner,
+        user_type=user_type,
+        settings=settings,  # type: ignore[arg-type]
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def member_count(org: Org) -> int:
+    with Session(org.engine) as session:
+        return session.scalar(select(func.count()).select_from(Member)) or 0
+
+
+def errors_of(result: ImportResult) -> list[tuple[int, str, str]]:
+    return [(e.row_number, e.column, e.code.value) for e in result.errors]
+
+
+def test_every_portal_error_code_on_the_row_the_user_sees(org: Org, data_dir: Path, tmp_path: Path) -> None:
+    result = do_import(org, data_dir / "portal-every-error.csv", tmp_path)
+
+    assert errors_of(result) == [
+        (3, "Name", "name.missing"),
+        (4, "Name", "name.too_long"),
+        (5, "Name", "name.invalid"),
+        (6, "Email", "email.missing"),
+        (7, "Email", "email.invalid"),
+        (8, "Email", "email.duplicate_in_file"),
+        (9, "Email", "email.duplicate_in_file"),
+        (10, "Role", "role.missing"),
+        (11, "Role", "role.invalid"),
+        (12, "Role", "role.not_allowed"),
+        (13, "Team", "team.unknown"),
+    ]
+    assert (result.rows, result.created, result.rejected) == (12, 1, 11)
+    messages = {e.code: e.message for e in result.errors}
+    assert "limit is 100" in messages[ErrorCode.NAME_TOO_LONG]
+    assert "line break" in messages[ErrorCode.NAME_INVALID]
+    assert 'Did you mean "Admin"?' in messages[ErrorCode.ROLE_INVALID]
+    assert "Nobody can be invited as Owner" in messages[ErrorCode.ROLE_NOT_ALLOWED]
+    assert 'Did you mean "Sales"?' in messages[ErrorCode.TEAM_UNKNOWN]
+    assert result.exit_code == 3
+
+
+def test_every_no_portal_error_code(org: Org, data_dir: Path, tmp_path: Path) -> None:
+    result = do_import(org, data_dir / "no-portal-every-error.csv", tmp_path, user_type=UserType.NO_PORTAL)
+
+    assert errors_of(result) == [
+        (3, "Name", "name.missing"),
+        (4, "PIN", "pin.invalid"),
+        (5, "PIN", "pin.invalid"),
+        (6, "Name", "member.duplicate_in_file"),
+        (7, "Name", "member.duplicate_in_file"),
+        (8, "Team", "team.unknown"),
+    ]
+    by_row = {e.row_number: e for e in result.errors}
+    assert "leading zeros" in by_row[5].message
+    assert "also on row 7" in by_row[6].message and "also on row 6" in by_row[7].message
+    # PINs never appear in errors, even invalid ones
+    assert "12a4" not in by_row[4].message and by_row[4].value == "••••"
+
+
+def test_duplicates_reject_every_copy_naming_the_others(org: Org, write_csv, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = write_csv(
+        "dups.csv",
+        "Name,Email,Role,Team",
+        "A,same@example.com,Member,",
+        "B,other@example.com,Member,",
+        "C,SAME@example.com,Member,",
+        "D,same@example.com,Member,",
+    )
+    result = do_import(org, path, tmp_path)
+
+    assert [(e.row_number, e.code.value) for e in result.errors] == [
+        (2, "email.duplicate_in_file"),
+        (4, "email.duplicate_in_file"),
+        (5, "email.duplicate_in_file"),
+    ]
+    assert "row 4 and 5" in result.errors[0].message.replace(", ", " and ")
+    assert "row 2 and 5" in result.errors[1].message.replace(", ", " and ")
+    assert result.created == 1
+    assert [m["email"] for m in list_members(org.engine, org.name) if m["role"] != "Owner"] == [
+        "other@example.com"
+    ]
+
+
+@pytest.mark.parametrize("chunk_rows", [1, 2, 3, 1000])
+def test_duplicates_and_row_numbers_are_exact_across_chunks(
+    org: Org,
+    write_csv,
+    tmp_path: Path,
+    chunk_rows: int,  # type: ignore[no-untyped-def]
+) -> None:
+    path = write_csv(
+        "chunks.csv",
+        "Name,Email,Role,Team",
+        "A,a@example.com,Member,",
+        "B,dup@example.com,Member,",
+        "",
+        "C,c@example.com,Member,",
+        "D,d@example.com,Member,",
+        "E,DUP@example.com,Member,",
+        "F,bad@,Member,",
+    )
+    settings = Settings(report_dir=tmp_path / "reports", chunk_rows=chunk_rows)
+    result = do_import(org, path, tmp_path, settings=settings)
+
+    assert errors_of(result) == [
+        (3, "Email", "email.duplicate_in_file"),
+        (7, "Email", "email.duplicate_in_file"),
+        (8, "Email", "email.invalid"),
+    ]
+    assert [r.row_number for r in result.rejected_rows] == [3, 7, 8]
+    assert [r.values[1] for r in result.rejected_rows] == ["dup@example.com", "DUP@example.com", "bad@"]
+    assert result.created == 3
+    emails = sorted(m["email"] for m in list_members(org.engine, org.name) if m["role"] != "Owner")
+    assert emails == ["a@example.com", "c@example.com", "d@example.com"]
+
+
+def test_uploading_the_same_file_twice_creates_nothing_twice(
+    org: Org, data_dir: Path, tmp_path: Path
+) -> None:
+    first = do_import(org, data_dir / "portal-every-error.csv", tmp_path)
+    second = do_import(org, data_dir / "portal-every-error.csv", tmp_path)
+
+    assert first.created == 1 and second.created == 0
+    assert [(s.row_number, s.code.value) for s in second.skipped] == [(2, "member.exists")]
+    assert member_count(org) == 2  # the Owner and Ada
+
+
+def test_existing_member_is_matched_case_insensitively(org: Org, write_csv, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = write_csv("owner.csv", "Name,Email,Role", "Olive,OLIVE.OWNER@acme.example,Member")
+    result = do_import(org, path, tmp_path)
+    assert (result.created, len(result.skipped), result.rejected) == (0, 1, 0)
+    assert result.exit_code == 0
+
+
+def test_dry_run_reports_like_a_real_run_and_writes_nothing(org: Org, data_dir: Path, tmp_path: Path) -> None:
+    dry = do_import(org, data_dir / "portal-every-error.csv", tmp_path, dry_run=True)
+    assert member_count(org) == 1
+    real = do_import(org, data_dir / "portal-every-error.csv", tmp_path)
+
+    assert (dry.rows, dry.created, dry.rejected, errors_of(dry)) == (
+        real.rows,
+        real.created,
+        real.rejected,
+        errors_of(real),
+    )
+    assert dry.outcome is Outcome.DRY_RUN and dry.to_dict()["dry_run"] is True
+    assert (dry.report_dir / "report.html").exists()  # type: ignore[operator]
+    with Session(org.engine) as session:
+        outcomes = {b.id: (b.outcome, b.dry_run, b.created) for b in session.scalars(select(Batch))}
+    assert outcomes[dry.batch_id] == ("dry_run", True, 1)
+
+
+def test_all_or_nothing_writes_nothing_when_a_row_is_rejected(
+    org: Org, data_dir: Path, tmp_path: Path
+) -> None:
+    result = do_import(org, data_dir / "portal-every-error.csv", tmp_path, all_or_nothing=True)
+
+    assert result.outcome is Outcome.REFUSED
+    assert (result.created, result.rejected, result.exit_code) == (0, 11, 1)
+    assert member_count(org) == 1
+    assert json.loads((result.report_dir / "summary.json").read_text())["created"] == 0  # type: ignore[operator]
+
+
+def test_all_or_nothing_imports_a_clean_file(org: Org, write_csv, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = write_csv("clean.csv", "Name,Email,Role", "A,a@example.com,Member", "B,b@example.com,Admin")
+    result = do_import(org, path, tmp_path, all_or_nothing=True)
+    assert (result.created, result.exit_code, member_count(org)) == (2, 0, 3)
+
+
+def test_privileges_admin_invites_members_only(org: Org, write_csv, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    admin_file = write_csv("admin.csv", "Name,Email,Role", "Adam Admin,adam@example.com,Admin")
+    do_import(org, admin_file, tmp_path)
+    with Session(org.engine) as session, session.begin():
+        adam = session.scalars(select(Member).where(Member.email == "adam@example.com")).one()
+        # pending Admins may not import ...
+        session.expunge(adam)
+    with pytest.raises(PermissionDeniedError, match="not activated"):
+        do_import(org, admin_file, tmp_path, actor="adam@example.com")
+    with Session(org.engine) as session, session.begin():
+        session.get(Member, adam.id).status = Status.ACTIVE  # type: ignore[union-attr]
+
+    invite = write_csv("invite.csv", "Name,Email,Role", "M,m@example.com,member", "A2,a2@example.com,Admin")
+    result = do_import(org, invite, tmp_path, actor="ADAM@example.com")
+
+    assert errors_of(result) == [(3, "Role", "role.not_allowed")]
+    assert "Only an Owner can invite Admins" in result.errors[0].message
+    assert result.created == 1
+
+
+def test_members_and_strangers_may_not_import(org: Org, write_csv, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = write_csv("m.csv", "Name,Email,Role", "Mia,mia@example.com,Member")
+    do_import(org, path, tmp_path)
+    with Session(org.engine) as session, session.begin():
+        session.scalars(select(Member).where(Member.email == "mia@example.com")).one().status = Status.ACTIVE
+
+    with pytest.raises(PermissionDeniedError, match="is a Member"):
+        do_import(org, path, tmp_path, actor="mia@example.com")
+    with pytest.raises(PermissionDeniedError, match="not a member"):
+        do_import(org, path, tmp_path, actor="stranger@example.com")
+    create_organization(org.engine, "Other Org", owner_email="boss@other.example", owner_name="Boss")
+    with pytest.raises(PermissionDeniedError, match="not a member of Acme Corp"):
+        do_import(org, path, tmp_path, actor="boss@other.example")
+
+
+def test_fix_and_reupload_rejected_csv(org: Org, data_dir: Path, tmp_path: Path) -> None:
+    first = do_import(org, data_dir / "portal-every-error.csv", tmp_path)
+    rejected = first.report_dir / "rejected.csv"  # type: ignore[operator]
+    with rejected.open(encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["Name", "Email", "Role", "Team", "Errors"]
+    assert len(rows) == 1 + 11
+
+    fixed = [rows[0]]
+    for number, (name, email, _role, team, errors) in enumerate(rows[1:], start=1):
+        assert errors, "every rejected row says why"
+        fixed.append(
+            [
+                (name or "Fixed Name")[:50].replace("\n", " "),
+                email
+                if "@" in email and "@@" not in email and "dup" not in email.lower()
+                else f"fixed{number}@example.com",
+                "Member",
+                "Sales" if team else "",
+                errors,  # left in place: the Errors column is ignored
+            ]
+        )
+    fixed_path = tmp_path / "fixed.csv"
+    with fixed_path.open("w", encoding="utf-8-sig", newline="") as f:
+        csv.writer(f).writerows(fixed)
+
+    second = do_import(org, fixed_path, tmp_path)
+    assert (second.created, second.rejected, second.exit_code) == (11, 0, 0)
+    assert member_count(org) == 13
+
+
+def test_no_portal_pins_generated_hashed_and_written_once(org: Org, tmp_path: Path, write_csv) -> None:  # type: ignore[no-untyped-def]
+    path = write_csv("phones.csv", "Name,Team,PIN", "Desk,Support,0042", "Lobby,,", "Lab,Engineering,")
+    result = do_import(org, path, tmp_path, user_type=UserType.NO_PORTAL)
+
+    assert (result.created, result.rejected) == (3, 0)
+    pins_csv = result.report_dir / "pins.csv"  # type: ignore[operator]
+    assert stat.S_IMODE(pins_csv.stat().st_mode) == 0o600
+    with pins_csv.open(encoding="utf-8-sig") as f:
+        generated = {row["name"]: row["pin"] for row in csv.DictReader(f)}
+    assert set(generated) == {"Lobby", "Lab"}
+    assert all(len(pin) == 6 and pin.isdigit() for pin in generated.values())
+    with Session(org.engine) as session:
+        phones = {m.name: m for m in session.scalars(select(Member).where(Member.email.is_(None)))}
+    assert {m.role for m in phones.values()} == {Role.MEMBER}
+    assert verify_pin(phones["Desk"].pin_hash or "", "0042")
+    assert not verify_pin(phones["Desk"].pin_hash or "", "42")
+    assert verify_pin(phones["Lobby"].pin_hash or "", generated["Lobby"])
+    # nowhere else: not in the other report files, not in the members listing
+    listing = json.dumps(list_members(org.engine, org.name))
+    for name in ("report.html", "errors.csv", "rejected.csv", "summary.json"):
+        text = (result.report_dir / name).read_text(encoding="utf-8-sig")  # type: ignore[operator]
+        assert all(pin not in text for pin in [*generated.values(), "0042"]), name
+    assert all(pin not in listing for pin in [*generated.values(), "0042"])
+
+
+def test_rejected_pin_left_out_of_reports_and_reupload_imports(org: Org, tmp_path: Path, write_csv) -> None:  # type: ignore[no-untyped-def]
+    path = write_csv("phones.csv", "Name,Team,PIN", "Desk,Nowhere,987654")
+    result = do_import(org, path, tmp_path, user_type=UserType.NO_PORTAL)
+    folder = result.report_dir
+    assert folder is not None
+    for name in ("report.html", "errors.csv", "rejected.csv"):
+        assert "987654" not in (folder / name).read_text(encoding="utf-8-sig")
+    rejected = (folder / "rejected.csv").read_text(encoding="utf-8-sig")
+    assert "PIN left out of this report" in rejected
+    fixed = tmp_path / "fixed.csv"
+    fixed.write_text(rejected.replace("Nowhere", "Support"), encoding="utf-8")
+    again = do_import(org, fixed, tmp_path, user_type=UserType.NO_PORTAL)
+    assert (again.created, again.rejected) == (1, 0)
+
+
+def test_formula_cells_neutralized_in_every_csv_and_kept_in_the_database(
+    org: Org,
+    tmp_path: Path,
+    write_csv,  # type: ignore[no-untyped-def]
+) -> None:
+    path = write_csv(
+        "evil.csv",
+        "Name,Email,Role,Team",
+        '"=HYPERLINK(""http://evil.example"",""x"")",evil@example.com,Member,',
+        "+Plus,plus@example.com,Member,@SUM(A1)",
+        "-Minus,not-an-email,Member,",
+    )
+    result = do_import(org, path, tmp_path)
+    folder = result.report_dir
+    assert folder is not None
+    for name in ("rejected.csv", "errors.csv"):
+        with (folder / name).open(encoding="utf-8-sig", newline="") as f:
+            cells = [cell for row in csv.reader(f) for cell in row]
+        assert not [c for c in cells if c[:1] in ("=", "+", "-", "@", "\t", "\r", "\n")], name
+    rejected = (folder / "rejected.csv").read_text(encoding="utf-8-sig")
+    assert "'-Minus" in rejected and "'@SUM(A1)" in rejected
+    names = {m["name"] for m in list_members(org.engine, org.name)}
+    assert '=HYPERLINK("http://evil.example","x")' in names  # stored exactly as given
+
+    # the neutralized rejected.csv imports with the original values once fixed
+    fixed = tmp_path / "fixed.csv"
+    fixed.write_text(
+        rejected.replace("not-an-email", "minus@example.com").replace("'@SUM(A1)", "Sales"), encoding="utf-8"
+    )
+    again = do_import(org, fixed, tmp_path)
+    assert again.created == 2
+    assert {"-Minus", "+Plus"} <= {m["name"] for m in list_members(org.engine, org.name)}
+
+
+def test_report_html_escapes_markup_and_is_self_contained(org: Org, tmp_path: Path, write_csv) -> None:  # type: ignore[no-untyped-def]
+    path = write_csv(
+        "xss.csv",
+        "Name,Email,Role,Team",
+        '<script>alert(1)</script>,"<img src=x onerror=alert(2)>",Member,<b>Team</b>',
+    )
+    result = do_import(org, path, tmp_path)
+    html = (result.report_dir / "report.html").read_text()  # type: ignore[operator]
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "<img src=x" not in html and "<b>Team</b>" not in html
+    assert "http://" not in html and "https://" not in html and "<link" not in html
+    assert 'class="bad"' in html
+
+
+def test_report_files_and_summary_match_the_result(org: Org, data_dir: Path, tmp_path: Path) -> None:
+    result = do_import(org, data_dir / "portal-every-error.csv", tmp_path)
+    folder = result.report_dir
+    assert folder is not None and folder.name == result.batch_id
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "errors.csv",
+        "rejected.csv",
+        "report.html",
+        "summary.json",
+    ]
+    summary = json.loads((folder / "summary.json").read_text())
+    assert summary == result.to_dict()
+    assert set(summary) == {
+        "batch_id",
+        "type",
+        "dry_run",
+        "rows",
+        "created",
+        "skipped",
+        "rejected",
+        "errors_by_code",
+        "report_dir",
+    }
+    with (folder / "errors.csv").open(encoding="utf-8-sig", newline="") as f:
+        lines = list(csv.DictReader(f))
+    assert list(lines[0]) == ["row", "column", "value", "code", "message"]
+    assert [(int(r["row"]), r["code"]) for r in lines] == [
+        (e.row_number, e.code.value) for e in result.errors
+    ]
+
+
+def test_missing_required_column_is_a_file_level_error_that_writes_nothing(
+    org: Org,
+    tmp_path: Path,
+    write_csv,  # type: ignore[no-untyped-def]
+) -> None:
+    path = write_csv("noemail.csv", "Name,Role", "A,Member")
+    with pytest.raises(MissingColumnsError, match="Email"):
+        do_import(org, path, tmp_path)
+    assert member_count(org) == 1
+    assert not (tmp_path / "reports").exists()
+
+
+def test_a_crash_mid_batch_leaves_no_half_batch(org: Org, tmp_path: Path, write_csv, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    path = write_csv("crash.csv", "Name,Email,Role", *[f"P{i},p{i}@example.com,Member" for i in range(10)])
+    from importer import pipeline
+
+    calls = {"n": 0}
+    original = pipeline._Run.process
+
+    def crash_on_second_chunk(self, chunk):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return original(self, chunk)
+
+    monkeypatch.setattr(pipeline._Run, "process", crash_on_second_chunk)
+    with pytest.raises(KeyboardInterrupt):
+        do_import(org, path, tmp_path, settings=replace(Settings(report_dir=tmp_path / "r"), chunk_rows=4))
+    assert member_count(org) == 1
+    with Session(org.engine) as session:
+        assert session.scalar(select(func.count()).select_from(Batch)) == 0
+    monkeypatch.undo()
+    assert do_import(org, path, tmp_path).created == 10

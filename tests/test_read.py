@@ -1,0 +1,406 @@
+"""importer.read: real files in, the rows and messages a user would see out.
+
+The files in tests/data/ are built by tests/data/make_read_cases.py.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import zipfile
+from pathlib import Path
+from types import ModuleType
+
+import pandas as pd
+import pytest
+
+from importer.errors import (
+    FileLevelError,
+    LimitExceededError,
+    MissingColumnsError,
+    UnreadableFileError,
+    UnsupportedFileError,
+)
+from importer.read import OpenedSheet, open_sheet
+from importer.settings import Settings
+from importer.sheets import UserType, load_sheet
+
+PORTAL_EXPECTED_HEADERS = "Name (required), Email (required), Role (required), Team (optional)"
+# (row, name, email, role, team) of the four people every format case holds.
+PEOPLE_ROWS = [
+    (2, "Zoë Ångström", "zoe@example.com", "Admin", "Sales"),
+    (3, "José Müller", "jose@example.com", "Member", ""),
+    (4, "Hopper, Grace", "grace@example.org", "member", "Research & Development"),
+    (5, 'Renée "Ré" Brügger €', "renee@example.com", "Member", "Finance"),
+]
+
+Row = tuple[object, ...]
+
+
+def read_rows(
+    path: Path,
+    user_type: UserType = UserType.PORTAL,
+    *,
+    sheet_name: str | None = None,
+    settings: Settings | None = None,
+    chunk_rows: int = 1000,
+) -> tuple[OpenedSheet, list[Row]]:
+    """Open a file and read all its rows as (row number, *cells in the sheet's column order)."""
+    spec = load_sheet(user_type)
+    sheet = open_sheet(path, spec, sheet_name=sheet_name, settings=settings or Settings())
+    rows: list[Row] = []
+    for chunk in sheet.iter_chunks(chunk_rows=chunk_rows):
+        frame = chunk.frame[[key for key in spec.keys if key in chunk.frame.columns]]
+        rows.extend((number, *cells) for number, *cells in frame.itertuples(name=None))
+    return sheet, rows
+
+
+def file_error(
+    path: Path,
+    user_type: UserType = UserType.PORTAL,
+    *,
+    sheet_name: str | None = None,
+    settings: Settings | None = None,
+) -> FileLevelError:
+    """The error opening (and reading) a file raises; fails the test if there is none."""
+    with pytest.raises(FileLevelError) as caught:
+        read_rows(path, user_type, sheet_name=sheet_name, settings=settings)
+    return caught.value
+
+
+# --- formats and encodings ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "encoding", "delimiter"),
+    [
+        ("portal-utf8.csv", "utf-8", ","),
+        ("portal-bom-utf8.csv", "utf-8-sig", ","),
+        ("portal-semicolon.csv", "utf-8", ";"),
+        ("portal-cp1252.csv", "cp1252", ";"),
+        ("portal-utf16-tab.txt", "utf-16", "\t"),
+        ("portal-pipe.csv", "utf-8", "|"),
+        ("portal.tsv", "utf-8", "\t"),
+        ("portal-upper-ext.CSV", "utf-8", ","),
+        ("portal.xlsx", None, None),
+        ("portal.xlsm", None, None),
+        ("portal.ods", None, None),
+    ],
+)
+def test_every_format_reads_the_same_people(
+    data_dir: Path, name: str, encoding: str | None, delimiter: str | None
+) -> None:
+    sheet, rows = read_rows(data_dir / name)
+    assert rows == PEOPLE_ROWS
+    assert (sheet.encoding, sheet.delimiter, sheet.header_row) == (encoding, delimiter, 1)
+    assert sheet.headers == ("Name", "Email", "Role", "Team")
+    assert sheet.columns == {"name": 0, "email": 1, "role": 2, "team": 3}
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["portal-utf8.csv", "portal-bom-utf8.csv", "portal-utf16-tab.txt", "portal.xlsx", "portal.ods"],
+)
+def test_utf8_utf16_and_workbooks_read_without_warnings(data_dir: Path, name: str) -> None:
+    sheet, _ = read_rows(data_dir / name)
+    assert sheet.warnings == []
+
+
+def test_cp1252_is_decoded_and_reported(data_dir: Path) -> None:
+    sheet, rows = read_rows(data_dir / "portal-cp1252.csv")
+    assert [(row, name) for row, name, *_ in rows] == [(r[0], r[1]) for r in PEOPLE_ROWS]
+    assert len(sheet.warnings) == 1
+    warning = sheet.warnings[0]
+    assert "portal-cp1252.csv" in warning
+    assert "Windows-1252" in warning
+    assert "cp1252" in warning
+    assert "CSV UTF-8" in warning
+
+
+def test_chunks_hold_text_frames_indexed_by_row(data_dir: Path) -> None:
+    spec = load_sheet(UserType.PORTAL)
+    sheet = open_sheet(data_dir / "portal.xlsx", spec, settings=Settings())
+    chunks = list(sheet.iter_chunks(chunk_rows=3))
+    assert [list(c.frame.index) for c in chunks] == [[2, 3, 4], [5]]
+    frame = pd.concat([c.frame for c in chunks])
+    assert list(frame.columns) == ["name", "email", "role", "team"]
+    assert {type(v) for v in frame.to_numpy().ravel()} == {str}
+    assert [r for c in chunks for r in c.raw] == [tuple(r[1:]) for r in PEOPLE_ROWS]
+    with pytest.raises(RuntimeError):
+        next(sheet.iter_chunks(chunk_rows=3))
+
+
+# --- workbooks ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["no-portal.xlsx", "no-portal.ods"])
+def test_pins_keep_leading_zeros_and_numbers_lose_no_decimal(data_dir: Path, name: str) -> None:
+    sheet, rows = read_rows(data_dir / name, UserType.NO_PORTAL)
+    assert rows == [
+        (2, "Front Desk Phone", "Support", "0042"),
+        (3, "Warehouse Phone 2", "", "1234"),
+        (4, "Lobby Phone", "", ""),
+        (5, "Float PIN Phone", "Ops", "5678"),
+    ]
+    assert sheet.warnings == []
+
+
+def test_first_sheet_is_read_with_a_warning_naming_it(data_dir: Path) -> None:
+    sheet, rows = read_rows(data_dir / "portal-two-sheets.xlsx")
+    assert rows == [(2, "Ada Lovelace", "ada@example.com", "Admin", "")]
+    assert sheet.warnings == [
+        "portal-two-sheets.xlsx has 2 sheets; read the first, 'Members' (choose another with --sheet)."
+    ]
+
+
+def test_sheet_is_chosen_by_name(data_dir: Path) -> None:
+    sheet, rows = read_rows(data_dir / "portal-two-sheets.xlsx", sheet_name="More members")
+    assert rows == [
+        (2, "Grace Hopper", "grace@example.org", "Member", "Navy"),
+        (3, "Alan Turing", "alan@example.org", "Member", ""),
+    ]
+    assert sheet.warnings == []
+
+
+def test_missing_sheet_lists_the_sheets(data_dir: Path) -> None:
+    error = file_error(data_dir / "portal-two-sheets.xlsx", sheet_name="Staff")
+    assert str(error) == (
+        "portal-two-sheets.xlsx has no sheet named 'Staff'; its sheets are 'Members', 'More members'."
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "portal-data-starts-row-3.csv",
+        "portal-data-starts-row-3.xlsx",
+        "portal-data-starts-row-3.ods",
+    ],
+)
+def test_header_below_blank_rows_keeps_spreadsheet_row_numbers(data_dir: Path, name: str) -> None:
+    sheet, rows = read_rows(data_dir / name)
+    assert (sheet.header_row, rows) == (
+        3,
+        [
+            (4, "Ada Lovelace", "ada@example.com", "Admin", "Sales"),
+            (5, "Grace Hopper", "grace@example.org", "Member", ""),
+        ],
+    )
+
+
+def test_ods_file_is_a_valid_package(data_dir: Path) -> None:
+    with zipfile.ZipFile(data_dir / "portal.ods") as archive:
+        first = archive.infolist()[0]
+        assert (first.filename, first.compress_type) == ("mimetype", zipfile.ZIP_STORED)
+        assert archive.read("mimetype") == b"application/vnd.oasis.opendocument.spreadsheet"
+        assert {"META-INF/manifest.xml", "content.xml"} <= set(archive.namelist())
+
+
+# --- headers -----------------------------------------------------------------------------------
+
+
+def test_header_aliases_map_and_unknown_columns_warn(data_dir: Path) -> None:
+    spec = load_sheet(UserType.PORTAL)
+    sheet = open_sheet(data_dir / "portal-aliases.csv", spec, settings=Settings())
+    assert sheet.columns == {"email": 0, "name": 2, "role": 3, "team": 4}
+    assert [sheet.header_of(k) for k in spec.keys] == [
+        "Full Name",
+        "E-mail Address",
+        "role (required)",
+        "TEAM_NAME",
+    ]
+    chunks = list(sheet.iter_chunks(chunk_rows=10))
+    frame = pd.concat([c.frame for c in chunks])[list(spec.keys)]
+    assert list(frame.itertuples(name=None)) == [
+        (2, "Ada Lovelace", "ada@example.com", "Admin", "Sales"),
+        (3, "Grace Hopper", "grace@example.org", "Member", ""),
+    ]
+    # The unknown column is still in the raw cells, in the file's order.
+    assert [r for c in chunks for r in c.raw] == [
+        ("ada@example.com", "D-17", "Ada Lovelace", "Admin", "Sales"),
+        ("grace@example.org", "D-42", "Grace Hopper", "Member", ""),
+    ]
+    assert sheet.warnings == ["Ignored column not in the Portal Access sheet: 'Department Code'."]
+
+
+def test_sample_headers_match_and_report_errors_column_is_ignored_quietly(
+    data_dir: Path,
+) -> None:
+    sheet, rows = read_rows(data_dir / "portal-sample-headers.csv")
+    assert rows == [(2, "Ada Lovelace", "ada@example.com", "Admin", "Sales")]
+    assert sheet.columns == {"name": 0, "email": 1, "role": 2, "team": 3}
+    assert sheet.warnings == []
+
+
+def test_portal_columns_in_a_no_portal_sheet_are_ignored_with_a_warning(data_dir: Path) -> None:
+    sheet, rows = read_rows(data_dir / "portal-utf8.csv", UserType.NO_PORTAL)
+    assert rows == [(row, name, team) for row, name, _, _, team in PEOPLE_ROWS]
+    assert sheet.warnings == ["Ignored columns not in the No Portal Access sheet: 'Email', 'Role'."]
+
+
+# --- blank rows and row numbers ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["portal-blank-rows.csv", "portal-blank-rows.xlsx", "portal-blank-rows.ods"])
+def test_blank_rows_are_skipped_but_counted(data_dir: Path, name: str) -> None:
+    sheet, rows = read_rows(data_dir / name, chunk_rows=2)
+    assert rows == [
+        (2, "Ada Lovelace", "ada@example.com", "Admin", "Sales"),
+        (5, "Line\nBreak", "lb@example.com", "Member", ""),
+        (6, "Bob Builder", "bob@example.com", "Member", "Ops"),
+        (9, "Carol Chen", "carol@example.com", "Admin", ""),
+    ]
+    assert sheet.warnings == []
+
+
+def test_header_only_file_has_no_rows_and_no_error(data_dir: Path) -> None:
+    sheet, rows = read_rows(data_dir / "portal-header-only.csv")
+    assert (sheet.headers, rows, sheet.warnings) == (("Name", "Email", "Role", "Team"), [], [])
+
+
+# --- every cell is text ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["portal-text-values.csv", "portal-text-values.xlsx"])
+def test_cells_are_trimmed_nfc_text(data_dir: Path, name: str) -> None:
+    sheet, rows = read_rows(data_dir / name)
+    assert rows == [
+        (2, "NA", "na@example.com", "Member", "NA"),
+        (3, "None", "none@example.com", "Member", "None"),
+        (4, "null", "null@example.com", "Member", "null"),
+        (5, "N/A", "n-a@example.com", "Member", "N/A"),
+        (6, "Padded Name", "padded@example.com", "Member", ""),
+        (7, "Jos\u00e9 Zo\u00eb", "nfd@example.com", "Member", ""),
+        # The apostrophe guarding a formula trigger is dropped; any other apostrophe stays.
+        (8, '=HYPERLINK("http://evil.example","x")', "formula@example.com", "Member", "+Sales"),
+        (9, "'Ofa Tonga", "ofa@example.com", "Member", "-"),
+    ]
+    assert sheet.warnings == []
+
+
+# --- files that cannot be imported -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "user_type", "missing"),
+    [
+        ("portal-missing-email.csv", UserType.PORTAL, "missing required column Email in"),
+        ("no-portal.xlsx", UserType.PORTAL, "missing required columns Email, Role in"),
+    ],
+)
+def test_missing_required_columns_are_named(
+    data_dir: Path, name: str, user_type: UserType, missing: str
+) -> None:
+    error = file_error(data_dir / name, user_type)
+    assert isinstance(error, MissingColumnsError)
+    assert missing in str(error)
+    assert "header row (row 1)" in str(error)
+    assert str(error).endswith(f"Expected headers for a Portal Access sheet: {PORTAL_EXPECTED_HEADERS}.")
+
+
+@pytest.mark.parametrize(
+    ("name", "error_type", "says"),
+    [
+        ("portal-empty.csv", FileLevelError, ["is empty", PORTAL_EXPECTED_HEADERS]),
+        ("portal-blank-only.csv", FileLevelError, ["is empty", PORTAL_EXPECTED_HEADERS]),
+        (
+            "portal-duplicate-email.csv",
+            FileLevelError,
+            ["'Email' (column 2)", "'E-mail' (column 3)", "both mean Email"],
+        ),
+        ("portal.pdf", UnsupportedFileError, ["'.pdf'", ".csv", ".xlsx", ".ods"]),
+        ("portal-csv-named.xlsx", FileLevelError, ["give it the .csv extension"]),
+        ("portal-utf16-no-bom.csv", UnreadableFileError, ["byte-order mark", "CSV UTF-8"]),
+        ("portal-undecodable.csv", UnreadableFileError, ["0x81", "CSV UTF-8"]),
+        ("does-not-exist.csv", UnreadableFileError, ["cannot read the file"]),
+    ],
+)
+def test_file_level_errors_are_one_clear_line(
+    data_dir: Path, name: str, error_type: type[Exception], says: list[str]
+) -> None:
+    error = file_error(data_dir / name)
+    assert isinstance(error, error_type)
+    message = str(error)
+    assert name in message
+    assert "\n" not in message
+    assert [s for s in says if s not in message] == []
+
+
+@pytest.mark.parametrize(
+    ("settings", "says"),
+    [
+        (Settings(max_file_bytes=100), "--max-file-bytes"),
+        (Settings(max_columns=3), "--max-columns"),
+        (Settings(max_rows=3), "--max-rows"),
+        (Settings(max_cell_chars=11), "row 2, column 1 has 12 characters"),
+    ],
+)
+def test_limits_raise_naming_the_option(data_dir: Path, settings: Settings, says: str) -> None:
+    error = file_error(data_dir / "portal-utf8.csv", settings=settings)
+    assert isinstance(error, LimitExceededError)
+    assert says in str(error)
+
+
+def test_limits_allow_a_file_at_the_limit(data_dir: Path) -> None:
+    limits = Settings(max_columns=4, max_rows=4, max_cell_chars=22)
+    _, rows = read_rows(data_dir / "portal-utf8.csv", settings=limits)
+    assert rows == PEOPLE_ROWS
+
+
+# --- rows that do not fit the header -----------------------------------------------------------
+
+
+def test_short_rows_are_padded_and_long_rows_warn(data_dir: Path) -> None:
+    sheet, rows = read_rows(data_dir / "portal-ragged.csv")
+    assert rows == [
+        (2, "Short Row", "short@example.com", "", ""),
+        (3, "Long Row", "long@example.com", "Member", "Sales"),
+        (4, "Trailing Commas", "tc@example.com", "Member", ""),
+    ]
+    # Empty cells past the header (trailing delimiters) are not worth a warning.
+    assert sheet.warnings == [
+        "Row 3 has more cells than the header row; the cells past column 4 were ignored."
+    ]
+
+
+def test_many_long_rows_warn_five_times_then_count(data_dir: Path) -> None:
+    sheet, rows = read_rows(data_dir / "portal-ragged-many.csv")
+    assert [row for row, *_ in rows] == [2, 3, 4, 5, 6, 7, 8]
+    assert [w.split(" has ")[0] for w in sheet.warnings] == [
+        "Row 2",
+        "Row 3",
+        "Row 4",
+        "Row 5",
+        "Row 6",
+        "7 rows in all had more cells than the header row; the extras were ignored.",
+    ]
+
+
+# --- the data files ----------------------------------------------------------------------------
+
+
+def _load_generator(data_dir: Path) -> ModuleType:
+    spec = importlib.util.spec_from_file_location("make_read_cases", data_dir / "make_read_cases.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _contents(data: bytes) -> object:
+    """A zip's members (so zlib versions do not matter), else the bytes themselves."""
+    if not zipfile.is_zipfile(io.BytesIO(data)):
+        return data
+    with zipfile.ZipFile(io.BytesIO(data)) as archive:
+        return [(i.filename, archive.read(i)) for i in archive.infolist()]
+
+
+def test_data_files_match_their_generator(data_dir: Path) -> None:
+    built: dict[str, bytes] = _load_generator(data_dir).build_cases()
+    stale = [
+        name
+        for name, data in built.items()
+        if not (data_dir / name).is_file() or _contents((data_dir / name).read_bytes()) != _contents(data)
+    ]
+    assert stale == [], "run: python tests/data/make_read_cases.py"
