@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from importer import __version__
-from importer.db import open_database
+from importer.db import current_revision, open_database
 from importer.errors import ImporterError
 from importer.models import Status
 from importer.orgs import (
@@ -27,6 +27,8 @@ from importer.orgs import (
     list_batches,
     list_members,
     list_teams,
+    show_batch,
+    undo_batch,
 )
 from importer.pipeline import run_import
 from importer.results import ImportResult
@@ -321,6 +323,53 @@ def batches(obj: Obj, org_ref: str, as_json: bool) -> None:
                 ),
             )
         )
+
+
+@cli.group()
+def batch() -> None:
+    """Inspect or undo one import."""
+
+
+@batch.command("show")
+@click.argument("batch_id", metavar="ID")
+@json_option
+@pass_obj
+def batch_show(obj: Obj, batch_id: str, as_json: bool) -> None:
+    """Who imported what and when: file name and hash, counts, report path."""
+    info = show_batch(obj.engine, batch_id)
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    for key, value in info.items():
+        click.echo(f"{key + ':':<17} {'' if value is None else value}")
+
+
+@batch.command("undo")
+@click.argument("batch_id", metavar="ID")
+@json_option
+@pass_obj
+def batch_undo(obj: Obj, batch_id: str, as_json: bool) -> None:
+    """Remove a batch's members that are still pending and revoke their links; active ones stay."""
+    result = undo_batch(obj.engine, batch_id)
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
+        return
+    click.echo(f"Batch {result.batch_id}: removed {result.removed} pending member(s).")
+    if result.kept_active:
+        click.echo(f"Kept {len(result.kept_active)} already active: {', '.join(result.kept_active)}")
+
+
+@cli.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@pass_obj
+def db_upgrade(obj: Obj) -> None:
+    """Create or upgrade the database schema to the newest revision (also done on first use)."""
+    engine = open_database(obj.url)
+    click.echo(f"Database schema at revision {current_revision(engine)}.")
 
 
 def _csv_text(rows: list[dict[str, Any]]) -> str:

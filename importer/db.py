@@ -4,18 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.pool import NullPool
 
 from importer.errors import ImporterError
-from importer.models import Base
 from importer.settings import DEFAULT_SQLITE_BUSY_SECONDS
+
+# The newest migration in importer/migrations/versions (tests/test_db.py keeps them in step).
+HEAD_REVISION = "0002"
+_MIGRATION_LOCK = 0x1D_0C_0B_1E
 
 
 def open_database(url: str, *, busy_seconds: float = DEFAULT_SQLITE_BUSY_SECONDS) -> Engine:
-    """An engine for any SQLAlchemy URL, its schema created or upgraded."""
+    """An engine for any SQLAlchemy URL, its schema created or upgraded (Alembic)."""
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
@@ -28,13 +31,43 @@ def open_database(url: str, *, busy_seconds: float = DEFAULT_SQLITE_BUSY_SECONDS
     else:
         engine = create_engine(parsed, pool_pre_ping=True)
     try:
-        Base.metadata.create_all(engine)
+        upgrade_schema(engine)
     except OperationalError as exc:
         raise ImporterError(
             f"cannot open the database {parsed.render_as_string(hide_password=True)}: "
             f"{str(exc.orig).strip().splitlines()[0]}"
         ) from exc
     return engine
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The schema revision the database is at (None for an empty database)."""
+    with engine.connect() as conn:
+        if not inspect(conn).has_table("alembic_version"):
+            return None
+        return conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+
+
+def upgrade_schema(engine: Engine) -> bool:
+    """Create or upgrade the schema to the newest revision; True if anything was done.
+
+    Cheap when up to date (one query). Otherwise runs Alembic in one transaction that holds the
+    database's write lock (SQLite: BEGIN IMMEDIATE; PostgreSQL: an advisory lock), so two
+    processes starting at once on a new database do not both try to create it.
+    """
+    if current_revision(engine) == HEAD_REVISION:
+        return False
+    from alembic import command  # only needed when the schema changes
+    from alembic.config import Config
+
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
+        config = Config()
+        config.set_main_option("script_location", "importer:migrations")
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")
+    return True
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -29,6 +29,7 @@ MEMBER_COLUMNS: tuple[str, ...] = (
 )
 SOURCE_ROW = MEMBER_COLUMNS.index("source_row")
 _LOOKUP_BATCH = 500
+_STAGING = "member_staging"
 
 MemberKey = str | tuple[str, int]
 
@@ -41,6 +42,7 @@ class MemberLoader:
         self.org_id = org_id
         self.batch_id = batch_id
         self.user_type = user_type
+        self._staging_ready = False
         placeholder = "?" if conn.dialect.paramstyle == "qmark" else "%s"
         # ON CONFLICT DO NOTHING (no target) works on SQLite and PostgreSQL alike and honours the
         # partial unique indexes: a member created meanwhile by another import is simply not written.
@@ -73,6 +75,8 @@ class MemberLoader:
         """Insert member tuples; return the source rows NOT written because they exist already."""
         if not rows:
             return set()
+        if self.conn.dialect.name == "postgresql":
+            return self._copy_insert(rows)
         result = self.conn.exec_driver_sql(self._insert_sql, list(rows))
         if result.rowcount == len(rows):
             return set()
@@ -80,6 +84,34 @@ class MemberLoader:
         wanted = [row[SOURCE_ROW] for row in rows]
         written = self._written_rows(wanted)
         return set(wanted) - written
+
+    def _copy_insert(self, rows: Sequence[tuple[Any, ...]]) -> set[int]:
+        """PostgreSQL: COPY into a temporary staging table, then one INSERT ... SELECT.
+
+        ON CONFLICT DO NOTHING against the unique indexes makes two concurrent imports of the same
+        file safe: the slower one waits for the faster one's commit, then writes nothing twice;
+        RETURNING says exactly which rows were written.
+        """
+        columns = ", ".join(MEMBER_COLUMNS)
+        cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        with cursor:
+            if not self._staging_ready:
+                cursor.execute(
+                    f"CREATE TEMP TABLE {_STAGING} ON COMMIT DROP AS "  # noqa: S608
+                    f"SELECT {columns} FROM members WITH NO DATA"
+                )
+                self._staging_ready = True
+            else:
+                cursor.execute(f"TRUNCATE {_STAGING}")
+            with cursor.copy(f"COPY {_STAGING} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+            cursor.execute(
+                f"INSERT INTO members ({columns}) SELECT {columns} FROM {_STAGING} "  # noqa: S608
+                "ON CONFLICT DO NOTHING RETURNING source_row"
+            )
+            written = {r for (r,) in cursor.fetchall()}
+        return {row[SOURCE_ROW] for row in rows} - written
 
     def _written_rows(self, source_rows: Iterable[int]) -> set[int]:
         rows = list(source_rows)

@@ -7,12 +7,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session
 
 from importer.emails import check_email
 from importer.errors import ConflictError, ImporterError, NotFoundError, PermissionDeniedError
-from importer.models import Batch, Member, Organization, Role, Status, Team, text_key
+from importer.models import ActivationToken, Batch, Member, Organization, Role, Status, Team, text_key
 from importer.sheets import UserType
 
 
@@ -197,3 +197,52 @@ def batch_dict(batch: Batch) -> dict[str, Any]:
         "seconds": round(batch.seconds, 3),
         "report_dir": batch.report_dir,
     }
+
+
+def find_batch(session: Session, batch_id: str) -> Batch:
+    """A batch by id."""
+    batch = session.get(Batch, batch_id.strip())
+    if batch is None:
+        raise NotFoundError(f"no batch {batch_id!r}; `importer batches --org ORG` lists them.")
+    return batch
+
+
+def show_batch(engine: Engine, batch_id: str) -> dict[str, Any]:
+    """One batch with its organization and how many of its members are still pending."""
+    with Session(engine) as session:
+        batch = find_batch(session, batch_id)
+        query = select(Member.status, func.count()).where(Member.batch_id == batch.id).group_by(Member.status)
+        counts = {status: count for status, count in session.execute(query)}
+        org_name = session.scalar(select(Organization.name).where(Organization.id == batch.organization_id))
+        return batch_dict(batch) | {
+            "organization": org_name,
+            "members_pending": counts.get(Status.PENDING, 0),
+            "members_active": counts.get(Status.ACTIVE, 0),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class UndoResult:
+    """What `batch undo` did: pending members removed, active ones kept."""
+
+    batch_id: str
+    removed: int
+    kept_active: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        """As printed by `batch undo --json`."""
+        return {"batch_id": self.batch_id, "removed": self.removed, "kept_active": self.kept_active}
+
+
+def undo_batch(engine: Engine, batch_id: str) -> UndoResult:
+    """Remove the batch's members that are still pending (their links die with them); keep active ones."""
+    with Session(engine) as session, session.begin():
+        batch = find_batch(session, batch_id)
+        members = list(session.scalars(select(Member).where(Member.batch_id == batch.id).order_by(Member.id)))
+        pending = [m.id for m in members if m.status is Status.PENDING]
+        kept = [m.email or m.name for m in members if m.status is Status.ACTIVE]
+        if pending:
+            session.execute(delete(ActivationToken).where(ActivationToken.member_id.in_(pending)))
+            session.execute(delete(Member).where(Member.id.in_(pending)))
+        batch.outcome = "undone"
+        return UndoResult(batch_id=batch.id, removed=len(pending), kept_active=kept)

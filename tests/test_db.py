@@ -1,0 +1,178 @@
+"""The database: migrations, concurrent imports, batch undo, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import create_engine, func, inspect, select, text
+from sqlalchemy.orm import Session
+
+from importer.db import HEAD_REVISION, current_revision, open_database, upgrade_schema
+from importer.models import ActivationToken, Base, Member, Organization, Status
+from importer.orgs import list_members, show_batch, undo_batch
+from importer.pipeline import run_import
+from importer.settings import Settings
+from importer.sheets import UserType
+
+from .conftest import Org
+
+
+def _script() -> ScriptDirectory:
+    config = Config()
+    config.set_main_option("script_location", "importer:migrations")
+    return ScriptDirectory.from_config(config)
+
+
+def test_head_revision_constant_matches_the_migrations() -> None:
+    assert _script().get_current_head() == HEAD_REVISION
+
+
+def test_an_empty_database_upgrades_to_a_schema_equal_to_the_models(db_url: str) -> None:
+    engine = open_database(db_url)
+    assert current_revision(engine) == HEAD_REVISION
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
+    assert upgrade_schema(engine) is False  # up to date: nothing to do
+
+
+def test_a_database_at_the_previous_revision_upgrades_and_keeps_its_data(db_url: str) -> None:
+    from alembic import command
+
+    raw = create_engine(db_url)
+    config = Config()
+    config.set_main_option("script_location", "importer:migrations")
+    with raw.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "0001")
+    with raw.begin() as conn:
+        conn.execute(
+            text("INSERT INTO organizations (id, name, created_at) VALUES (1, 'Old Org', '2026-01-01')")
+        )
+    assert "activation_tokens" not in inspect(raw).get_table_names()
+    raw.dispose()
+
+    engine = open_database(db_url)
+    assert current_revision(engine) == HEAD_REVISION
+    with Session(engine) as session:
+        org = session.scalars(select(Organization)).one()
+        assert (org.name, org.password_min_length, org.password_require_symbol) == ("Old Org", 8, False)
+        assert session.scalar(select(func.count()).select_from(ActivationToken)) == 0
+
+
+def test_db_upgrade_command(db_url: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "importer", "--db", db_url, "db", "upgrade"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (result.returncode, result.stdout.strip()) == (0, f"Database schema at revision {HEAD_REVISION}.")
+
+
+def test_two_imports_of_the_same_file_at_once_create_nobody_twice(
+    org: Org, db_url: str, tmp_path: Path
+) -> None:
+    rows = 3000
+    sheet = tmp_path / "same.csv"
+    sheet.write_text(
+        "Name,Email,Role\n" + "".join(f"P{i},p{i}@example.com,Member\n" for i in range(rows)),
+        encoding="utf-8",
+    )
+    command = [
+        sys.executable,
+        "-m",
+        "importer",
+        "--db",
+        db_url,
+        "import",
+        str(sheet),
+        "--org",
+        org.name,
+        "--as",
+        org.owner,
+        "--type",
+        "portal",
+        "--json",
+        "--report-dir",
+        str(tmp_path / "reports"),
+    ]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    second = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    outputs = [p.communicate(timeout=120) for p in (first, second)]
+
+    assert [p.returncode for p in (first, second)] == [0, 0], outputs
+    assert all("Traceback" not in err for _, err in outputs)
+    summaries = [json.loads(out) for out, _ in outputs]
+    assert sum(s["created"] for s in summaries) == rows
+    assert sum(s["skipped"] for s in summaries) == rows
+    with Session(org.engine) as session:
+        assert session.scalar(select(func.count()).select_from(Member)) == rows + 1
+
+
+def test_batch_undo_removes_pending_keeps_active(org: Org, tmp_path: Path) -> None:
+    sheet = tmp_path / "b.csv"
+    sheet.write_text(
+        "Name,Email,Role\nA,a@example.com,Member\nB,b@example.com,Member\nC,c@example.com,Admin\n"
+    )
+    result = run_import(
+        org.engine,
+        sheet,
+        org_ref=org.name,
+        actor_email=org.owner,
+        user_type=UserType.PORTAL,
+        settings=Settings(report_dir=tmp_path / "r"),
+    )
+    with Session(org.engine) as session, session.begin():
+        b = session.scalars(select(Member).where(Member.email == "b@example.com")).one()
+        b.status = Status.ACTIVE
+        session.add(
+            ActivationToken(
+                member_id=session.scalars(select(Member.id).where(Member.email == "a@example.com")).one(),
+                token_hash="x" * 64,
+                expires_at=b.created_at,
+            )
+        )
+
+    undone = undo_batch(org.engine, result.batch_id)
+
+    assert (undone.removed, undone.kept_active) == (2, ["b@example.com"])
+    assert [m["email"] for m in list_members(org.engine, org.name)] == [org.owner, "b@example.com"]
+    with Session(org.engine) as session:
+        assert session.scalar(select(func.count()).select_from(ActivationToken)) == 0
+    shown = show_batch(org.engine, result.batch_id)
+    assert (shown["outcome"], shown["members_active"], shown["members_pending"], shown["created"]) == (
+        "undone",
+        1,
+        0,
+        3,
+    )
+    assert shown["sha256"] == result.sha256 and shown["file_name"] == "b.csv"
+
+
+def test_an_unreachable_database_is_one_clear_error() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "importer",
+            "--db",
+            "postgresql://nobody@127.0.0.1:1/none",
+            "members",
+            "--org",
+            "x",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith("Error: cannot open the database") and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
