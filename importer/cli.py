@@ -169,6 +169,33 @@ def template(ctx: click.Context, user_type: str, fmt: str, org_ref: str | None, 
     click.echo(f"Wrote {path}")
 
 
+# Each limit of Settings is raised by an option of the same name; the error that names a limit
+# names its option.
+LIMIT_OPTIONS: tuple[tuple[str, str], ...] = (
+    ("max_file_bytes", "Largest file accepted, in bytes."),
+    ("max_unpacked_bytes", "Largest unpacked size of a workbook, in bytes."),
+    ("max_compression_ratio", "Highest compression ratio of a workbook (zip bombs are refused)."),
+    ("max_rows", "Most data rows accepted."),
+    ("max_columns", "Most columns accepted."),
+    ("max_cell_chars", "Most characters in one cell (Excel's own limit by default)."),
+)
+
+
+def limit_options(f: F) -> F:
+    """The --max-* options of `import`, declared once from Settings."""
+    defaults = Settings()
+    for field_name, help_text in reversed(LIMIT_OPTIONS):
+        f = click.option(
+            "--" + field_name.replace("_", "-"),
+            field_name,
+            type=click.IntRange(min=1),
+            default=getattr(defaults, field_name),
+            show_default=True,
+            help=help_text,
+        )(f)
+    return f
+
+
 @cli.command("import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @org_option
@@ -185,6 +212,7 @@ def template(ctx: click.Context, user_type: str, fmt: str, org_ref: str | None, 
     help="Where the batch's report folder is written.",
 )
 @json_option
+@limit_options
 @pass_obj
 def import_(
     obj: Obj,
@@ -197,13 +225,14 @@ def import_(
     all_or_nothing: bool,
     report_dir: Path,
     as_json: bool,
+    **limits: int,
 ) -> None:
     """Validate a sheet, create its valid rows as pending members, and report every other row.
 
     Exit status: 0 every row created or skipped; 3 some rows rejected; 1 file-level error or
     refused import (nothing written); 2 usage.
     """
-    settings = replace(Settings(), report_dir=report_dir)
+    settings = replace(Settings(), report_dir=report_dir, **limits)
     show_progress = not as_json and sys.stderr.isatty() and file.stat().st_size >= PROGRESS_MIN_BYTES
     if show_progress:
         with click.progressbar(length=_estimate_rows(file), label="Importing", file=sys.stderr) as bar:

@@ -8,6 +8,7 @@ verdict is always the one email-validator would give.
 
 from __future__ import annotations
 
+import difflib
 import re
 from functools import lru_cache
 
@@ -16,7 +17,7 @@ from email_validator import EmailNotValidError, validate_email
 # RFC 5322 dot-atom local part in ASCII: what email-validator accepts without question.
 _SIMPLE = re.compile(
     r"^(?P<local>[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*)"
-    r"@(?P<domain>[A-Za-z0-9.-]+)$"
+    r"@(?P<domain>[A-Za-z0-9.-]+)\Z"
 )
 _MAX_LOCAL = 64
 _MAX_ADDRESS = 254
@@ -44,3 +45,28 @@ def check_email(address: str) -> str | None:
         if problem is None:
             return None
     return _full_problem(address)
+
+
+# Mail providers whose near-misses are almost always typos (gmial.com, hotmial.com, yaho.com ...).
+PROVIDERS = (
+    "gmail.com", "googlemail.com", "yahoo.com", "yahoo.co.uk", "yahoo.fr", "ymail.com", "hotmail.com",
+    "hotmail.co.uk", "hotmail.fr", "outlook.com", "live.com", "msn.com", "icloud.com", "me.com", "mac.com",
+    "aol.com", "mail.com", "protonmail.com", "proton.me", "gmx.com", "gmx.de", "gmx.net", "web.de",
+    "yandex.ru", "mail.ru", "zoho.com", "fastmail.com", "comcast.net", "verizon.net", "att.net", "qq.com",
+    "163.com", "naver.com", "orange.fr", "free.fr", "libero.it", "t-online.de",
+)  # fmt: skip
+_PROVIDER_SET = frozenset(PROVIDERS)
+
+
+@lru_cache(maxsize=65_536)
+def suggest_domain(domain: str) -> str | None:
+    """The mail provider a mistyped domain most likely meant (gmial.com -> gmail.com), or None."""
+    domain = domain.lower().rstrip(".")
+    if not domain or domain in _PROVIDER_SET:
+        return None
+    candidates = (domain,) if "." in domain else (domain, domain + ".com")
+    for candidate in candidates:
+        match = difflib.get_close_matches(candidate, PROVIDERS, n=1, cutoff=0.85)
+        if match and match[0] != domain:
+            return match[0]
+    return None

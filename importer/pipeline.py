@@ -21,10 +21,11 @@ from importer.report import write_report
 from importer.results import ErrorCode, ImportResult, Outcome, RejectedRow, RowError, SkippedRow
 from importer.settings import Settings
 from importer.sheets import SheetSpec, UserType, load_sheet
-from importer.validate import DuplicateTracker, RuleContext, Team, Validator, duplicate_keys
+from importer.validate import DuplicateTracker, RuleContext, Team, Validator, duplicate_keys, provider_hint
 
 ProgressCallback = Callable[[int], None]
 PIN_DIGITS = 6
+TYPO_WARNINGS_SHOWN = 20
 
 
 def run_import(
@@ -70,7 +71,7 @@ def run_import(
                 if progress is not None:
                     progress(len(chunk.raw))
             run.finish(path=path, sheet_name=sheet_name, settings=settings)
-            result.warnings = list(opened.warnings)
+            result.warnings = [*opened.warnings, *_capped(run.typo_warnings, limit=TYPO_WARNINGS_SHOWN)]
             refused = all_or_nothing and result.rejected > 0
             if refused:
                 result.outcome, result.created = Outcome.REFUSED, 0
@@ -122,6 +123,7 @@ class _Run:
         self.errors: list[RowError] = []
         self.created_rows: set[int] = set()
         self.pins: dict[int, tuple[str, str]] = {}
+        self.typo_warnings: list[str] = []
 
     def process(self, chunk: Chunk) -> None:
         """Validate one chunk, reject its bad rows, skip existing members, insert the rest."""
@@ -147,7 +149,10 @@ class _Run:
         not_written = self.loader.insert(self._member_tuples(fresh))
         for row in not_written:
             self._skip(row, keys[row])
-        self.created_rows.update(r for r in fresh.index.tolist() if r not in not_written)
+        created = [r for r in fresh.index.tolist() if r not in not_written]
+        self.created_rows.update(created)
+        if self.user_type is UserType.PORTAL:
+            self._warn_provider_typos(fresh.loc[created, "email"])
 
     def finish(self, *, path: Path, sheet_name: str | None, settings: Settings) -> None:
         """Settle duplicates whose first copy was in an earlier chunk; fill in the result."""
@@ -172,6 +177,16 @@ class _Run:
         result.generated_pins = [
             (row, name, pin) for row, (name, pin) in sorted(self.pins.items()) if row in self.created_rows
         ]
+
+    def _warn_provider_typos(self, emails: pd.Series) -> None:
+        """A valid address at a near-miss of a big mail provider is imported, with a warning."""
+        for row, email in emails.items():
+            hint = provider_hint(str(email))
+            if hint:
+                self.typo_warnings.append(
+                    f"Row {row}: {email} was accepted.{hint} If it is a typo, undo this batch "
+                    f"(importer batch undo {self.result.batch_id}), fix the sheet and import it again."
+                )
 
     def _column_order(self, header: str) -> int:
         try:
@@ -282,6 +297,15 @@ class _Run:
             pin = f"{secrets.randbelow(10**PIN_DIGITS):0{PIN_DIGITS}d}"
             self.pins[row] = (name, pin)
         return hash_pin(pin)
+
+
+def _capped(lines: list[str], *, limit: int) -> list[str]:
+    if len(lines) <= limit:
+        return lines
+    return [
+        *lines[:limit],
+        f"... and {len(lines) - limit} more addresses that look like mail-provider typos.",
+    ]
 
 
 def hash_pin(pin: str) -> str:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import pandera.pandas as pa
 
-from importer.emails import check_email
+from importer.emails import check_email, suggest_domain
 from importer.models import Role, text_key
 from importer.orgs import Actor
 from importer.results import ErrorCode, RowError
@@ -148,6 +148,8 @@ class Validator:
             rows=rows,
             hint=self._hint(code, value),
         )
+        if code is ErrorCode.EMAIL_INVALID:
+            message += provider_hint(value)
         return RowError(row, self.headers.get(key, column.header), code, message, shown)
 
     def _hint(self, code: ErrorCode, value: str) -> str:
@@ -182,6 +184,13 @@ class Validator:
                 return " The spreadsheet turned it into a number; format the PIN column as Text."
             return ""
         return ""
+
+
+def provider_hint(address: str) -> str:
+    """` Did you mean "bob@gmail.com"?` when the domain looks like a mistyped mail provider."""
+    local, at, domain = address.rpartition("@")
+    fixed = suggest_domain(domain) if at else None
+    return f' Did you mean "{local}@{fixed}"?' if fixed else ""
 
 
 def suggest(value: str, choices: Iterable[str]) -> str | None:

@@ -426,3 +426,43 @@ def test_a_crash_mid_batch_leaves_no_half_batch(org: Org, tmp_path: Path, write_
         assert session.scalar(select(func.count()).select_from(Batch)) == 0
     monkeypatch.undo()
     assert do_import(org, path, tmp_path).created == 10
+
+
+@pytest.mark.parametrize(
+    ("email", "role", "team", "expected"),
+    [
+        ("a@example.com", "Admn", "", 'Did you mean "Admin"?'),
+        ("a@example.com", "membr", "", 'Did you mean "Member"?'),
+        ("a@example.com", "Member", "suport", 'Did you mean "Support"?'),
+        ("a@hotmial", "Member", "", 'Did you mean "a@hotmail.com"?'),
+    ],
+)
+def test_suggestions_are_part_of_the_message_never_applied(
+    org: Org,
+    tmp_path: Path,
+    write_csv,  # type: ignore[no-untyped-def]
+    email: str,
+    role: str,
+    team: str,
+    expected: str,
+) -> None:
+    result = do_import(org, write_csv("s.csv", "Name,Email,Role,Team", f"A,{email},{role},{team}"), tmp_path)
+    assert result.rejected == 1 and member_count(org) == 1
+    assert expected in result.errors[0].message
+
+
+def test_valid_address_at_a_mistyped_provider_is_imported_with_a_warning(
+    org: Org,
+    tmp_path: Path,
+    write_csv,  # type: ignore[no-untyped-def]
+) -> None:
+    result = do_import(
+        org, write_csv("s.csv", "Name,Email,Role", "A,ann@gmial.com,Member", "B,b@mail.com,Member"), tmp_path
+    )
+    assert (result.created, result.rejected) == (2, 0)
+    typo_warnings = [w for w in result.warnings if "Did you mean" in w]
+    assert typo_warnings == [
+        f'Row 2: ann@gmial.com was accepted. Did you mean "ann@gmail.com"? If it is a typo, undo this batch '
+        f"(importer batch undo {result.batch_id}), fix the sheet and import it again."
+    ]
+    assert "ann@gmial.com" in {m["email"] for m in list_members(org.engine, org.name)}  # never changed
