@@ -216,6 +216,7 @@ def limit_options(f: F) -> F:
 @pass_obj
 def import_(
     obj: Obj,
+    /,
     file: Path,
     org_ref: str,
     actor: str,
