@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
@@ -176,3 +179,53 @@ def test_an_unreachable_database_is_one_clear_error() -> None:
     assert result.returncode == 1
     assert result.stderr.startswith("Error: cannot open the database") and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def _import_command(db_url: str, org: Org, sheet: Path, reports: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "importer", "--db", db_url, "import", str(sheet), "--org", org.name,
+        "--as", org.owner, "--type", "portal", "--json", "--report-dir", str(reports),
+    ]  # fmt: skip
+
+
+def test_an_import_killed_at_any_moment_leaves_no_half_batch(org: Org, db_url: str, tmp_path: Path) -> None:
+    rows = 20_000
+    sheet = tmp_path / "big.csv"
+    sheet.write_text("Name,Email,Role\n" + "".join(f"P{i},p{i}@example.com,Member\n" for i in range(rows)))
+    command = _import_command(db_url, org, sheet, tmp_path / "reports")
+    for delay in (0.8, 1.6, 2.4):
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(delay)
+        process.kill()  # SIGKILL: no cleanup code runs
+        process.wait()
+        with Session(org.engine) as session:
+            count = session.scalar(select(func.count()).select_from(Member)) or 0
+        assert count - 1 in (0, rows), f"half a batch after a kill at {delay}s: {count - 1} members"
+    again = subprocess.run(command, capture_output=True, text=True, check=False)
+    assert again.returncode == 0, again.stderr
+    summary = json.loads(again.stdout)
+    assert summary["created"] + summary["skipped"] == rows
+    with Session(org.engine) as session:
+        assert session.scalar(select(func.count()).select_from(Member)) == rows + 1
+
+
+def test_sqlite_import_waits_for_a_locked_database(org: Org, db_url: str, tmp_path: Path) -> None:
+    if not db_url.startswith("sqlite"):
+        pytest.skip("SQLite's database-wide write lock")
+    sheet = tmp_path / "one.csv"
+    sheet.write_text("Name,Email,Role\nA,a@example.com,Member\n")
+    blocker = sqlite3.connect(db_url.removeprefix("sqlite:///"), isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")  # another writer holds the lock
+    process = subprocess.Popen(
+        _import_command(db_url, org, sheet, tmp_path / "r"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(2.0)
+    assert process.poll() is None, "the import gave up instead of waiting"
+    blocker.execute("COMMIT")
+    blocker.close()
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 0, err
+    assert json.loads(out)["created"] == 1
