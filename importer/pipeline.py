@@ -121,7 +121,7 @@ class _Run:
         self.skipped: dict[int, SkippedRow] = {}
         self.rejected: dict[int, RejectedRow] = {}
         self.errors: list[RowError] = []
-        self.created_rows: set[int] = set()
+        self.created = 0
         self.pins: dict[int, tuple[str, str]] = {}
         self.typo_warnings: list[str] = []
 
@@ -150,7 +150,9 @@ class _Run:
         for row in not_written:
             self._skip(row, keys[row])
         created = [r for r in fresh.index.tolist() if r not in not_written]
-        self.created_rows.update(created)
+        self.created += len(created)
+        for row in not_written:
+            self.pins.pop(row, None)
         if self.user_type is UserType.PORTAL:
             self._warn_provider_typos(fresh.loc[created, "email"])
 
@@ -158,8 +160,8 @@ class _Run:
         """Settle duplicates whose first copy was in an earlier chunk; fill in the result."""
         late = self.duplicates.late
         if late:
-            self.loader.remove(late & self.created_rows)
-            self.created_rows -= late
+            # Only rows this batch created come back out; the rest were rejected or skipped.
+            self.created -= self.loader.remove(late)
             for row in late:
                 self.skipped.pop(row, None)
             self._recover_rows(late, path=path, sheet_name=sheet_name, settings=settings)
@@ -173,9 +175,9 @@ class _Run:
         result.errors = sorted(self.errors, key=lambda e: (e.row_number, self._column_order(e.column)))
         result.rejected_rows = [self.rejected[r] for r in sorted(self.rejected)]
         result.skipped = [self.skipped[r] for r in sorted(self.skipped)]
-        result.created = len(self.created_rows)
+        result.created = self.created
         result.generated_pins = [
-            (row, name, pin) for row, (name, pin) in sorted(self.pins.items()) if row in self.created_rows
+            (row, name, pin) for row, (name, pin) in sorted(self.pins.items()) if row not in late
         ]
 
     def _warn_provider_typos(self, emails: pd.Series) -> None:
