@@ -22,6 +22,7 @@ from importer.results import ErrorCode, ImportResult, Outcome, RejectedRow, RowE
 from importer.settings import Settings
 from importer.sheets import SheetSpec, UserType, load_sheet
 from importer.validate import DuplicateTracker, RuleContext, Team, Validator, duplicate_keys, provider_hint
+from importer.workbook import describe_template_stamp, read_template_stamp
 
 ProgressCallback = Callable[[int], None]
 PIN_DIGITS = 6
@@ -71,7 +72,12 @@ def run_import(
                 if progress is not None:
                     progress(len(chunk.raw))
             run.finish(path=path, sheet_name=sheet_name, settings=settings)
-            result.warnings = [*opened.warnings, *_capped(run.typo_warnings, limit=TYPO_WARNINGS_SHOWN)]
+            stamp = describe_template_stamp(read_template_stamp(path), spec=spec)
+            result.warnings = [
+                *([stamp] if stamp else []),
+                *opened.warnings,
+                *_capped(run.typo_warnings, limit=TYPO_WARNINGS_SHOWN),
+            ]
             refused = all_or_nothing and result.rejected > 0
             if refused:
                 result.outcome, result.created = Outcome.REFUSED, 0

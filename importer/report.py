@@ -1,4 +1,4 @@
-"""ImportResult -> report.html, rejected.csv, errors.csv, summary.json (and pins.csv)."""
+"""ImportResult -> report.html, rejected.csv/.xlsx, errors.csv, summary.json (and pins.csv)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 from importer.read import FORMULA_TRIGGERS
 from importer.results import ErrorCode, ImportResult, RowError
 from importer.sheets import ERRORS_HEADER, ColumnKind, SheetSpec, header_lookup, normalize_header
+from importer.workbook import write_rejected_xlsx
 
 # report.html lists at most this many rejected rows; the CSVs always have all of them.
 HTML_ROW_LIMIT = 2_000
@@ -61,17 +62,20 @@ def write_report(result: ImportResult, *, spec: SheetSpec) -> Path:
         ("row", "column", "value", "code", "message"),
         ((e.row_number, e.column, e.value, e.code.value, e.message) for e in result.errors),
     )
+    # The Errors column of an earlier rejected file is stale: today's messages replace it.
+    keep = [i for i, h in enumerate(result.headers) if normalize_header(h) != normalize_header(ERRORS_HEADER)]
     write_csv(
         folder / "rejected.csv",
-        (*result.headers, ERRORS_HEADER),
+        (*(result.headers[i] for i in keep), ERRORS_HEADER),
         (
             (
-                *_masked(r.values, pin_columns, blank=True),
+                *_pick(_masked(r.values, pin_columns, blank=True), keep),
                 _errors_cell(errors_by_row[r.row_number], pin_columns, r.values),
             )
             for r in result.rejected_rows
         ),
     )
+    write_rejected_xlsx(result, folder / "rejected.xlsx", pin_columns=pin_columns)
     if result.generated_pins:
         write_csv(
             folder / "pins.csv",
@@ -82,6 +86,10 @@ def write_report(result: ImportResult, *, spec: SheetSpec) -> Path:
     (folder / "summary.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
     (folder / "report.html").write_text(_render_html(result, errors_by_row, pin_columns), encoding="utf-8")
     return folder
+
+
+def _pick(values: Sequence[str], positions: Sequence[int]) -> list[str]:
+    return [values[i] for i in positions]
 
 
 def _pin_positions(headers: Sequence[str], spec: SheetSpec) -> set[int]:

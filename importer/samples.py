@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,19 +13,29 @@ from openpyxl.comments import Comment
 from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter, quote_sheetname
 from openpyxl.worksheet.datavalidation import DataValidation
+from openpyxl.worksheet.worksheet import Worksheet
 
-from importer.sheets import ColumnKind, SheetSpec
+from importer.results import ErrorCode
+from importer.sheets import ColumnKind, ColumnSpec, SheetSpec, error_codes_for
 
+# Rows formatted cell by cell (PIN as text); dropdowns and checks reach further, they cost nothing.
 TEMPLATE_ROWS = 1000
+VALIDATED_ROWS = 10_000
 HEADER_FILL = PatternFill("solid", fgColor="1F4E79")
 HEADER_FONT = Font(bold=True, color="FFFFFF")
+LISTS_SHEET = "Lists"
+INSTRUCTIONS_SHEET = "Instructions"
+STAMP_PREFIX = "member-importer"
+# What sample workbooks carry in their document keywords (File > Properties in Excel).
+STAMP_PATTERN = re.compile(rf"{STAMP_PREFIX}/(?P<type>[a-z][a-z-]*)/v(?P<version>\d{{1,6}})")
 # Fixed so a template written today is byte-for-byte the one in sample_files/ (no "now" inside).
 _STAMP_TIME = dt.datetime(2026, 1, 1)
+_TEXT = "@"
 
 
 def template_stamp(spec: SheetSpec) -> str:
     """The version stamp written into sample workbooks."""
-    return f"member-importer/{spec.user_type.value}/v{spec.version}"
+    return f"{STAMP_PREFIX}/{spec.user_type.value}/v{spec.version}"
 
 
 def template_file_name(spec: SheetSpec, fmt: str) -> str:
@@ -42,73 +53,141 @@ def write_template(spec: SheetSpec, path: Path, *, fmt: str, teams: Sequence[str
     return path
 
 
+def plain_rule(column: ColumnSpec) -> str:
+    """A column's rule as a sentence for a spreadsheet (no Markdown)."""
+    text = column.rule.replace("`", "")
+    return text[0].upper() + text[1:] + "."
+
+
 def _workbook(spec: SheetSpec, *, teams: Sequence[str]) -> Workbook:
     workbook = Workbook()
     sheet = workbook.active
     assert sheet is not None  # a new Workbook always has one sheet
     sheet.title = spec.title
-    workbook.properties.creator = "member-importer"
+    workbook.properties.creator = STAMP_PREFIX
     workbook.properties.title = f"{spec.title} users"
+    workbook.properties.subject = spec.description
     workbook.properties.keywords = template_stamp(spec)
     workbook.properties.created = _STAMP_TIME
     workbook.properties.modified = _STAMP_TIME
+    lists = _lists_sheet(workbook, teams) if teams else None
     for position, column in enumerate(spec.columns, start=1):
         cell = sheet.cell(row=1, column=position, value=column.sample_header)
         cell.fill, cell.font = HEADER_FILL, HEADER_FONT
         cell.alignment = Alignment(vertical="center")
-        cell.comment = Comment(column.rule, "member-importer")
+        cell.comment = Comment(plain_rule(column), STAMP_PREFIX, width=260, height=90)
         letter = get_column_letter(position)
-        sheet.column_dimensions[letter].width = max(18, len(column.sample_header) + 4)
-        cells = f"{letter}2:{letter}{TEMPLATE_ROWS + 1}"
+        width = 34 if column.kind is ColumnKind.EMAIL else 24
+        sheet.column_dimensions[letter].width = max(width, len(column.sample_header) + 4)
+        cells = f"{letter}2:{letter}{VALIDATED_ROWS + 1}"
         if column.kind is ColumnKind.PIN:
-            # Text format, so Excel keeps the leading zeros of 0042.
-            for (row_cell,) in sheet[cells]:
-                row_cell.number_format = "@"
+            # Text, so Excel keeps the leading zeros of 0042 (the column default covers new rows too).
+            sheet.column_dimensions[letter].number_format = _TEXT
+            for (row_cell,) in sheet[f"{letter}2:{letter}{TEMPLATE_ROWS + 1}"]:
+                row_cell.number_format = _TEXT
+            low, high = column.min_length or 4, column.max_length or 8
+            pin_check = DataValidation(
+                type="textLength", operator="between", formula1=str(low), formula2=str(high)
+            )
+            pin_check.errorStyle = "warning"
+            _describe(pin_check, column, f"{low} to {high} digits, or leave blank to have one generated.")
+            pin_check.add(cells)
+            sheet.add_data_validation(pin_check)
         elif column.kind is ColumnKind.ROLE and column.allowed:
-            _dropdown(sheet, cells, '"' + ",".join(column.allowed) + '"', column.header)
-        elif column.kind is ColumnKind.TEAM and teams:
-            lists = workbook.create_sheet("Lists")
-            lists.sheet_state = "hidden"
-            for row, name in enumerate(teams, start=1):
-                lists.cell(row=row, column=1, value=name)
-            source = f"{quote_sheetname('Lists')}!$A$1:$A${len(teams)}"
-            _dropdown(sheet, cells, source, column.header)
+            _dropdown(sheet, cells, '"' + ",".join(column.allowed) + '"', column)
+        elif column.kind is ColumnKind.TEAM and lists is not None:
+            source = f"{quote_sheetname(LISTS_SHEET)}!$A$1:$A${len(teams)}"
+            _dropdown(sheet, cells, source, column)
     sheet.freeze_panes = "A2"
+    sheet.row_dimensions[1].height = 22
     _instructions(workbook, spec, teams=teams)
     return workbook
 
 
-def _dropdown(sheet: object, cells: str, source: str, header: str) -> None:
-    validation = DataValidation(type="list", formula1=source, allow_blank=True, showDropDown=False)
-    validation.error = f"Choose a {header} from the list."
-    validation.errorTitle = f"Unknown {header}"
+def _lists_sheet(workbook: Workbook, teams: Sequence[str]) -> Worksheet:
+    """A hidden sheet of dropdown values: a list in a range has no length limit, unlike a "a,b" list."""
+    from importer.report import neutralize  # here, not at the top: report.py may import this module
+
+    lists: Worksheet = workbook.create_sheet(LISTS_SHEET)
+    lists.sheet_state = "hidden"
+    for row, name in enumerate(teams, start=1):
+        lists.cell(row=row, column=1, value=neutralize(name))
+    return lists
+
+
+def _dropdown(sheet: Worksheet, cells: str, source: str, column: ColumnSpec) -> None:
+    validation = DataValidation(type="list", formula1=source, allow_blank=True)
+    validation.error = f"Choose a {column.header} from the list."
+    validation.errorTitle = f"Unknown {column.header}"
+    _describe(validation, column, "Choose from the list.")
     validation.add(cells)
-    sheet.add_data_validation(validation)  # type: ignore[attr-defined]
+    sheet.add_data_validation(validation)
+
+
+def _describe(validation: DataValidation, column: ColumnSpec, hint: str) -> None:
+    """The note Excel shows when a cell of the column is selected (at most 255 characters)."""
+    validation.showInputMessage = True
+    validation.showErrorMessage = True
+    validation.promptTitle = column.header[:32]
+    validation.prompt = hint[:255]
+    if not validation.error:
+        validation.error = hint[:255]
 
 
 def _instructions(workbook: Workbook, spec: SheetSpec, *, teams: Sequence[str]) -> None:
-    sheet = workbook.create_sheet("Instructions")
-    bold = Font(bold=True)
+    sheet = workbook.create_sheet(INSTRUCTIONS_SHEET)
+    wrap = Alignment(wrap_text=True, vertical="top")
     sheet.append([f"{spec.title} users: how to fill in this sheet"])
     sheet["A1"].font = Font(bold=True, size=14)
     sheet.append([spec.description])
+    sheet.append(
+        [
+            f'One member per row on the sheet "{spec.title}", below its header row. Keep the headers; '
+            "columns marked (required) must be filled in. Every cell is read as text."
+        ]
+    )
     sheet.append([])
-    sheet.append(["Column", "Required", "Rule", "Examples"])
-    for cell in sheet[4]:
-        cell.font = bold
+    header_row = sheet.max_row + 1
+    sheet.append(["Column", "Required", "Rule", "Examples", "Also accepted as", "Error codes"])
+    for cell in sheet[header_row]:
+        cell.fill, cell.font = HEADER_FILL, HEADER_FONT
     for column in spec.columns:
         sheet.append(
             [
                 column.header,
                 "yes" if column.required else "no",
-                column.rule,
+                plain_rule(column),
                 ", ".join(e for e in column.examples if e),
+                ", ".join(column.aliases),
+                ", ".join(code.value for code in error_codes_for(column.kind)),
             ]
         )
+        for cell in sheet[sheet.max_row]:
+            cell.alignment = wrap
     sheet.append([])
-    if teams:
-        sheet.append(["Teams of the organization:", ", ".join(teams)])
-    sheet.append(["Template version:", template_stamp(spec)])
-    sheet.append(["Upload with:", f"importer import FILE --type {spec.user_type.value} --org ORG --as YOU"])
-    for letter, width in (("A", 26), ("B", 12), ("C", 80), ("D", 40)):
+    sheet.append(["Error codes", "", "What it means"])
+    for cell in sheet[sheet.max_row]:
+        cell.font = Font(bold=True)
+    codes = [code for column in spec.columns for code in error_codes_for(column.kind)]
+    duplicate = (
+        ErrorCode.EMAIL_DUPLICATE_IN_FILE
+        if ErrorCode.EMAIL_DUPLICATE_IN_FILE in codes
+        else ErrorCode.MEMBER_DUPLICATE_IN_FILE
+    )
+    for code in dict.fromkeys([*codes, duplicate, ErrorCode.MEMBER_EXISTS]):
+        sheet.append([code.value, "", code.description])
+    sheet.append([])
+    team_note = (
+        ", ".join(teams)
+        if teams
+        else "any existing team of your organization (a copy made with --org ORG has a dropdown of them)."
+    )
+    for label, text in (
+        ("Teams:", team_note),
+        ("Upload with:", f"importer import FILE --type {spec.user_type.value} --org ORG --as YOU"),
+        ("Template version:", template_stamp(spec)),
+    ):
+        sheet.append([label, "", text])
+        sheet.cell(row=sheet.max_row, column=1).font = Font(bold=True)
+    for letter, width in (("A", 26), ("B", 10), ("C", 60), ("D", 26), ("E", 40), ("F", 34)):
         sheet.column_dimensions[letter].width = width

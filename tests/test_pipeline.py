@@ -369,6 +369,7 @@ def test_report_files_and_summary_match_the_result(org: Org, data_dir: Path, tmp
     assert sorted(p.name for p in folder.iterdir()) == [
         "errors.csv",
         "rejected.csv",
+        "rejected.xlsx",
         "report.html",
         "summary.json",
     ]
