@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml
 # A real import of the demo sheets on SQLite: an organization with teams, pending members,
 # reports under reports/, and activation emails in outbox/. Exit 3 (some rows rejected) is expected.
 demo: $(STAMP)
-	rm -f $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
+	rm -rf $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm reports outbox
 	$(IMPORTER) org create "Acme Corp" --owner-email $(OWNER) --owner-name "Olive Owner"
 	$(IMPORTER) team create --org "Acme Corp" Sales Support Engineering Warehouse
 	$(IMPORTER) import sample_files/demo-portal-users.csv --org "Acme Corp" --as $(OWNER) --type portal || test $$? -eq 3
@@ -41,8 +41,12 @@ lint: $(STAMP)
 test: lint
 	$(BIN)/pytest -n 2 -q
 
+# issue 4's benchmark: the importer against its floors and peers on a generated 1,000,000-row sheet
+# (cached in benchmarks/data/); the table goes to benchmarks/out/results.md. Options through
+# BENCH_ARGS, e.g. `make bench BENCH_ARGS="--quick --skip-postgres"`. The peers are benchmark-only.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python -m pip install --quiet 'frictionless>=5.18' 'django-import-export>=4.0'
+	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) reports outbox $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import replace
@@ -17,8 +18,17 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from importer import __version__
+from importer.activation import (
+    FileTransport,
+    SmtpSecurity,
+    SmtpTransport,
+    activate,
+    get_password_policy,
+    send_activations,
+    set_password_policy,
+)
 from importer.db import current_revision, open_database
-from importer.errors import ImporterError
+from importer.errors import ImporterError, TransportError
 from importer.models import Status
 from importer.orgs import (
     create_organization,
@@ -353,6 +363,126 @@ def batches(obj: Obj, org_ref: str, as_json: bool) -> None:
                 ),
             )
         )
+
+
+@cli.command("send-activations")
+@org_option
+@click.option("--batch", "batch_id", metavar="ID", help="Only the members of this import.")
+@click.option(
+    "--resend", is_flag=True, help="Also those emailed but not yet active (a new link; the old one dies)."
+)
+@click.option(
+    "--from", "sender", envvar="IMPORTER_FROM", metavar="ADDRESS", help="From address (or IMPORTER_FROM)."
+)
+@click.option(
+    "--base-url", envvar="IMPORTER_BASE_URL", metavar="URL", help="Portal URL (or IMPORTER_BASE_URL)."
+)
+@click.option("--transport", type=click.Choice(["file", "smtp"]), default="file", show_default=True)
+@click.option(
+    "--outbox",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("outbox"),
+    show_default=True,
+    help="File transport: the folder that gets one .eml per message.",
+)
+@click.option("--smtp-host", default="localhost", show_default=True)
+@click.option("--smtp-port", type=click.IntRange(1, 65535), help="Default: 25, 587 (starttls) or 465 (tls).")
+@click.option(
+    "--smtp-security", type=click.Choice([s.value for s in SmtpSecurity]), default="none", show_default=True
+)
+@click.option("--smtp-user", help="Log in as this user; the password comes from IMPORTER_SMTP_PASSWORD.")
+@json_option
+@pass_obj
+def send_activations_command(
+    obj: Obj,
+    org_ref: str,
+    batch_id: str | None,
+    resend: bool,
+    sender: str | None,
+    base_url: str | None,
+    transport: str,
+    outbox: Path,
+    smtp_host: str,
+    smtp_port: int | None,
+    smtp_security: str,
+    smtp_user: str | None,
+    as_json: bool,
+) -> None:
+    """Email the activation link to pending portal members who have not been emailed.
+
+    Exit status: 0 all sent; 3 some recipients refused (recorded on the member, shown by
+    `members`); 1 nothing could be sent (server unreachable, login refused).
+    """
+    if not sender:
+        raise click.UsageError("--from ADDRESS (or IMPORTER_FROM) is required.")
+    if not base_url:
+        raise click.UsageError("--base-url URL (or IMPORTER_BASE_URL) is required.")
+    password = os.environ.get("IMPORTER_SMTP_PASSWORD")
+    if smtp_user and not password and transport == "smtp":
+        raise click.UsageError("--smtp-user needs the password in IMPORTER_SMTP_PASSWORD.")
+    chosen: FileTransport | SmtpTransport = (
+        FileTransport(outbox)
+        if transport == "file"
+        else SmtpTransport(
+            smtp_host, port=smtp_port, security=SmtpSecurity(smtp_security), user=smtp_user, password=password
+        )
+    )
+    try:
+        with chosen:
+            result = send_activations(
+                obj.engine, org_ref, transport=chosen, sender=sender, base_url=base_url,
+                batch_id=batch_id, resend=resend,
+            )  # fmt: skip
+    except TransportError as exc:
+        if as_json and exc.result is not None:
+            click.echo(json.dumps(exc.result.to_dict()))
+        raise
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
+    else:
+        where = f" to {outbox}/" if transport == "file" else f" via {smtp_host}"
+        click.echo(
+            f"Sent {result.sent}{where}; {result.failed} failed; "
+            f"{result.skipped} already emailed (see --resend)."
+        )
+        for failure in result.failures:
+            click.echo(f"  refused: {failure.email}: {failure.error}")
+    sys.exit(result.exit_code)
+
+
+@cli.command("activate")
+@click.argument("token")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input (one line).")
+@pass_obj
+def activate_command(obj: Obj, token: str, password_stdin: bool) -> None:
+    """Set the password from an activation link's token; the member becomes active."""
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("New password", hide_input=True, confirmation_prompt="Repeat the password")
+    member = activate(obj.engine, token, password)
+    click.echo(
+        f"{member.email} is now active in {member.organization}. Sign in with your email and password."
+    )
+
+
+@org.command("password-policy")
+@org_option
+@click.option("--as", "actor", required=True, metavar="EMAIL", help="The organization's Owner.")
+@click.option("--min-length", type=click.IntRange(8, 128), help="Minimum password length (8-128).")
+@click.option("--require-symbol/--no-require-symbol", default=None, help="Require a symbol.")
+@pass_obj
+def org_password_policy(
+    obj: Obj, org_ref: str, actor: str, min_length: int | None, require_symbol: bool | None
+) -> None:
+    """Show or change the organization's password policy (only its Owner may change it)."""
+    if min_length is None and require_symbol is None:
+        policy = get_password_policy(obj.engine, org_ref)
+    else:
+        policy = set_password_policy(
+            obj.engine, org_ref, actor_email=actor, min_length=min_length, require_symbol=require_symbol
+        )
+    click.echo(f"Password policy: {policy.describe()}.")
 
 
 @cli.group()

@@ -9,10 +9,17 @@ ImporterError                 anything the CLI turns into one clear line and exi
 ├── NotFoundError             an organization, team, batch or token that does not exist
 ├── PermissionDeniedError     the actor may not do this (not an active Owner or Admin)
 ├── ConflictError             the thing already exists
-└── ActivationError           token unknown, used or expired; weak password
+├── ActivationError           token unknown, used or expired; weak password
+├── TransportError            no mail can go: server unreachable, login refused, outbox unwritable
+└── RecipientRefused          the mail server refused one recipient (recorded; the run goes on)
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from importer.activation import SendResult
 
 
 class ImporterError(Exception):
@@ -53,3 +60,20 @@ class ConflictError(ImporterError):
 
 class ActivationError(ImporterError):
     """An activation token is unknown, used or expired, or a password is too weak."""
+
+
+class TransportError(ImporterError):
+    """No mail can go: server unreachable, TLS or login refused, outbox not writable."""
+
+    def __init__(self, message: str, *, result: SendResult | None = None) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+class RecipientRefused(ImporterError):
+    """The mail server refused one recipient or message; the run records it and goes on."""
+
+    def __init__(self, address: str, reason: str) -> None:
+        super().__init__(f"{address} was refused: {reason}")
+        self.address = address
+        self.reason = reason

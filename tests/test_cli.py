@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -204,3 +207,73 @@ def test_org_create_twice_is_one_clear_error(run) -> None:  # type: ignore[no-un
         again.exit_code == 1
         and again.output.strip() == "Error: an organization named 'Acme Corp' already exists."
     )
+
+
+def _tokens_in(outbox: Path) -> dict[str, str]:
+    """Recipient -> token of every activation email in the outbox."""
+    found = {}
+    for path in outbox.glob("*.eml"):
+        message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+        body = message.get_body(("plain",)).get_content()  # type: ignore[union-attr]
+        found[str(message["To"].addresses[0].addr_spec)] = re.search(r"token=([\w-]+)", body)[1]  # type: ignore[index]
+    return found
+
+
+def test_an_imported_admin_activates_then_invites_members_but_not_admins(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    admins = write(tmp_path, "admins.csv", "Name,Email,Role", "Adam Admin,adam@example.com,Admin")
+    assert run(*import_args(admins)).exit_code == 0
+    sent = run(
+        "send-activations", "--org", "Acme Corp", "--outbox", "outbox", "--json",
+        "--from", "Acme <no-reply@acme.example>", "--base-url", "https://portal.acme.example/",
+    )  # fmt: skip
+    assert (sent.exit_code, json.loads(sent.output)) == (0, {"sent": 1, "failed": 0, "skipped": 0})
+    token = _tokens_in(tmp_path / "outbox")["adam@example.com"]
+
+    weak = run("activate", token, "--password-stdin", input="short1\n")
+    assert weak.exit_code == 1 and "at least 8 characters" in weak.output
+    done = run("activate", token, "--password-stdin", input="correct horse 42\n")
+    assert done.exit_code == 0 and "adam@example.com is now active in Acme Corp" in done.output
+    again = run("activate", token, "--password-stdin", input="correct horse 42\n")
+    assert again.exit_code == 1 and "already" in again.output
+
+    invites = write(
+        tmp_path, "invites.csv", "Name,Email,Role", "Mo,mo@example.com,Member", "Al,al@example.com,Admin"
+    )
+    result = run(
+        "import", invites, "--org", "Acme Corp", "--as", "adam@example.com", "--type", "portal", "--json"
+    )
+    summary = json.loads(result.output)
+    assert (result.exit_code, summary["created"], summary["errors_by_code"]) == (
+        3,
+        1,
+        {"role.not_allowed": 1},
+    )
+
+
+def test_send_activations_needs_from_and_base_url(run) -> None:  # type: ignore[no-untyped-def]
+    result = run("send-activations", "--org", "Acme Corp")
+    assert result.exit_code == 2 and "--from" in result.output
+
+
+def test_password_policy_command(run) -> None:  # type: ignore[no-untyped-def]
+    shown = run("org", "password-policy", "--org", "Acme Corp", "--as", OWNER)
+    assert shown.output.strip() == "Password policy: at least 8 characters, with letters, digits."
+    changed = run(
+        "org",
+        "password-policy",
+        "--org",
+        "Acme Corp",
+        "--as",
+        OWNER,
+        "--min-length",
+        "12",
+        "--require-symbol",
+    )
+    assert (
+        changed.output.strip()
+        == "Password policy: at least 12 characters, with letters, digits and a symbol."
+    )
+    refused = run(
+        "org", "password-policy", "--org", "Acme Corp", "--as", "x@example.com", "--min-length", "9"
+    )
+    assert refused.exit_code == 1 and "only the Owner" in refused.output

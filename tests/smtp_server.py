@@ -1,0 +1,123 @@
+"""A real SMTP server for tests: aiosmtpd on 127.0.0.1 at a free port, recording what it accepts."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import socket
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from email import policy
+from email.message import EmailMessage
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+HOST = "127.0.0.1"
+REFUSED_REPLY = "550 5.1.1 mailbox unavailable"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (right now)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind((HOST, 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@dataclass(frozen=True)
+class Received:
+    """One message the server accepted: its envelope and its bytes."""
+
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    data: bytes
+
+    @property
+    def message(self) -> EmailMessage:
+        """The message parsed with the default policy."""
+        parsed = email.message_from_bytes(self.data, policy=policy.default)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
+
+
+@dataclass
+class RecordingHandler:
+    """Refuses the addresses in `refuse` at RCPT and records every accepted message.
+
+    `drop_every`: close the connection after every n-th accepted message (to test reconnection).
+    """
+
+    refuse: set[str] = field(default_factory=set)
+    drop_every: int | None = None
+    received: list[Received] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)
+    connections: int = 0
+
+    async def handle_EHLO(
+        self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
+    ) -> list[str]:
+        """Count sessions (smtplib says EHLO once per connection)."""
+        self.connections += 1
+        session.host_name = hostname
+        return responses
+
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        """Refuse the chosen addresses; accept the others."""
+        if address.lower() in {a.lower() for a in self.refuse}:
+            self.refused.append(address)
+            return REFUSED_REPLY
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        """Record the message; maybe drop the connection right after answering."""
+        self.received.append(
+            Received(
+                mail_from=envelope.mail_from,
+                rcpt_tos=tuple(envelope.rcpt_tos),
+                data=envelope.original_content,
+            )
+        )
+        if self.drop_every and len(self.received) % self.drop_every == 0:
+            asyncio.get_running_loop().call_soon(server.transport.close)
+        return "250 2.0.0 Message accepted for delivery"
+
+
+@dataclass(frozen=True)
+class SmtpServer:
+    """A running server: where it listens and what it recorded."""
+
+    host: str
+    port: int
+    handler: RecordingHandler
+
+
+def password_authenticator(user: str, password: str) -> Callable[..., AuthResult]:
+    """An aiosmtpd authenticator that accepts exactly one login."""
+
+    def authenticate(server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any) -> AuthResult:
+        ok = (
+            isinstance(auth_data, LoginPassword)
+            and auth_data.login == user.encode()
+            and auth_data.password == password.encode()
+        )
+        return AuthResult(success=ok, handled=False)
+
+    return authenticate
+
+
+@contextmanager
+def running_smtp_server(handler: RecordingHandler, **smtp_parameters: Any) -> Iterator[SmtpServer]:
+    """Run aiosmtpd in a thread for the duration of the block."""
+    port = free_port()
+    controller = Controller(handler, hostname=HOST, port=port, **smtp_parameters)
+    controller.start()
+    try:
+        yield SmtpServer(host=HOST, port=port, handler=handler)
+    finally:
+        controller.stop()
