@@ -18,17 +18,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from importer import __version__
-from importer.activation import (
-    FileTransport,
-    SmtpSecurity,
-    SmtpTransport,
-    activate,
-    get_password_policy,
-    send_activations,
-    set_password_policy,
-)
+from importer.activation import activate, send_activations
 from importer.db import current_revision, open_database
 from importer.errors import ImporterError, TransportError
+from importer.mail import FileTransport, SmtpSecurity, SmtpTransport
 from importer.models import Status
 from importer.orgs import (
     create_organization,
@@ -40,6 +33,7 @@ from importer.orgs import (
     show_batch,
     undo_batch,
 )
+from importer.passwords import get_password_policy, set_password_policy
 from importer.pipeline import run_import
 from importer.results import ImportResult
 from importer.samples import template_file_name, write_template

@@ -1,12 +1,17 @@
-"""Engines: SQLite (default) or PostgreSQL, with the schema created on first use."""
+"""Engines: SQLite (default) or PostgreSQL, with the schema created on first use; named locks."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
+import os
+import zlib
+from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, inspect, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from importer.errors import ImporterError
@@ -95,3 +100,60 @@ def _configure_sqlite(engine: Engine) -> None:
 def is_sqlite(engine: Engine) -> bool:
     """Whether the engine talks to SQLite."""
     return engine.dialect.name == "sqlite"
+
+
+@contextlib.contextmanager
+def hold_lock(engine: Engine, name: str, key: int) -> Iterator[None]:
+    """Hold the lock `name` on `key` (an int32, such as a row id) for the block; others wait for it.
+
+    PostgreSQL: a session advisory lock on a connection of its own, taken and released in short
+    transactions, never left idle in one. SQLite: flock on `<database file>.<name>-<key>.lock`, not
+    a transaction, which would hold the write lock of the whole database (and stall imports) for
+    the block. Either dies with the process that holds it. Other databases get no lock.
+    """
+    if engine.dialect.name == "postgresql":
+        # Two int4 keys: a space apart from the single bigint key of the migration lock.
+        params = {"space": zlib.crc32(name.encode()) & 0x7FFF_FFFF, "key": key}
+        with engine.connect() as holder:
+            try:
+                with holder.begin():
+                    holder.execute(_PG_LOCK, params)
+                yield
+            finally:
+                try:
+                    with holder.begin():
+                        holder.execute(_PG_UNLOCK, params)
+                except SQLAlchemyError:
+                    holder.invalidate()  # a closed session holds no lock
+        return
+    database = _sqlite_file(engine) if is_sqlite(engine) else ""
+    if not database:  # another database, or SQLite in memory (one database per connection)
+        yield
+        return
+    path = f"{database}.{name}-{key}.lock"
+    try:
+        # flock needs no write access: whoever may read the lock file may take the lock.
+        descriptor = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+    except OSError as exc:
+        raise ImporterError(f"cannot open the lock file {path}: {exc.strerror or exc}") from exc
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)  # held until the descriptor is closed
+        yield
+    finally:
+        os.close(descriptor)
+
+
+_PG_LOCK = text("SELECT pg_advisory_lock(CAST(:space AS integer), CAST(:key AS integer))")
+_PG_UNLOCK = text("SELECT pg_advisory_unlock(CAST(:space AS integer), CAST(:key AS integer))")
+
+
+def _sqlite_file(engine: Engine) -> str:
+    """The real path of the main database file, as SQLite opened it ("" in memory)."""
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA database_list")
+        found = [str(row[2] or "") for row in cursor.fetchall() if row[1] == "main"]
+    finally:
+        connection.close()
+    return os.path.realpath(found[0]) if found and found[0] else ""

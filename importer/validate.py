@@ -7,6 +7,7 @@ import re
 import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import pandas as pd
 import pandera.pandas as pa
@@ -195,8 +196,14 @@ def provider_hint(address: str) -> str:
 
 def suggest(value: str, choices: Iterable[str]) -> str | None:
     """The closest choice to a mistyped value, if one is close (case-insensitive)."""
+    return _closest(text_key(value), tuple(choices))
+
+
+@lru_cache(maxsize=16_384)
+def _closest(key: str, choices: tuple[str, ...]) -> str | None:
+    # Cached: a file with 10,000 rows naming the same unknown team asks the same question.
     by_key = {text_key(c): c for c in choices}
-    found = difflib.get_close_matches(text_key(value), list(by_key), n=1, cutoff=0.6)
+    found = difflib.get_close_matches(key, list(by_key), n=1, cutoff=0.6)
     return by_key[found[0]] if found else None
 
 

@@ -29,6 +29,9 @@ BAD_STYLE = "Bad"
 ERRORS_HEADER_FILL = PatternFill("solid", fgColor="9C0006")
 COMMENT_AUTHOR = "member-importer"
 REJECTED_SHEET_TITLE = "Rejected rows"
+# Cell comments are what makes a big workbook slow to write (openpyxl's VML): the first rows get
+# them; every row still has its bad cells filled and its messages in the Errors column.
+COMMENTED_ROWS = 2_000
 # Widths are measured on the first rows only: enough to size columns, cheap for 10k rows.
 _WIDTH_SAMPLE_ROWS = 500
 _MIN_WIDTH, _MAX_WIDTH, _ERRORS_MAX_WIDTH = 10, 50, 100
@@ -74,7 +77,8 @@ def write_rejected_xlsx(result: ImportResult, path: Path, *, pin_columns: set[in
     sheet.freeze_panes = "A2"
     sheet.auto_filter.ref = f"A1:{get_column_letter(len(headers) + 1)}{len(rows) + 1}"
     sheet.append(_header_cells(sheet, headers))
-    for rejected, texts in zip(result.rejected_rows, rows, strict=True):
+    for count, (rejected, texts) in enumerate(zip(result.rejected_rows, rows, strict=True)):
+        with_comments = count < COMMENTED_ROWS
         bad: dict[int, list[RowError]] = defaultdict(list)
         for error in errors_by_row[rejected.row_number]:
             if error.column in position:
@@ -84,7 +88,8 @@ def write_rejected_xlsx(result: ImportResult, path: Path, *, pin_columns: set[in
             if index in bad:
                 cell = WriteOnlyCell(sheet, value=text or None)
                 cell.style = BAD_STYLE
-                cell.comment = _comment("\n\n".join(f"{e.message} ({e.code.value})" for e in bad[index]))
+                if with_comments:
+                    cell.comment = _comment("\n\n".join(f"{e.message} ({e.code.value})" for e in bad[index]))
                 cells.append(cell)
             else:
                 cells.append(text or None)

@@ -6,8 +6,10 @@ import datetime as dt
 import hashlib
 import re
 import stat
+import threading
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -16,24 +18,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 import importer.activation
-from importer.activation import (
-    ACTIVATION_DAYS,
-    SUBJECT,
-    FileTransport,
-    OutgoingMessage,
-    PasswordPolicy,
-    SendFailure,
-    SendResult,
-    SmtpSecurity,
-    SmtpTransport,
-    Transport,
-    activate,
-    get_password_policy,
-    hash_password,
-    send_activations,
-    set_password_policy,
-    verify_password,
-)
+from importer.activation import ACTIVATION_DAYS, SendFailure, SendResult, activate, send_activations
 from importer.errors import (
     ActivationError,
     ImporterError,
@@ -42,7 +27,15 @@ from importer.errors import (
     RecipientRefused,
     TransportError,
 )
+from importer.mail import SUBJECT, FileTransport, OutgoingMessage, SmtpSecurity, SmtpTransport, Transport
 from importer.models import ActivationToken, Base, Batch, Member, Role, Status, text_key
+from importer.passwords import (
+    PasswordPolicy,
+    get_password_policy,
+    hash_password,
+    set_password_policy,
+    verify_password,
+)
 from importer.sheets import UserType
 
 from .conftest import Org
@@ -518,6 +511,26 @@ def test_transport_failure_mid_run_keeps_what_was_sent(org: Org) -> None:
     assert raised.value.result.sent == 2
     rerun = RecordingTransport()
     assert send(org, rerun).to_dict() == {"sent": 3, "failed": 0, "skipped": 2}
+
+
+def test_two_runs_at_once_email_each_member_once(org: Org, tmp_path: Path) -> None:
+    ids = [add_member(org, f"Member {i}", f"m{i}@example.com") for i in range(60)]
+    outbox = tmp_path / "outbox"
+    together = threading.Barrier(2)
+
+    def run() -> SendResult:
+        together.wait(timeout=30)
+        with FileTransport(outbox) as transport:
+            return send(org, transport)
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        runs = [pool.submit(run) for _ in range(2)]
+        results = [future.result(timeout=120) for future in runs]
+
+    # The second run waited for the first, then found every member emailed.
+    assert sorted((r.sent, r.skipped) for r in results) == [(0, 60), (60, 0)]
+    emailed = Counter(int(path.name.partition("-")[0]) for path in outbox.glob("*.eml"))
+    assert emailed == dict.fromkeys(ids, 1)
 
 
 # --- tokens and activate() ---------------------------------------------------------------------

@@ -1,0 +1,474 @@
+"""Mail: composing the activation message, and the transports that deliver it (file, SMTP).
+
+A message is built around a skeleton made once per run (see Composer), so composing costs
+microseconds; a transport takes the finished RFC 5322 bytes and raises RecipientRefused for one
+refused recipient (the run records it and goes on) or TransportError when nothing can go.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import contextlib
+import datetime as dt
+import enum
+import functools
+import ipaddress
+import os
+import re
+import secrets
+import smtplib
+import ssl
+import unicodedata
+import uuid
+from dataclasses import dataclass
+from email import errors as email_errors
+from email import policy as email_policy
+from email.message import EmailMessage
+from email.parser import BytesParser
+from email.utils import format_datetime, formataddr
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol, Self
+
+import jinja2
+from email_validator import EmailNotValidError, validate_email
+
+from importer.emails import check_email
+from importer.errors import ImporterError, RecipientRefused, TransportError
+
+SUBJECT = "Your account has been created!"
+DEFAULT_SMTP_TIMEOUT = 30.0
+
+
+class UnsendableAddress(Exception):
+    """A stored address that cannot be put on an envelope (reported against the member)."""
+
+
+# --- rendering and composing -------------------------------------------------------------------
+
+
+@functools.cache
+def _templates() -> tuple[jinja2.Template, jinja2.Template]:
+    """The compiled text and HTML templates, loaded once per process."""
+    environment = jinja2.Environment(
+        loader=jinja2.PackageLoader("importer", "templates"),
+        autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    # The templates use no globals; without them each render skips merging jinja's defaults.
+    environment.globals.clear()
+    return (
+        environment.get_template("email/activation.txt.j2"),
+        environment.get_template("email/activation.html.j2"),
+    )
+
+
+def _clean_display_name(name: str) -> str:
+    """A name fit for a header and a greeting: no control or format characters, one line."""
+    if not name.isprintable():
+        name = "".join(
+            " " if unicodedata.category(ch)[0] == "C" or ch in "\u2028\u2029" else ch for ch in name
+        )
+    return " ".join(name.split())
+
+
+def render_activation_email(name: str, *, organization: str, link: str, expires_on: str) -> tuple[str, str]:
+    """The text and HTML bodies of one activation email (HTML autoescaped)."""
+    text_template, html_template = _templates()
+    context = {"name": name, "organization": organization, "link": link, "expires_on": expires_on}
+    return text_template.render(context), html_template.render(context)
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingMessage:
+    """One composed email: envelope sender and recipient, Message-ID, RFC 5322 bytes (LF ends)."""
+
+    sender: str
+    recipient: str
+    message_id: str
+    data: bytes
+
+    def to_email(self) -> EmailMessage:
+        """The message parsed back with the default policy, for inspection and previews."""
+        parsed = BytesParser(_class=EmailMessage, policy=email_policy.default).parsebytes(self.data)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
+
+
+_TEXT_MARK = b"@@activation-text@@\n"
+_HTML_MARK = b"@@activation-html@@\n"
+
+
+# A plain ASCII addr-spec: nothing in it can end a header or need encoding.
+_PLAIN_ADDRESS = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?"
+)
+# Bytes of UTF-8 per RFC 2047 encoded-word: base64 of 45 bytes plus "=?utf-8?b??=" is 72 <= 75.
+_ENCODED_WORD_BYTES = 45
+
+
+def _envelope_address(address: str) -> str:
+    """The ASCII addr-spec to send to; the domain of an international address as IDNA."""
+    address = address.strip()
+    if _PLAIN_ADDRESS.fullmatch(address):
+        return address
+    try:
+        ascii_email = validate_email(address, check_deliverability=False).ascii_email
+    except EmailNotValidError as exc:
+        raise UnsendableAddress(f"cannot send to {address!r}: {exc}") from exc
+    if ascii_email is None:
+        raise UnsendableAddress(
+            f"cannot send to {address!r}: non-ASCII characters before the @ need SMTPUTF8, "
+            "which this sender does not use"
+        )
+    return ascii_email
+
+
+def _encoded_words(text: str) -> str:
+    """RFC 2047 encoded-words (UTF-8, base64), each within the 75-character limit, folded."""
+    chunks: list[bytes] = []
+    chunk = b""
+    for ch in text:
+        piece = ch.encode("utf-8", "replace")
+        if len(chunk) + len(piece) > _ENCODED_WORD_BYTES:
+            chunks.append(chunk)
+            chunk = b""
+        chunk += piece
+    chunks.append(chunk)
+    return "\n ".join(f"=?utf-8?b?{base64.b64encode(c).decode('ascii')}?=" for c in chunks)
+
+
+def _to_header(name: str, address: str) -> bytes:
+    """The To header's value; the name is quoted or encoded, never able to start a new line."""
+    if not name:
+        value = address
+    elif name.isascii():
+        value = formataddr((name, address))
+    else:
+        value = f"{_encoded_words(name)} <{address}>"
+    return value.encode("ascii")
+
+
+@functools.lru_cache(maxsize=8)
+def _date_header(moment: dt.datetime) -> bytes:
+    return format_datetime(moment.replace(tzinfo=dt.UTC)).encode("ascii")
+
+
+def _quoted_printable(text: str) -> bytes:
+    # QP encodes every "=", so no body line can ever read as the "--==...==" boundary.
+    body = binascii.b2a_qp(text.replace("\r\n", "\n").encode("utf-8"), istext=True)
+    return body if body.endswith(b"\n") else body + b"\n"
+
+
+def _base64_lines(text: str) -> bytes:
+    # Base64 has no "-": no body line can read as the boundary either. Faster than QP for HTML.
+    return base64.encodebytes(text.encode("utf-8"))
+
+
+class Composer:
+    """Composes each message around a skeleton built once per run with EmailMessage.
+
+    Building and serializing an EmailMessage with the default policy costs milliseconds per
+    message (header parsing and refolding); the skeleton carries every constant header and the
+    MIME structure; only To, Date, Message-ID and the two bodies (text as quoted-printable, HTML as
+    base64) change.
+    """
+
+    def __init__(self, *, sender: str, organization: str) -> None:
+        skeleton = EmailMessage(policy=email_policy.default)
+        try:
+            skeleton["From"] = sender.strip()
+            addresses = skeleton["From"].addresses
+        except (ValueError, email_errors.MessageError) as exc:
+            raise ImporterError(f"the sender {sender!r} is not an email address: {exc}.") from exc
+        from_address = addresses[0].addr_spec if len(addresses) == 1 else ""
+        if not from_address.isascii() or check_email(from_address) is not None:
+            raise ImporterError(
+                f"the sender {sender!r} is not one valid ASCII email address; "
+                "give one such as 'Acme <no-reply@acme.example>'."
+            )
+        skeleton["Subject"] = SUBJECT
+        skeleton["Auto-Submitted"] = "auto-generated"
+        skeleton.set_content(_TEXT_MARK.decode(), cte="quoted-printable")
+        skeleton.add_alternative(_HTML_MARK.decode(), subtype="html", cte="base64")
+        skeleton.set_boundary(f"=={secrets.token_hex(16)}==")
+        head, rest = skeleton.as_bytes().split(_TEXT_MARK)
+        middle, tail = rest.split(base64.encodebytes(_HTML_MARK))
+        self.sender = from_address
+        self.organization = organization
+        self._domain = addresses[0].domain
+        self._head = head
+        self._middle = middle
+        self._tail = tail
+
+    def compose(
+        self,
+        member_id: int,
+        *,
+        name: str,
+        email: str,
+        link: str,
+        token_hash: str,
+        expires_on: str,
+        sent_at: dt.datetime,
+    ) -> OutgoingMessage:
+        """The activation message for one member; `expires_on` is the link's expiry in words."""
+        recipient = _envelope_address(email)
+        display = _clean_display_name(name)
+        text, html = render_activation_email(
+            display, organization=self.organization, link=link, expires_on=expires_on
+        )
+        message_id = f"{member_id}-{token_hash[:12]}@{self._domain}"
+        data = b"".join(
+            (
+                b"To: ",
+                _to_header(display, recipient),
+                b"\nDate: ",
+                _date_header(sent_at.replace(microsecond=0)),
+                b"\nMessage-ID: <",
+                message_id.encode("ascii"),
+                b">\n",
+                self._head,
+                _quoted_printable(text),
+                self._middle,
+                _base64_lines(html),
+                self._tail,
+            )
+        )
+        return OutgoingMessage(sender=self.sender, recipient=recipient, message_id=message_id, data=data)
+
+
+# --- transports --------------------------------------------------------------------------------
+
+
+class Transport(Protocol):
+    """Delivers messages; raises RecipientRefused for one refused recipient, TransportError else."""
+
+    def send(self, message: OutgoingMessage, /) -> None:
+        """Deliver one message."""
+
+
+_SAFE_STEM = re.compile(r"[A-Za-z0-9_-]+")
+
+
+class FileTransport:
+    """Writes one `<member id>-<token hash prefix>.eml` per message to an outbox folder (mode 0600)."""
+
+    def __init__(self, outbox: Path) -> None:
+        self.outbox = Path(outbox)
+        self._folder = os.fspath(self.outbox)
+        self._ready = False
+
+    def send(self, message: OutgoingMessage, /) -> None:
+        """Write the message atomically: a temporary file renamed into place."""
+        stem = message.message_id.partition("@")[0]
+        if not _SAFE_STEM.fullmatch(stem):
+            stem = re.sub(r"[^A-Za-z0-9_-]", "_", stem) or uuid.uuid4().hex
+        final = os.path.join(self._folder, f"{stem}.eml")
+        temporary = os.path.join(self._folder, f".{stem}.eml.tmp")
+        try:
+            if not self._ready:
+                self.outbox.mkdir(mode=0o700, parents=True, exist_ok=True)
+                self._ready = True
+            # The file holds a live token: readable by its owner only.
+            descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                remaining = memoryview(message.data)
+                while remaining:
+                    remaining = remaining[os.write(descriptor, remaining) :]
+            finally:
+                os.close(descriptor)
+            os.replace(temporary, final)
+        except OSError as exc:
+            raise TransportError(f"cannot write to the outbox {self.outbox}: {exc.strerror or exc}") from exc
+
+    def close(self) -> None:
+        """Nothing to release; here so both transports are used alike."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class SmtpSecurity(enum.StrEnum):
+    """How the SMTP connection is protected."""
+
+    NONE = "none"
+    STARTTLS = "starttls"
+    TLS = "tls"
+
+
+DEFAULT_SMTP_PORTS: dict[SmtpSecurity, int] = {
+    SmtpSecurity.NONE: 25,
+    SmtpSecurity.STARTTLS: 587,
+    SmtpSecurity.TLS: 465,
+}
+
+
+class _Disconnected(Exception):
+    """The server dropped the connection (or said 421); worth one reconnection."""
+
+
+def _reply(code: int, message: bytes | str) -> str:
+    text = message.decode("utf-8", "replace") if isinstance(message, bytes) else message
+    return f"{code} {' '.join(text.split())}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class SmtpTransport:
+    """Sends over one SMTP connection for the whole run; reconnects once if the server drops it."""
+
+    def __init__(
+        self,
+        host: str,
+        *,
+        port: int | None = None,
+        security: SmtpSecurity = SmtpSecurity.NONE,
+        user: str | None = None,
+        password: str | None = None,
+        timeout: float = DEFAULT_SMTP_TIMEOUT,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
+        if user is not None and security is SmtpSecurity.NONE and not _is_loopback(host):
+            raise ImporterError(
+                f"refusing to send the SMTP password to {host} in clear; use --smtp-security starttls or tls."
+            )
+        self.host = host
+        self.port = DEFAULT_SMTP_PORTS[security] if port is None else port
+        self.security = security
+        self.user = user
+        self._password = password
+        self.timeout = timeout
+        self._ssl_context = ssl_context
+        self._smtp: smtplib.SMTP | None = None
+
+    @property
+    def _where(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def send(self, message: OutgoingMessage, /) -> None:
+        """Send one message; a dropped connection is reopened once before giving up."""
+        data = message.data.replace(b"\n", b"\r\n")
+        try:
+            self._send_once(message, data)
+        except _Disconnected:
+            self._drop()
+            try:
+                self._send_once(message, data)
+            except _Disconnected as exc:
+                self._drop()
+                raise TransportError(
+                    f"the SMTP server {self._where} dropped the connection twice in a row ({exc})."
+                ) from exc
+
+    def _send_once(self, message: OutgoingMessage, data: bytes) -> None:
+        smtp = self._connection()
+        try:
+            refused = smtp.sendmail(message.sender, [message.recipient], data)
+        except smtplib.SMTPRecipientsRefused as exc:
+            code, reply = exc.recipients.get(message.recipient, (550, b"refused"))
+            if code == 421:
+                raise _Disconnected(_reply(code, reply)) from exc
+            raise RecipientRefused(message.recipient, _reply(code, reply)) from exc
+        except smtplib.SMTPServerDisconnected as exc:
+            raise _Disconnected(str(exc)) from exc
+        except smtplib.SMTPResponseException as exc:
+            if exc.smtp_code == 421:
+                raise _Disconnected(_reply(exc.smtp_code, exc.smtp_error)) from exc
+            if isinstance(exc, smtplib.SMTPDataError):
+                raise RecipientRefused(message.recipient, _reply(exc.smtp_code, exc.smtp_error)) from exc
+            self.close()
+            what = "the sender" if isinstance(exc, smtplib.SMTPSenderRefused) else "a command"
+            raise TransportError(
+                f"the SMTP server {self._where} refused {what}: {_reply(exc.smtp_code, exc.smtp_error)}"
+            ) from exc
+        except smtplib.SMTPNotSupportedError as exc:
+            raise RecipientRefused(message.recipient, str(exc)) from exc
+        except (smtplib.SMTPException, OSError) as exc:
+            raise _Disconnected(str(exc) or type(exc).__name__) from exc
+        if refused:
+            code, reply = next(iter(refused.values()))
+            raise RecipientRefused(message.recipient, _reply(code, reply))
+
+    def _connection(self) -> smtplib.SMTP:
+        if self._smtp is None:
+            self._smtp = self._connect()
+        return self._smtp
+
+    def _connect(self) -> smtplib.SMTP:
+        context = self._ssl_context or ssl.create_default_context()
+        try:
+            if self.security is SmtpSecurity.TLS:
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                    self.host, self.port, timeout=self.timeout, context=context
+                )
+            else:
+                smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+        except (smtplib.SMTPException, OSError) as exc:
+            raise TransportError(
+                f"cannot connect to the SMTP server {self._where}: {exc or type(exc).__name__}"
+            ) from exc
+        try:
+            if self.security is SmtpSecurity.STARTTLS:
+                smtp.starttls(context=context)
+            if self.user is not None:
+                smtp.login(self.user, self._password or "")
+        except smtplib.SMTPAuthenticationError as exc:
+            smtp.close()
+            raise TransportError(
+                f"the SMTP server {self._where} refused the login of {self.user}: "
+                f"{_reply(exc.smtp_code, exc.smtp_error)}"
+            ) from exc
+        except (smtplib.SMTPException, OSError) as exc:
+            smtp.close()
+            raise TransportError(
+                f"cannot open a session with the SMTP server {self._where}: {exc or type(exc).__name__}"
+            ) from exc
+        return smtp
+
+    def _drop(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None:
+            smtp.close()
+
+    def close(self) -> None:
+        """Say QUIT and close the connection, if one is open."""
+        smtp, self._smtp = self._smtp, None
+        if smtp is None:
+            return
+        try:
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                smtp.quit()
+        finally:
+            smtp.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

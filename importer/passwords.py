@@ -1,0 +1,156 @@
+"""Passwords: an organization's policy, and the slow salted hash (scrypt) a password is kept as."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+import unicodedata
+from dataclasses import dataclass
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+from importer.errors import ImporterError, PermissionDeniedError
+from importer.models import Member, Organization, Role, Status, text_key
+from importer.orgs import find_organization
+
+DEFAULT_MIN_PASSWORD_LENGTH = 8
+MIN_PASSWORD_LENGTH_RANGE = (8, 128)
+MAX_PASSWORD_LENGTH = 1024
+SCRYPT_N = 2**14
+SCRYPT_R = 8
+SCRYPT_P = 1
+SCRYPT_SALT_BYTES = 16
+SCRYPT_HASH_BYTES = 32
+
+
+def _is_symbol(ch: str) -> bool:
+    return not ch.isalnum() and not ch.isspace()
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordPolicy:
+    """An organization's password rules: a minimum length, letters and digits, maybe a symbol."""
+
+    min_length: int = DEFAULT_MIN_PASSWORD_LENGTH
+    require_symbol: bool = False
+
+    @classmethod
+    def for_organization(cls, org: Organization) -> PasswordPolicy:
+        """The policy the organization has set."""
+        return cls(
+            min_length=org.password_min_length or DEFAULT_MIN_PASSWORD_LENGTH,
+            require_symbol=bool(org.password_require_symbol),
+        )
+
+    def problems(self, password: str) -> list[str]:
+        """Every rule the password breaks, each in words (empty when it is acceptable)."""
+        found: list[str] = []
+        length = len(password)
+        if length < self.min_length:
+            found.append(f"at least {self.min_length} characters (it has {length})")
+        if length > MAX_PASSWORD_LENGTH:
+            found.append(f"at most {MAX_PASSWORD_LENGTH} characters (it has {length})")
+        if not any(ch.isalpha() for ch in password):
+            found.append("at least one letter")
+        if not any(ch.isdigit() for ch in password):
+            found.append("at least one digit")
+        if self.require_symbol and not any(_is_symbol(ch) for ch in password):
+            found.append("at least one symbol, such as ! # % or ? (not a letter, digit or space)")
+        return found
+
+    def describe(self) -> str:
+        """The policy in words."""
+        symbol = " and a symbol" if self.require_symbol else ""
+        return f"at least {self.min_length} characters, with letters, digits{symbol}"
+
+
+def _password_bytes(password: str) -> bytes:
+    # NFKC so that the same password typed on another keyboard or OS hashes the same.
+    return unicodedata.normalize("NFKC", password).encode("utf-8", "surrogatepass")
+
+
+def hash_password(password: str) -> str:
+    """A slow salted hash: `scrypt$n$r$p$salt_b64$hash_b64` (n=2**14, r=8, p=1, 16-byte salt)."""
+    salt = secrets.token_bytes(SCRYPT_SALT_BYTES)
+    digest = hashlib.scrypt(
+        _password_bytes(password),
+        salt=salt,
+        n=SCRYPT_N,
+        r=SCRYPT_R,
+        p=SCRYPT_P,
+        dklen=SCRYPT_HASH_BYTES,
+    )
+    return "$".join(
+        (
+            "scrypt",
+            str(SCRYPT_N),
+            str(SCRYPT_R),
+            str(SCRYPT_P),
+            base64.b64encode(salt).decode("ascii"),
+            base64.b64encode(digest).decode("ascii"),
+        )
+    )
+
+
+def verify_password(stored: str, password: str) -> bool:
+    """Whether the password matches a hash made by hash_password (False for a malformed hash)."""
+    try:
+        scheme, n, r, p, salt_b64, hash_b64 = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.b64decode(hash_b64, validate=True)
+        digest = hashlib.scrypt(
+            _password_bytes(password),
+            salt=base64.b64decode(salt_b64, validate=True),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            dklen=len(expected),
+            maxmem=128 * 1024 * 1024,
+        )
+    except (ValueError, binascii.Error):
+        return False
+    return hmac.compare_digest(digest, expected)
+
+
+def get_password_policy(engine: Engine, org_ref: str) -> PasswordPolicy:
+    """The organization's password policy."""
+    with Session(engine) as session:
+        return PasswordPolicy.for_organization(find_organization(session, org_ref))
+
+
+def set_password_policy(
+    engine: Engine,
+    org_ref: str,
+    *,
+    actor_email: str,
+    min_length: int | None = None,
+    require_symbol: bool | None = None,
+) -> PasswordPolicy:
+    """Change the organization's password policy; only its active Owner may."""
+    low, high = MIN_PASSWORD_LENGTH_RANGE
+    if min_length is not None and not low <= min_length <= high:
+        raise ImporterError(
+            f"the minimum password length must be between {low} and {high} (not {min_length})."
+        )
+    with Session(engine) as session, session.begin():
+        org = find_organization(session, org_ref)
+        actor = session.scalar(
+            select(Member).where(
+                Member.organization_id == org.id, Member.email_key == text_key(actor_email.strip())
+            )
+        )
+        if actor is None or actor.role is not Role.OWNER or actor.status is not Status.ACTIVE:
+            raise PermissionDeniedError(
+                f"{actor_email} is not the active Owner of {org.name}; "
+                "only the Owner may change its password policy."
+            )
+        if min_length is not None:
+            org.password_min_length = min_length
+        if require_symbol is not None:
+            org.password_require_symbol = require_symbol
+        return PasswordPolicy.for_organization(org)
