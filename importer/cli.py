@@ -182,6 +182,7 @@ LIMIT_OPTIONS: tuple[tuple[str, str], ...] = (
     ("max_rows", "Most data rows accepted."),
     ("max_columns", "Most columns accepted."),
     ("max_cell_chars", "Most characters in one cell (Excel's own limit by default)."),
+    ("max_cells", "Most cells in a workbook sheet's used range."),
 )
 
 

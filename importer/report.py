@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -23,7 +24,22 @@ PIN_REMOVED = (
     "PIN left out of this report for security: enter it again, or leave it blank to have one generated."
 )
 
+# Control, zero-width and bidi characters are shown, not obeyed: an ESC in errors.csv printed in a
+# terminal, or a U+202E in report.html, would otherwise act on the reader's screen.
+_INVISIBLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
+
+
+def visible(text: str) -> str:
+    """Control and invisible characters written as ⟨U+XXXX⟩."""
+    return _INVISIBLE.sub(lambda m: f"⟨U+{ord(m.group()):04X}⟩", text)
+
+
+def _finalize(value: Any) -> Any:
+    return visible(value) if isinstance(value, str) else value
+
+
 _environment = Environment(
+    finalize=_finalize,
     loader=PackageLoader("importer", "templates"),
     autoescape=select_autoescape(["html", "j2"]),
     trim_blocks=True,
@@ -60,7 +76,10 @@ def write_report(result: ImportResult, *, spec: SheetSpec) -> Path:
     write_csv(
         folder / "errors.csv",
         ("row", "column", "value", "code", "message"),
-        ((e.row_number, e.column, e.value, e.code.value, e.message) for e in result.errors),
+        (
+            (e.row_number, visible(e.column), visible(e.value), e.code.value, visible(e.message))
+            for e in result.errors
+        ),
     )
     # The Errors column of an earlier rejected file is stale: today's messages replace it.
     keep = [i for i, h in enumerate(result.headers) if normalize_header(h) != normalize_header(ERRORS_HEADER)]

@@ -12,6 +12,9 @@ DEFAULT_REPORT_DIR = Path("reports")
 DEFAULT_SQLITE_BUSY_SECONDS = 300.0
 # Excel's own limit on the characters in one cell.
 MAX_CELL_CHARS = 32_767
+# A workbook's sheets are held in memory while they are read, about 32 bytes a cell of their used
+# range (blank cells inside it included): 20 million cells is about 640 MB.
+MAX_CELLS = 20_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,3 +29,4 @@ class Settings:
     max_rows: int = 2_000_000
     max_columns: int = 200
     max_cell_chars: int = MAX_CELL_CHARS
+    max_cells: int = MAX_CELLS
