@@ -1,0 +1,491 @@
+"""Workbook files checked before python-calamine parses anything: type, encryption, zip bombs, size."""
+
+from __future__ import annotations
+
+import codecs
+import re
+import struct
+import unicodedata
+import zipfile
+import zlib
+from collections.abc import Iterator
+from functools import lru_cache
+from pathlib import Path
+from typing import IO
+
+from importer.errors import LimitExceededError, UnreadableFileError, UnsupportedFileError
+from importer.settings import Settings
+
+_SNIFF_BYTES = 64 * 1024
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (library errors can be long)."""
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def password_protected(path: Path) -> str:
+    """The message for an encrypted workbook."""
+    return (
+        f"{path.name} is password-protected (encrypted), so it cannot be read. Open it, remove the "
+        "password (Excel: File > Info > Protect Workbook > Encrypt with Password, and clear it; "
+        "LibreOffice: File > Save As without 'Save with password'), and upload it again."
+    )
+
+
+# --- workbook files, checked before calamine parses anything ------------------------------------
+#
+# calamine reads a whole sheet into memory, one cell slot for every cell of the sheet's used range,
+# and aborts the process (it cannot raise) when that allocation fails: a 1 KB workbook with a value
+# in A1 and one in XFD1048576 asks for 17 billion cells. So a workbook's zip directory, its XML and
+# the extent of its sheets are checked here first, in a bounded amount of memory and time.
+
+ZIP_EXTENSIONS = frozenset({".xlsx", ".xlsm", ".ods"})
+ZIP_MAGIC = b"PK\x03\x04"
+CFB_MAGIC = bytes.fromhex("d0cf11e0a1b11ae1")
+# No spreadsheet has this many parts; the zip directory of one that does would itself take a lot of
+# memory to read.
+MAX_ZIP_PARTS = 10_000
+# A part smaller than this cannot hurt whatever its compression ratio (tiny XML compresses well).
+_RATIO_EXEMPT_BYTES = 1024 * 1024
+_SCAN_BLOCK = 1024 * 1024
+# Longer than this, a single XML tag is an attack (or damage), not a spreadsheet.
+_MAX_TAG_BYTES = 1024 * 1024
+_EOCD = b"PK\x05\x06"
+_EOCD64_LOCATOR = b"PK\x06\x07"
+_EOCD64 = b"PK\x06\x06"
+_CFB_ENCRYPTED_STREAMS = frozenset({"EncryptionInfo", "EncryptedPackage"})
+_CFB_MAX_DIRECTORY_SECTORS = 4096
+_DOCTYPE = re.compile(rb"<!doctype", re.IGNORECASE)
+_XML_ENCODING = re.compile(rb"""^(?:\xef\xbb\xbf)?\s*<\?xml[^>]*?\sencoding\s*=\s*["']([^"']*)["']""")
+_UTF16_XML = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, b"<\x00", b"\x00<")
+# xlsx: calamine places a cell by its r="B7" attribute, else one right of the cell before it (in the
+# row after the one before); a self-closing <c/> holds no value and is not placed at all.
+_XLSX_REF_AT = re.compile(rb'<c r="([A-Z]{1,3})([0-9]{1,10})"')
+_XLSX_PREFIXED_CELL = re.compile(rb":c[\s/>]")
+_XLSX_TAG = re.compile(rb"<(/?)(?:[\w.-]+:)?(row|c)(?=[\s/>])([^>]*)>")
+_XLSX_R = re.compile(rb"""(?:^|\s)r\s*=\s*["']([^"']*)["']""")
+_XLSX_REF = re.compile(rb"([A-Za-z]{1,3})([0-9]{1,10})")
+# ods: rows and cells repeat by attribute; every sheet of content.xml is read when the file opens.
+_ODS_TAG = re.compile(rb"<(/?)table:(table|table-row|table-cell|covered-table-cell)(?=[\s/>])([^>]*)>")
+_ODS_REPEAT = re.compile(rb"""table:number-(rows|columns)-repeated\s*=\s*["']([0-9]{1,12})["']""")
+_QUOTED_ATTRIBUTES = re.compile(rb"""(?:[^"']|"[^"]*"|'[^']*')*""")
+# Every byte but '<' and '>': deleting them leaves the markup's outline, checked for a '<' in a tag.
+_NOT_BRACKETS = bytes(range(256)).translate(None, b"<>")
+
+# A sheet's used range: (rows, columns).
+Extent = tuple[int, int]
+
+
+def check_workbook_file(path: Path, *, settings: Settings) -> None:
+    """Refuse a workbook that is not what its extension says, is encrypted, or would explode."""
+    extension = path.suffix.lower()
+    with path.open("rb") as f:
+        head = f.read(_SNIFF_BYTES)
+    if head.startswith(CFB_MAGIC):
+        names = _cfb_names(path)
+        if names & _CFB_ENCRYPTED_STREAMS:
+            raise UnreadableFileError(password_protected(path))
+        if extension != ".xls":
+            raise UnsupportedFileError(
+                f"{path.name} is not a {extension} workbook but an older Office file (Excel 97-2003 "
+                "or another OLE2 document), or it is password-protected. Remove any password, save "
+                "it as .xlsx (or give an Excel 97-2003 workbook the .xls extension) and upload it again."
+            )
+        return
+    if head.startswith(ZIP_MAGIC) or head.startswith(_EOCD):
+        if extension not in ZIP_EXTENSIONS:
+            raise UnsupportedFileError(
+                f"{path.name} is an .xlsx or .ods workbook (a zip package), not an Excel 97-2003 "
+                f"{extension} file: give it the right extension and upload it again."
+            )
+        _check_package(path, settings=settings)
+        return
+    if _looks_like_text(head):
+        raise UnsupportedFileError(
+            f"{path.name} is a text file, not a {extension} workbook: if it is a CSV file, give it "
+            "the .csv extension (or save it from your spreadsheet program as a workbook) and upload "
+            "it again."
+        )
+    raise UnsupportedFileError(
+        f"{path.name} is not a {extension} workbook (it is neither a zip package nor an Excel file): "
+        "it is damaged or another kind of file. Save the sheet again and upload that."
+    )
+
+
+def _looks_like_text(head: bytes) -> bool:
+    if head.startswith((codecs.BOM_UTF8, codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return True
+    if 0 in head:
+        return False
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head)
+    except UnicodeDecodeError:
+        text = head.decode("cp1252", errors="replace")
+        controls = sum(1 for char in text if unicodedata.category(char) == "Cc" and char not in "\t\r\n")
+        return "\ufffd" not in text and controls * 100 <= len(text)
+    return True
+
+
+def _cfb_names(path: Path) -> set[str]:
+    """The stream names in an OLE2 compound file's directory (those it can find; maybe none)."""
+    names: set[str] = set()
+    with path.open("rb") as f:
+        header = f.read(512)
+        shift = int.from_bytes(header[30:32], "little") if len(header) == 512 else 0
+        if shift not in (9, 12):
+            return names
+        size = 1 << shift
+        fat_sector_count = min(int.from_bytes(header[44:48], "little"), 109)
+        fat: list[int] = []
+        for sector in struct.unpack_from("<109I", header, 76)[:fat_sector_count]:
+            f.seek((sector + 1) * size)
+            data = f.read(size)
+            fat.extend(struct.unpack(f"<{len(data) // 4}I", data[: len(data) // 4 * 4]))
+        sector = int.from_bytes(header[48:52], "little")
+        for _ in range(_CFB_MAX_DIRECTORY_SECTORS):
+            if sector >= len(fat):  # end of chain (0xFFFFFFFE), or a sector past what we read
+                break
+            f.seek((sector + 1) * size)
+            data = f.read(size)
+            for entry in range(0, len(data) - 127, 128):
+                length = int.from_bytes(data[entry + 64 : entry + 66], "little")
+                if 2 <= length <= 64:
+                    names.add(data[entry : entry + length - 2].decode("utf-16-le", errors="replace"))
+            sector = fat[sector]
+    return names
+
+
+def _zip_part_count(path: Path) -> int | None:
+    """The number of parts a zip's end record declares, read without reading its directory."""
+    with path.open("rb") as f:
+        size = f.seek(0, 2)
+        tail_size = min(size, 22 + 65_535 + 20)
+        f.seek(size - tail_size)
+        tail = f.read(tail_size)
+        at = len(tail) - 22 if tail[-22:-18] == _EOCD else tail.rfind(_EOCD)
+        if at < 0 or at + 22 > len(tail):
+            return None
+        count: int = struct.unpack_from("<H", tail, at + 10)[0]
+        if count == 0xFFFF and at >= 20 and tail[at - 20 : at - 16] == _EOCD64_LOCATOR:
+            f.seek(struct.unpack_from("<Q", tail, at - 12)[0])
+            record = f.read(56)
+            if record[:4] == _EOCD64 and len(record) == 56:
+                count = struct.unpack_from("<Q", record, 32)[0]
+        return count
+
+
+def _check_package(path: Path, *, settings: Settings) -> None:
+    name, extension = path.name, path.suffix.lower()
+    count = _zip_part_count(path)
+    if count is not None and count > MAX_ZIP_PARTS:
+        raise UnreadableFileError(
+            f"{name} is a zip package of {count:,} parts; no workbook has more than {MAX_ZIP_PARTS:,}: "
+            "the file is damaged or crafted."
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            parts = [info for info in archive.infolist() if not info.is_dir()]
+            _check_sizes(name, parts, settings=settings)
+            odd = sorted({info.compress_type for info in parts} - {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
+            if odd:
+                raise UnsupportedFileError(
+                    f"{name} uses a zip compression method spreadsheet programs do not write "
+                    f"({', '.join(map(str, odd))}). Save it again from your spreadsheet program."
+                )
+            if any(info.flag_bits & 0x1 for info in parts) or _ods_encrypted(archive):
+                raise UnreadableFileError(password_protected(path))
+            for info in parts:
+                for extent in _scan_part(archive, info, ods=extension == ".ods", file_name=name):
+                    _check_extent(name, extent, part=_shown(info.filename), settings=settings)
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        OSError,
+        EOFError,
+        zlib.error,
+        ValueError,
+        NotImplementedError,
+        RuntimeError,
+    ) as exc:
+        raise UnreadableFileError(
+            f"{name} is not a valid {extension} workbook: its zip package is damaged "
+            f"({first_line(exc)}). Save it again from your spreadsheet program and upload it again."
+        ) from exc
+
+
+def _check_sizes(name: str, parts: list[zipfile.ZipInfo], *, settings: Settings) -> None:
+    """Unpacked size and compression ratio, from the zip directory alone (nothing unpacked)."""
+    total = sum(info.file_size for info in parts)
+    if total > settings.max_unpacked_bytes:
+        raise LimitExceededError(
+            f"{name} unpacks to {total:,} bytes; the limit on a workbook's unpacked size is "
+            f"{settings.max_unpacked_bytes:,} bytes (raise it with --max-unpacked-bytes)."
+        )
+    for info in parts:
+        if info.file_size < _RATIO_EXEMPT_BYTES:
+            continue
+        ratio = info.file_size / max(info.compress_size, 1)
+        if ratio > settings.max_compression_ratio:
+            raise LimitExceededError(
+                f"{name}: its part {_shown(info.filename)} unpacks from {info.compress_size:,} to "
+                f"{info.file_size:,} bytes, a compression ratio of {ratio:,.0f} to 1, as a zip bomb "
+                f"does; the limit is {settings.max_compression_ratio:,} to 1 (raise it with "
+                "--max-compression-ratio)."
+            )
+
+
+def _ods_encrypted(archive: zipfile.ZipFile) -> bool:
+    """An OpenDocument file saved with a password says so in its manifest."""
+    try:
+        info = archive.getinfo("META-INF/manifest.xml")
+    except KeyError:
+        return False
+    with archive.open(info) as stream:
+        return b"encryption-data" in stream.read(_MAX_TAG_BYTES)
+
+
+def _scan_part(archive: zipfile.ZipFile, info: zipfile.ZipInfo, *, ods: bool, file_name: str) -> list[Extent]:
+    """Refuse DTDs, non-UTF-8 XML and tags a scan could misread in one part; its sheets' extents."""
+    part = _shown(info.filename)
+
+    def pieces() -> Iterator[bytes]:
+        with archive.open(info) as stream:
+            yield from _xml_pieces(stream, file_name=file_name, part=part)
+
+    if ods:
+        if info.filename == "content.xml":
+            return _ods_extents(pieces(), file_name=file_name, part=part)
+        for _ in pieces():
+            pass
+        return []
+    extent = _xlsx_extent_fast(pieces())
+    if extent is None:
+        extent = _xlsx_extent_exact(pieces(), file_name=file_name, part=part)
+    return [extent]
+
+
+def _xml_pieces(stream: IO[bytes], *, file_name: str, part: str) -> Iterator[bytes]:
+    """A part in checked pieces of about a megabyte, each cut just before a '<' (no tag is split)."""
+    tail = b""
+    first = True
+    while block := stream.read(_SCAN_BLOCK):
+        data = tail + block
+        cut = data.rfind(b"<")
+        piece, tail = (data, b"") if cut < 0 else (data[:cut], data[cut:])
+        if len(tail) > _MAX_TAG_BYTES:
+            if b">" not in tail:
+                raise UnreadableFileError(
+                    f"{file_name}: its part {part} has an XML tag longer than {_MAX_TAG_BYTES:,} "
+                    "bytes; the file is damaged or crafted."
+                )
+            piece, tail = data, b""  # a tag, then a long text with no markup in it
+        if first and (piece or tail):
+            _check_prolog(piece or tail, file_name=file_name, part=part)
+            first = False
+        if piece:
+            _check_markup(piece, file_name=file_name, part=part)
+            yield piece
+    if tail:
+        _check_markup(tail, file_name=file_name, part=part)
+        yield tail
+
+
+def _check_prolog(piece: bytes, *, file_name: str, part: str) -> None:
+    if piece.startswith(_UTF16_XML):
+        raise UnreadableFileError(
+            f"{file_name}: its part {part} is UTF-16 XML, which spreadsheet programs do not write. "
+            "Save the file again from your spreadsheet program."
+        )
+    declared = _XML_ENCODING.match(piece[:512])
+    if declared and declared.group(1).lower().replace(b"-", b"").replace(b"_", b"") != b"utf8":
+        raise UnreadableFileError(
+            f"{file_name}: its part {part} is XML in {_shown(declared.group(1).decode('latin-1'))!r}, "
+            "not UTF-8 as spreadsheet programs write it. Save the file again from your spreadsheet "
+            "program."
+        )
+
+
+def _check_markup(piece: bytes, *, file_name: str, part: str) -> None:
+    """No DTD (entity attacks need one), and no '<' inside a tag, which could hide a tag here."""
+    if b"<!" in piece and _DOCTYPE.search(piece):
+        raise UnreadableFileError(
+            f"{file_name}: its part {part} declares a document type (<!DOCTYPE>), which spreadsheet "
+            "programs never write and XML entity attacks need; the file was not read. Save it "
+            "again from your spreadsheet program."
+        )
+    outline = piece.translate(None, _NOT_BRACKETS)
+    if b"<<" in outline or outline.endswith(b"<"):
+        raise UnreadableFileError(
+            f"{file_name}: its part {part} is not well-formed XML (a '<' inside a tag). "
+            "Save the file again from your spreadsheet program."
+        )
+
+
+def _xlsx_extent_fast(pieces: Iterator[bytes]) -> Extent | None:
+    """The used range of an xlsx part whose cells all start <c r="B7"; None if some do not."""
+    rows = columns = 0
+    for piece in pieces:
+        if _XLSX_PREFIXED_CELL.search(piece):
+            return None
+        # Rows come in order in files spreadsheet programs write: start from the piece's last
+        # cell, and only look closer at a cell past it (or one without a plain reference).
+        last = _XLSX_REF_AT.match(piece, max(piece.rfind(b'<c r="'), 0))
+        if last:
+            rows, columns = max(rows, int(last[2])), max(columns, column_number(last[1]))
+        position = 0
+        while found := _xlsx_cells_past(rows, columns).search(piece, position):
+            ref = None if found.group("odd") is not None else _XLSX_REF_AT.match(piece, found.start())
+            if ref is None:
+                return None
+            rows, columns = max(rows, int(ref[2])), max(columns, column_number(ref[1]))
+            position = found.end()
+    return rows, columns
+
+
+@lru_cache(maxsize=256)
+def _xlsx_cells_past(rows: int, columns: int) -> re.Pattern[bytes]:
+    """Cells past row `rows` or column `columns`, and (group odd) cells without a plain r="B7"."""
+    wider = _greater_than(_column_letters(columns), digits=False) if columns else b"[A-Z]{1,3}"
+    lower = _greater_than(str(rows).encode(), digits=True) if rows else b"[0-9]+"
+    return re.compile(
+        rb'<c(?:(?P<odd>[>/\t\n\r]| (?!r="[A-Z]{1,3}[1-9]))| r="(?:(?:'
+        + wider
+        + rb")[0-9]|[A-Z]{1,3}(?:"
+        + lower
+        + rb')"))'
+    )
+
+
+def _greater_than(numeral: bytes, *, digits: bool) -> bytes:
+    """A regex for the numerals greater than `numeral`: digits without leading zeros, or letters."""
+    low, high = (b"0", b"9") if digits else (b"A", b"Z")
+    first = b"1" if digits else b"A"
+    size = len(numeral)
+    longer = b"[%s-%s][%s-%s]{%d,}" % (first, high, low, high, size)
+    if not digits:
+        longer = b"[A-Z]{%d,3}" % (size + 1) if size < 3 else b"(?!)"
+    options = [longer]
+    for at in range(size):
+        above = numeral[at] + 1
+        if above <= high[0]:
+            rest = b"[%s-%s]{%d}" % (low, high, size - at - 1) if at < size - 1 else b""
+            options.append(re.escape(numeral[:at]) + b"[%c-%s]" % (above, high) + rest)
+    return b"|".join(options)
+
+
+def _column_letters(number: int) -> bytes:
+    letters = b""
+    while number:
+        number, remainder = divmod(number - 1, 26)
+        letters = bytes([65 + remainder]) + letters
+    return letters
+
+
+def column_number(letters: bytes) -> int:
+    """A column's number from its letters: A is 1, Z is 26, AA is 27, XFD is 16,384."""
+    number = 0
+    for letter in letters.upper():
+        number = number * 26 + letter - 64
+    return number
+
+
+def _attributes(attributes: bytes, *, file_name: str, part: str) -> bytes:
+    """A tag's attributes, refused if a quoted value holds a '>' (the scan would cut the tag there)."""
+    if (attributes.count(b'"') % 2 or b"'" in attributes) and not _QUOTED_ATTRIBUTES.fullmatch(attributes):
+        raise UnreadableFileError(
+            f"{file_name}: its part {part} has a cell or row tag with a '>' inside a quoted value, "
+            "which spreadsheet programs never write. Save the file again from your spreadsheet program."
+        )
+    return attributes
+
+
+def _xlsx_extent_exact(pieces: Iterator[bytes], *, file_name: str, part: str) -> Extent:
+    """The used range of an xlsx part, each cell placed as calamine places it (slower)."""
+    row = column = rows = columns = 0  # row, column: 0-based, where a cell without r goes
+    for piece in pieces:
+        for closing, tag, raw in _XLSX_TAG.findall(piece):
+            attributes = _attributes(raw, file_name=file_name, part=part)
+            empty = attributes.endswith(b"/")
+            r = None if closing or empty else _XLSX_R.search(attributes)
+            if tag == b"row":
+                if closing:
+                    row, column = row + 1, 0
+                elif r and r.group(1).isdigit() and len(r.group(1)) <= 10:
+                    row = int(r.group(1)) - 1
+                continue
+            if closing or empty:
+                continue
+            here = row
+            if r:
+                ref = _XLSX_REF.fullmatch(r.group(1))
+                if ref is None:
+                    shown = _shown(r.group(1).decode("latin-1"))
+                    raise UnreadableFileError(
+                        f"{file_name}: its part {part} has a cell at {shown!r}, which is not a cell "
+                        "reference. Save the file again from your spreadsheet program."
+                    )
+                here, column = int(ref[2]) - 1, column_number(ref[1]) - 1
+            rows, columns = max(rows, here + 1), max(columns, column + 1)
+            column += 1
+    return rows, columns
+
+
+def _ods_extents(pieces: Iterator[bytes], *, file_name: str, part: str) -> list[Extent]:
+    """The used range of every sheet of an OpenDocument content.xml, repeats expanded."""
+    extents: list[Extent] = []
+    row = rows = columns = column = 0
+    row_repeat, row_used = 1, False
+    for piece in pieces:
+        for closing, tag, raw in _ODS_TAG.findall(piece):
+            attributes = _attributes(raw, file_name=file_name, part=part)
+            empty = attributes.endswith(b"/")
+            if tag == b"table":
+                if not closing and not empty:
+                    extents.append((rows, columns))
+                    row = rows = columns = 0
+            elif tag == b"table-row":
+                if closing:
+                    row += row_repeat
+                    rows = row if row_used else rows
+                elif empty:
+                    row += _ods_repeat(attributes, b"rows")
+                else:
+                    row_repeat, column, row_used = _ods_repeat(attributes, b"rows"), 0, False
+            elif not closing:
+                column += _ods_repeat(attributes, b"columns")
+                if not empty or b"value-type" in attributes:
+                    row_used, columns = True, max(columns, column)
+    extents.append((rows, columns))
+    return extents
+
+
+def _ods_repeat(attributes: bytes, kind: bytes) -> int:
+    if b"repeated" not in attributes:
+        return 1
+    for found, count in _ODS_REPEAT.findall(attributes):
+        if found == kind:
+            return max(int(count), 1)
+    return 1
+
+
+def _check_extent(name: str, extent: Extent, *, part: str, settings: Settings) -> None:
+    rows, columns = extent
+    if columns > settings.max_columns:
+        raise LimitExceededError(
+            f"{name} has cells as far right as column {columns:,} (in {part}); the limit is "
+            f"{settings.max_columns} columns (raise it with --max-columns)."
+        )
+    if rows * columns > settings.max_cells:
+        raise LimitExceededError(
+            f"{name} has a sheet spanning {rows:,} rows by {columns:,} columns ({rows * columns:,} "
+            f"cells, in {part}), too many to read into memory; the limit is {settings.max_cells:,} "
+            "cells (raise it with --max-cells)."
+        )
+
+
+def _shown(text: str) -> str:
+    """A name from inside a file, safe to put in a one-line message."""
+    shown = text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
+    return shown if len(shown) <= 80 else shown[:77] + "..."
