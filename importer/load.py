@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, insert, select, tuple_, update
+from sqlalchemy import Connection, and_, delete, insert, select, update
 
 from importer.models import Batch, Member
 from importer.sheets import UserType
@@ -28,14 +28,12 @@ MEMBER_COLUMNS: tuple[str, ...] = (
     "created_at",
 )
 SOURCE_ROW = MEMBER_COLUMNS.index("source_row")
-_LOOKUP_BATCH = 500
+_LOOKUP_BATCH = 5000  # under SQLite's 32,766 bound parameters
 _STAGING = "member_staging"
-
-MemberKey = str | tuple[str, int]
 
 
 class MemberLoader:
-    """Writes one batch's members and answers which already exist, on one open transaction."""
+    """Writes one batch's members on its open transaction; reports the rows that already exist."""
 
     def __init__(self, conn: Connection, *, org_id: int, batch_id: str, user_type: UserType) -> None:
         self.conn = conn
@@ -51,25 +49,6 @@ class MemberLoader:
             f"INSERT INTO members ({', '.join(MEMBER_COLUMNS)}) "  # noqa: S608
             f"VALUES ({', '.join([placeholder] * len(MEMBER_COLUMNS))}) ON CONFLICT DO NOTHING"
         )
-
-    def existing(self, keys: Sequence[MemberKey]) -> set[MemberKey]:
-        """Which of these keys (email key, or (name key, team ref)) already exist in the org."""
-        found: set[MemberKey] = set()
-        for start in range(0, len(keys), _LOOKUP_BATCH):
-            part = keys[start : start + _LOOKUP_BATCH]
-            if self.user_type is UserType.PORTAL:
-                emails = select(Member.email_key).where(
-                    Member.organization_id == self.org_id, Member.email_key.in_(part)
-                )
-                found.update(k for (k,) in self.conn.execute(emails) if k is not None)
-            else:
-                names = select(Member.name_key, Member.team_ref).where(
-                    Member.organization_id == self.org_id,
-                    Member.email_key.is_(None),
-                    tuple_(Member.name_key, Member.team_ref).in_(part),
-                )
-                found.update((name, team) for name, team in self.conn.execute(names))
-        return found
 
     def insert(self, rows: Sequence[tuple[Any, ...]]) -> set[int]:
         """Insert member tuples; return the source rows NOT written because they exist already."""
@@ -113,16 +92,13 @@ class MemberLoader:
             written = {r for (r,) in cursor.fetchall()}
         return {row[SOURCE_ROW] for row in rows} - written
 
-    def _written_rows(self, source_rows: Iterable[int]) -> set[int]:
-        rows = list(source_rows)
-        written: set[int] = set()
-        for start in range(0, len(rows), _LOOKUP_BATCH):
-            query = select(Member.source_row).where(
-                Member.batch_id == self.batch_id,
-                Member.source_row.in_(rows[start : start + _LOOKUP_BATCH]),
-            )
-            written.update(r for (r,) in self.conn.execute(query) if r is not None)
-        return written
+    def _written_rows(self, source_rows: list[int]) -> set[int]:
+        # A chunk's rows are one range of row numbers: one range scan of ix_members_batch.
+        query = select(Member.source_row).where(
+            Member.batch_id == self.batch_id,
+            Member.source_row.between(min(source_rows), max(source_rows)),
+        )
+        return {r for (r,) in self.conn.execute(query) if r is not None}
 
     def remove(self, source_rows: Iterable[int]) -> int:
         """Take back members of this batch created from these rows; return how many."""

@@ -13,7 +13,8 @@ import pandas as pd
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
-from importer.load import MemberKey, MemberLoader, finish_batch, record_batch, start_batch
+from importer.emails import suggest_domain
+from importer.load import MemberLoader, finish_batch, record_batch, start_batch
 from importer.models import Role, Status, utcnow
 from importer.orgs import Actor, find_actor, find_organization, list_teams
 from importer.read import Chunk, OpenedSheet, open_sheet
@@ -71,7 +72,7 @@ def run_import(
                 run.process(chunk)
                 if progress is not None:
                     progress(len(chunk.raw))
-            run.finish(path=path, sheet_name=sheet_name, settings=settings)
+            run.finish()
             stamp = describe_template_stamp(read_template_stamp(path), spec=spec)
             result.warnings = [
                 *([stamp] if stamp else []),
@@ -146,23 +147,23 @@ class _Run:
         candidates = frame[~frame.index.isin(list(rejected))]
         if candidates.empty:
             return
-        keys = self._member_keys(candidates)
-        existing = self.loader.existing(list(set(keys.tolist())))
-        exists_mask = keys.isin(existing) if existing else pd.Series(False, index=keys.index)
-        for row in candidates.index[exists_mask.to_numpy()].tolist():
-            self._skip(row, keys[row])
-        fresh = candidates[~exists_mask.to_numpy()]
-        not_written = self.loader.insert(self._member_tuples(fresh))
-        for row in not_written:
-            self._skip(row, keys[row])
-        created = [r for r in fresh.index.tolist() if r not in not_written]
-        self.created += len(created)
-        for row in not_written:
+        # No look-up first: the unique indexes decide (ON CONFLICT DO NOTHING), which also covers a
+        # member created a moment ago by another import of the same file.
+        not_written = self.loader.insert(self._member_tuples(candidates))
+        shown = candidates["email" if self.user_type is UserType.PORTAL else "name"]
+        for row in sorted(not_written):
+            self._skip(row, str(shown[row]))
             self.pins.pop(row, None)
+        created = (
+            [r for r in candidates.index.tolist() if r not in not_written]
+            if not_written
+            else candidates.index
+        )
+        self.created += len(created)
         if self.user_type is UserType.PORTAL:
-            self._warn_provider_typos(fresh.loc[created, "email"])
+            self._warn_provider_typos(candidates.loc[created, "email"])
 
-    def finish(self, *, path: Path, sheet_name: str | None, settings: Settings) -> None:
+    def finish(self) -> None:
         """Settle duplicates whose first copy was in an earlier chunk; fill in the result."""
         late = self.duplicates.late
         if late:
@@ -170,7 +171,7 @@ class _Run:
             self.created -= self.loader.remove(late)
             for row in late:
                 self.skipped.pop(row, None)
-            self._recover_rows(late, path=path, sheet_name=sheet_name, settings=settings)
+            self._recover_rows(late)
         key, code = (
             ("email", ErrorCode.EMAIL_DUPLICATE_IN_FILE)
             if self.user_type is UserType.PORTAL
@@ -188,13 +189,17 @@ class _Run:
 
     def _warn_provider_typos(self, emails: pd.Series) -> None:
         """A valid address at a near-miss of a big mail provider is imported, with a warning."""
-        for row, email in emails.items():
-            hint = provider_hint(str(email))
-            if hint:
-                self.typo_warnings.append(
-                    f"Row {row}: {email} was accepted.{hint} If it is a typo, undo this batch "
-                    f"(importer batch undo {self.result.batch_id}), fix the sheet and import it again."
-                )
+        if emails.empty:
+            return
+        domains = emails.str.rpartition("@")[2].str.lower()
+        suspicious = {d for d in domains.unique() if suggest_domain(d)}
+        if not suspicious:
+            return
+        for row, email in emails[domains.isin(suspicious)].items():
+            self.typo_warnings.append(
+                f"Row {row}: {email} was accepted.{provider_hint(str(email))} If it is a typo, undo this "
+                f"batch (importer batch undo {self.result.batch_id}), fix the sheet and import it again."
+            )
 
     def _column_order(self, header: str) -> int:
         try:
@@ -202,17 +207,12 @@ class _Run:
         except ValueError:
             return len(self.opened.headers)
 
-    def _recover_rows(
-        self, rows: set[int], *, path: Path, sheet_name: str | None, settings: Settings
-    ) -> None:
-        """Read the file again for the few rows taken back after their chunk was gone."""
-        again = open_sheet(path, self.spec, sheet_name=sheet_name, settings=settings)
-        shown_key = "email" if self.user_type is UserType.PORTAL else "name"
-        for chunk in again.iter_chunks(chunk_rows=settings.chunk_rows):
-            for position, row in enumerate(chunk.frame.index.tolist()):
-                if row in rows:
-                    self.rejected.setdefault(row, RejectedRow(row, chunk.raw[position]))
-                    self.duplicates.values[row] = str(chunk.frame.at[row, shown_key])
+    def _recover_rows(self, rows: set[int]) -> None:
+        """The values of rows taken back after their chunk was gone, read again from the file."""
+        shown = self.opened.columns["email" if self.user_type is UserType.PORTAL else "name"]
+        for row, values in self.opened.pick_rows(rows).items():
+            self.rejected.setdefault(row, RejectedRow(row, values))
+            self.duplicates.values[row] = values[shown]
 
     def _with_defaults(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Optional columns absent from the file read as blank."""
@@ -230,28 +230,13 @@ class _Run:
         valid = shown.ne("") & ~frame.index.isin(bad)
         return duplicate_keys(frame, user_type=self.user_type, valid=valid), shown
 
-    def _member_keys(self, frame: pd.DataFrame) -> pd.Series:
-        if self.user_type is UserType.PORTAL:
-            return frame["email"].str.lower()
-        team_ref = frame["team"].map(lambda cell: self._team_ref(cell))
-        return pd.Series(list(zip(frame["name"].str.lower(), team_ref, strict=True)), index=frame.index)
-
-    def _team_ref(self, cell: str) -> int:
-        team = self.context.team_for(cell)
-        return team.id if team else 0
-
-    def _skip(self, row: int, key: MemberKey) -> None:
-        self.skipped[row] = SkippedRow(
-            row,
-            ErrorCode.MEMBER_EXISTS,
-            ErrorCode.MEMBER_EXISTS.template,
-            key if isinstance(key, str) else key[0],
-        )
+    def _skip(self, row: int, shown: str) -> None:
+        self.skipped[row] = SkippedRow(row, ErrorCode.MEMBER_EXISTS, ErrorCode.MEMBER_EXISTS.template, shown)
 
     def _member_tuples(self, frame: pd.DataFrame) -> list[tuple[Any, ...]]:
         """The hot path: one tuple per member, columns in load.MEMBER_COLUMNS order."""
         n = len(frame)
-        now = utcnow()
+        now = utcnow().strftime("%Y-%m-%d %H:%M:%S.%f")  # formatted once, not per row by the driver
         names = frame["name"].tolist()
         name_keys = frame["name"].str.lower().tolist()
         team_ids = [self.context.team_for(c) for c in frame["team"].tolist()]

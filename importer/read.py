@@ -6,8 +6,9 @@ import codecs
 import csv
 import datetime as dt
 import itertools
+import operator
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -65,6 +66,7 @@ class OpenedSheet:
     header_row: int
     warnings: list[str] = field(default_factory=list)
     _rows: Iterator[tuple[int, list[str]]] | None = None
+    _reopen: Callable[[], Iterator[tuple[int, list[Any]]]] | None = None
 
     def header_of(self, key: str) -> str:
         """The header text the user gave the column with this key."""
@@ -101,6 +103,25 @@ class OpenedSheet:
                 f"{overlong} rows in all had more cells than the header row; the extras were ignored."
             )
 
+    def pick_rows(self, wanted: set[int]) -> dict[int, tuple[str, ...]]:
+        """Read the file again for a few rows by number, cleaned and padded like iter_chunks.
+
+        For rows taken back after their chunk was gone; it stops at the last one wanted, and cleans
+        only the rows wanted, so it costs little next to the import itself.
+        """
+        if self._reopen is None or not wanted:
+            return {}
+        width = len(self.headers)
+        remaining, found = set(wanted), {}
+        for number, cells in self._reopen():
+            if number in remaining:
+                texts = clean_cells([v if v.__class__ is str else cell_text(v) for v in cells])
+                found[number] = tuple((texts + [""] * width)[:width])
+                remaining.discard(number)
+                if not remaining:
+                    break
+        return found
+
     def _chunk(self, numbers: list[int], raw: list[tuple[str, ...]]) -> Chunk:
         by_position = list(zip(*raw, strict=True))
         data = {key: by_position[pos] for key, pos in self.columns.items()}
@@ -110,10 +131,20 @@ class OpenedSheet:
 
 def clean_cell(value: str) -> str:
     """Trim whitespace (no-break spaces too), normalize to NFC, drop our formula-guard apostrophe."""
-    text = unicodedata.normalize("NFC", value.strip())
-    if len(text) > 1 and text[0] == "'" and text[1] in FORMULA_TRIGGERS:
-        return text[1:]
-    return text
+    return clean_cells([value])[0]
+
+
+_quoted = operator.methodcaller("startswith", "'")
+
+
+def clean_cells(cells: list[str]) -> list[str]:
+    """clean_cell for a row, on the hot path: C-level passes, per-cell Python only when needed."""
+    texts = list(map(str.strip, cells))
+    if not all(map(str.isascii, texts)):
+        texts = [unicodedata.normalize("NFC", t) for t in texts]
+    if any(map(_quoted, texts)):
+        texts = [t[1:] if len(t) > 1 and t[0] == "'" and t[1] in FORMULA_TRIGGERS else t for t in texts]
+    return texts
 
 
 def cell_text(value: Any) -> str:
@@ -156,17 +187,20 @@ def open_sheet(
         )
     rows: Iterator[tuple[int, list[Any]]]
     warnings: list[str]
+    reopen: Callable[[], Iterator[tuple[int, list[Any]]]] | None = None
     if size == 0:
         rows, encoding, delimiter, warnings = iter(()), None, None, []
     elif extension in TEXT_EXTENSIONS:
         rows, encoding, delimiter, warnings = _text_rows(path, settings=settings)
+        reopen = partial(_csv_records, path, encoding=encoding, delimiter=delimiter, settings=settings)
     else:
         check_workbook_file(path, settings=settings)
         rows, warnings = _workbook_rows(path, sheet_name=sheet_name)
         encoding, delimiter = None, None
+        reopen = partial(_reopen_workbook, path, sheet_name=sheet_name)
     cleaned = _clean_rows(rows, settings=settings, file_name=path.name)
     for number, cells in cleaned:
-        return _map_header(
+        opened = _map_header(
             path,
             spec,
             header=cells,
@@ -177,6 +211,8 @@ def open_sheet(
             warnings=warnings,
             settings=settings,
         )
+        opened._reopen = reopen
+        return opened
     raise FileLevelError(
         f"{path.name} is empty: there is no header row. Start from the sample sheet "
         f"(`importer template {spec.user_type}`); expected headers: {spec.expected_headers}."
@@ -256,21 +292,21 @@ def _clean_rows(
                 f"{file_name} goes on past row {number - 1:,}, far more than {settings.max_rows:,} "
                 "rows (blank rows included); split it or raise the limit with --max-rows."
             )
-        texts = [clean_cell(v) if isinstance(v, str) else clean_cell(cell_text(v)) for v in cells]
+        texts = clean_cells([v if v.__class__ is str else cell_text(v) for v in cells])
         if not any(texts):
             continue
-        for position, text in enumerate(texts):
-            if len(text) > limit:
-                hint = (
-                    " A cell that long with line breaks in it is often a quote that is never closed."
-                    if "\n" in text
-                    else ""
-                )
-                raise LimitExceededError(
-                    f"{file_name}: the cell in row {number}, column {position + 1} has "
-                    f"{len(text):,} characters; the limit is {limit:,} (Excel's own; raise it "
-                    f"with --max-cell-chars).{hint}"
-                )
+        if max(map(len, texts)) > limit:
+            position, text = next((i, t) for i, t in enumerate(texts) if len(t) > limit)
+            hint = (
+                " A cell that long with line breaks in it is often a quote that is never closed."
+                if "\n" in text
+                else ""
+            )
+            raise LimitExceededError(
+                f"{file_name}: the cell in row {number}, column {position + 1} has "
+                f"{len(text):,} characters; the limit is {limit:,} (Excel's own; raise it "
+                f"with --max-cell-chars).{hint}"
+            )
         seen += 1
         if seen > last_row:
             raise LimitExceededError(
@@ -429,6 +465,10 @@ def ends_inside_quote(text: str, *, delimiter: str) -> bool:
 
 
 # --- workbooks ----------------------------------------------------------------------------------
+
+
+def _reopen_workbook(path: Path, *, sheet_name: str | None) -> Iterator[tuple[int, list[Any]]]:
+    return _workbook_rows(path, sheet_name=sheet_name)[0]
 
 
 def _workbook_rows(
