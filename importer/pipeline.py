@@ -189,17 +189,16 @@ class _Run:
 
     def _warn_provider_typos(self, emails: pd.Series) -> None:
         """A valid address at a near-miss of a big mail provider is imported, with a warning."""
-        if emails.empty:
+        addresses = emails.tolist()
+        if not any(suggest_domain(d) for d in {a.rpartition("@")[2].lower() for a in addresses}):
             return
-        domains = emails.str.rpartition("@")[2].str.lower()
-        suspicious = {d for d in domains.unique() if suggest_domain(d)}
-        if not suspicious:
-            return
-        for row, email in emails[domains.isin(suspicious)].items():
-            self.typo_warnings.append(
-                f"Row {row}: {email} was accepted.{provider_hint(str(email))} If it is a typo, undo this "
-                f"batch (importer batch undo {self.result.batch_id}), fix the sheet and import it again."
-            )
+        for row, email in zip(emails.index.tolist(), addresses, strict=True):
+            hint = provider_hint(email)
+            if hint:
+                self.typo_warnings.append(
+                    f"Row {row}: {email} was accepted.{hint} If it is a typo, undo this batch "
+                    f"(importer batch undo {self.result.batch_id}), fix the sheet and import it again."
+                )
 
     def _column_order(self, header: str) -> int:
         try:

@@ -22,6 +22,7 @@ from importer.sheets import ColumnKind, ColumnSpec, SheetSpec, UserType
 _INVALID_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\u200e\u200f]")
 # Zero-width characters hide inside addresses that look right; email-validator alone allows some.
 _ZERO_WIDTH = re.compile(r"[\u200b-\u200d\u2060\ufeff\u00ad]")
+_HIDDEN_IN_EMAIL = re.compile(f"{_ZERO_WIDTH.pattern}|{_INVALID_NAME_CHARS.pattern}")
 _PIN = re.compile(r"\d{4,8}")
 _PIN_MIN, _PIN_MAX = 4, 8
 
@@ -90,9 +91,9 @@ def _checks_for(column: ColumnSpec, context: RuleContext) -> list[tuple[ErrorCod
 
 def email_problem(address: str) -> str | None:
     """Why an address is not accepted, or None."""
-    if _ZERO_WIDTH.search(address):
-        return "it contains an invisible zero-width character"
-    if _INVALID_NAME_CHARS.search(address):
+    if _HIDDEN_IN_EMAIL.search(address):
+        if _ZERO_WIDTH.search(address):
+            return "it contains an invisible zero-width character"
         return "it contains a line break or control character"
     return check_email(address)
 
