@@ -59,6 +59,11 @@ class SheetSpec:
     version: int
     description: str
     columns: tuple[ColumnSpec, ...]
+    changes: tuple[tuple[int, str], ...] = ()
+
+    def changes_since(self, version: int) -> list[str]:
+        """What the versions after `version` changed, oldest first."""
+        return [f"version {v}: {note}" for v, note in self.changes if v > version]
 
     def column(self, key: str) -> ColumnSpec:
         """The column with this key."""
@@ -118,6 +123,7 @@ def load_sheet(user_type: UserType) -> SheetSpec:
         version=int(raw["version"]),
         description=raw["description"],
         columns=columns,
+        changes=tuple(sorted((int(v), note) for v, note in raw.get("changes", {}).items())),
     )
 
 

@@ -141,10 +141,12 @@ def describe_template_stamp(stamp: str | None, *, spec: SheetSpec) -> str | None
             f"(--type {spec.user_type.value}); check the type, or start again from {download}."
         )
     if version < spec.version:
+        changed = "; ".join(spec.changes_since(version))
         return (
             f"This file was made from version {version} of the {spec.title} sample sheet; the current "
-            f"version is {spec.version}. Its columns were read by their headers; for the current "
-            f"columns, rules and dropdowns download a fresh sample sheet with {download}."
+            f"version is {spec.version}. What changed since: {changed}. Its columns were read by their "
+            f"headers; for the current columns, rules and dropdowns download a fresh sample sheet "
+            f"with {download}."
         )
     return (
         f"This file was made from version {version} of the {spec.title} sample sheet, newer than this "

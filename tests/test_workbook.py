@@ -354,7 +354,10 @@ def test_read_template_stamp_of_files_that_are_not_workbooks(tmp_path: Path) -> 
     [
         ("member-importer/portal/v1", None),
         (None, None),
-        ("member-importer/portal/v0", ["version 0", "current version is 1", "importer template portal"]),
+        (
+            "member-importer/portal/v0",
+            ["version 0", "current version is 1", "version 1: the first version", "importer template portal"],
+        ),
         ("member-importer/no-portal/v1", ["No Portal Access sample sheet", "--type portal"]),
         ("member-importer/portal/v9", ["version 9", "newer"]),
     ],
