@@ -256,7 +256,25 @@ class Transport(Protocol):
 _SAFE_STEM = re.compile(r"[A-Za-z0-9_-]+")
 
 
-class FileTransport:
+class _ClosedOnExit:
+    """`with transport:` closes it, whatever happens inside."""
+
+    def close(self) -> None:
+        """Release what the transport holds."""
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class FileTransport(_ClosedOnExit):
     """Writes one `<member id>-<token hash prefix>.eml` per message to an outbox folder (mode 0600)."""
 
     def __init__(self, outbox: Path) -> None:
@@ -289,17 +307,6 @@ class FileTransport:
 
     def close(self) -> None:
         """Nothing to release; here so both transports are used alike."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class SmtpSecurity(enum.StrEnum):
@@ -335,7 +342,7 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-class SmtpTransport:
+class SmtpTransport(_ClosedOnExit):
     """Sends over one SMTP connection for the whole run; reconnects once if the server drops it."""
 
     def __init__(
@@ -461,14 +468,3 @@ class SmtpTransport:
                 smtp.quit()
         finally:
             smtp.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()

@@ -14,6 +14,10 @@ from sqlalchemy import Engine, create_engine, text
 
 from importer.db import open_database
 from importer.orgs import create_organization, create_teams
+from importer.pipeline import run_import
+from importer.results import ImportResult
+from importer.settings import Settings
+from importer.sheets import UserType
 
 DATA_DIR = Path(__file__).parent / "data"
 POSTGRES_ENV = "IMPORTER_TEST_POSTGRES_URL"
@@ -98,3 +102,30 @@ def write_csv(tmp_path: Path):  # type: ignore[no-untyped-def]
         return path
 
     return write
+
+
+def do_import(
+    org: Org,
+    path: Path,
+    tmp_path: Path,
+    *,
+    user_type: UserType = UserType.PORTAL,
+    actor: str | None = None,
+    **options: object,
+) -> ImportResult:
+    """Import a sheet into the org through the library entry point, reports under tmp_path."""
+    settings = options.pop("settings", None) or Settings(report_dir=tmp_path / "reports")
+    return run_import(
+        org.engine,
+        path,
+        org_ref=org.name,
+        actor_email=actor or org.owner,
+        user_type=user_type,
+        settings=settings,  # type: ignore[arg-type]
+        **options,  # type: ignore[arg-type]
+    )
+
+
+def errors_of(result: ImportResult) -> list[tuple[int, str, str]]:
+    """(row, column, code) of every error, the shape tests assert on."""
+    return [(e.row_number, e.column, e.code.value) for e in result.errors]

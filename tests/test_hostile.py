@@ -33,13 +33,11 @@ from importer.errors import (
 )
 from importer.models import Batch, Member
 from importer.orgs import list_members
-from importer.pipeline import run_import
 from importer.read import open_sheet
-from importer.results import ImportResult
 from importer.settings import Settings
 from importer.sheets import UserType, load_sheet
 
-from .conftest import DATA_DIR, Org
+from .conftest import DATA_DIR, Org, do_import, errors_of
 
 SHEET = "xl/worksheets/sheet1.xml"
 REPORT_FILES = ("report.html", "errors.csv", "rejected.csv", "summary.json")
@@ -73,31 +71,12 @@ def refusal(path: Path, *, settings: Settings | None = None) -> FileLevelError:
     return caught.value
 
 
-def do_import(
-    org: Org, path: Path, tmp_path: Path, *, user_type: UserType = UserType.PORTAL, **options: object
-) -> ImportResult:
-    settings = options.pop("settings", None) or Settings(report_dir=tmp_path / "reports")
-    return run_import(
-        org.engine,
-        path,
-        org_ref=org.name,
-        actor_email=org.owner,
-        user_type=user_type,
-        settings=settings,  # type: ignore[arg-type]
-        **options,  # type: ignore[arg-type]
-    )
-
-
 def counts(org: Org) -> tuple[int, int]:
     """(members, batches) in the database."""
     with Session(org.engine) as session:
         members = session.scalar(select(func.count()).select_from(Member)) or 0
         batches = session.scalar(select(func.count()).select_from(Batch)) or 0
     return members, batches
-
-
-def errors_of(result: ImportResult) -> list[tuple[int, str, str]]:
-    return [(e.row_number, e.column, e.code.value) for e in result.errors]
 
 
 def _contents(data: bytes) -> object:

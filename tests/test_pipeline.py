@@ -15,42 +15,17 @@ from sqlalchemy.orm import Session
 from importer.errors import MissingColumnsError, PermissionDeniedError
 from importer.models import Batch, Member, Role, Status
 from importer.orgs import create_organization, list_members
-from importer.pipeline import run_import, verify_pin
-from importer.results import ErrorCode, ImportResult, Outcome
+from importer.pipeline import verify_pin
+from importer.results import ErrorCode, Outcome
 from importer.settings import Settings
 from importer.sheets import UserType
 
-from .conftest import Org
-
-
-def do_import(
-    org: Org,
-    path: Path,
-    tmp_path: Path,
-    *,
-    user_type: UserType = UserType.PORTAL,
-    actor: str | None = None,
-    **options: object,
-) -> ImportResult:
-    settings = options.pop("settings", None) or Settings(report_dir=tmp_path / "reports")
-    return run_import(
-        org.engine,
-        path,
-        org_ref=org.name,
-        actor_email=actor or org.owner,
-        user_type=user_type,
-        settings=settings,  # type: ignore[arg-type]
-        **options,  # type: ignore[arg-type]
-    )
+from .conftest import Org, do_import, errors_of
 
 
 def member_count(org: Org) -> int:
     with Session(org.engine) as session:
         return session.scalar(select(func.count()).select_from(Member)) or 0
-
-
-def errors_of(result: ImportResult) -> list[tuple[int, str, str]]:
-    return [(e.row_number, e.column, e.code.value) for e in result.errors]
 
 
 def test_every_portal_error_code_on_the_row_the_user_sees(org: Org, data_dir: Path, tmp_path: Path) -> None:
