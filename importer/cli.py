@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -240,21 +241,20 @@ def import_(
     """
     settings = replace(Settings(), report_dir=report_dir, **limits)
     show_progress = not as_json and sys.stderr.isatty() and file.stat().st_size >= PROGRESS_MIN_BYTES
-    if show_progress:
-        with click.progressbar(length=_estimate_rows(file), label="Importing", file=sys.stderr) as bar:
-            result = run_import(
-                obj.engine,
-                file,
-                org_ref=org_ref,
-                actor_email=actor,
-                user_type=UserType(user_type),
-                sheet_name=sheet,
-                dry_run=dry_run,
-                all_or_nothing=all_or_nothing,
-                settings=settings,
-                progress=bar.update,
-            )
-    else:
+    bar_context = (
+        click.progressbar(length=0, label="Importing", file=sys.stderr)
+        if show_progress
+        else contextlib.nullcontext(None)
+    )
+    with bar_context as bar:
+
+        def advance(rows: int, estimate: int | None) -> None:
+            if bar is None:
+                return
+            if estimate and not bar.length:
+                bar.length = estimate  # known once the file is open
+            bar.update(rows)
+
         result = run_import(
             obj.engine,
             file,
@@ -265,23 +265,13 @@ def import_(
             dry_run=dry_run,
             all_or_nothing=all_or_nothing,
             settings=settings,
+            progress=advance,
         )
     if as_json:
         click.echo(json.dumps(result.to_dict()))
     else:
         click.echo(render_summary(result))
     sys.exit(result.exit_code)
-
-
-def _estimate_rows(file: Path) -> int:
-    """Line count of a text file (rows of a workbook are not known before reading)."""
-    if file.suffix.lower() not in {".csv", ".tsv", ".txt"}:
-        return 0
-    count = 0
-    with file.open("rb") as f:
-        while block := f.read(1024 * 1024):
-            count += block.count(b"\n")
-    return max(count - 1, 1)
 
 
 def render_summary(result: ImportResult) -> str:

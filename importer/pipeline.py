@@ -25,7 +25,8 @@ from importer.sheets import SheetSpec, UserType, load_sheet
 from importer.validate import DuplicateTracker, RuleContext, Team, Validator, duplicate_keys, provider_hint
 from importer.workbook import describe_template_stamp, read_template_stamp
 
-ProgressCallback = Callable[[int], None]
+# (rows just processed, about how many rows the file has or None): drives the CLI's progress bar.
+ProgressCallback = Callable[[int, int | None], None]
 PIN_DIGITS = 6
 TYPO_WARNINGS_SHOWN = 20
 
@@ -71,7 +72,7 @@ def run_import(
             for chunk in opened.iter_chunks(chunk_rows=settings.chunk_rows):
                 run.process(chunk)
                 if progress is not None:
-                    progress(len(chunk.raw))
+                    progress(len(chunk.raw), opened.row_estimate)
             run.finish()
             stamp = describe_template_stamp(read_template_stamp(path), spec=spec)
             result.warnings = [

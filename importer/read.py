@@ -65,6 +65,7 @@ class OpenedSheet:
     delimiter: str | None
     header_row: int
     warnings: list[str] = field(default_factory=list)
+    row_estimate: int | None = None
     _rows: Iterator[tuple[int, list[str]]] | None = None
     _reopen: Callable[[], Iterator[tuple[int, list[Any]]]] | None = None
 
@@ -188,6 +189,7 @@ def open_sheet(
     rows: Iterator[tuple[int, list[Any]]]
     warnings: list[str]
     reopen: Callable[[], Iterator[tuple[int, list[Any]]]] | None = None
+    estimate: int | None = None
     if size == 0:
         rows, encoding, delimiter, warnings = iter(()), None, None, []
     elif extension in TEXT_EXTENSIONS:
@@ -195,7 +197,7 @@ def open_sheet(
         reopen = partial(_csv_records, path, encoding=encoding, delimiter=delimiter, settings=settings)
     else:
         check_workbook_file(path, settings=settings)
-        rows, warnings = _workbook_rows(path, sheet_name=sheet_name)
+        rows, warnings, estimate = _workbook_rows(path, sheet_name=sheet_name)
         encoding, delimiter = None, None
         reopen = partial(_reopen_workbook, path, sheet_name=sheet_name)
     cleaned = _clean_rows(rows, settings=settings, file_name=path.name)
@@ -212,6 +214,7 @@ def open_sheet(
             settings=settings,
         )
         opened._reopen = reopen
+        opened.row_estimate = estimate if estimate is not None else _line_count(path, size)
         return opened
     raise FileLevelError(
         f"{path.name} is empty: there is no header row. Start from the sample sheet "
@@ -467,13 +470,24 @@ def ends_inside_quote(text: str, *, delimiter: str) -> bool:
 # --- workbooks ----------------------------------------------------------------------------------
 
 
+def _line_count(path: Path, size: int) -> int | None:
+    """About how many rows a text file has (for a progress bar); None for small files."""
+    if size < 1024 * 1024:
+        return None
+    count = 0
+    with path.open("rb") as f:
+        while block := f.read(1024 * 1024):
+            count += block.count(b"\n")
+    return count
+
+
 def _reopen_workbook(path: Path, *, sheet_name: str | None) -> Iterator[tuple[int, list[Any]]]:
     return _workbook_rows(path, sheet_name=sheet_name)[0]
 
 
 def _workbook_rows(
     path: Path, *, sheet_name: str | None
-) -> tuple[Iterator[tuple[int, list[Any]]], list[str]]:
+) -> tuple[Iterator[tuple[int, list[Any]]], list[str], int | None]:
     try:
         workbook = python_calamine.CalamineWorkbook.from_path(str(path))
     except python_calamine.PasswordError as exc:
@@ -506,7 +520,7 @@ def _workbook_rows(
         sheet = workbook.get_sheet_by_name(chosen)
     except Exception as exc:
         raise UnreadableFileError(f"{path.name}: cannot read sheet {chosen!r} ({first_line(exc)}).") from exc
-    return _sheet_records(sheet, path=path), warnings
+    return _sheet_records(sheet, path=path), warnings, int(getattr(sheet, "height", 0) or 0) or None
 
 
 def _sheet_records(sheet: Any, *, path: Path) -> Iterator[tuple[int, list[Any]]]:
