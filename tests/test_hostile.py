@@ -226,7 +226,23 @@ def zip_bomb(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def test_zip_bomb_is_refused_before_parsing_in_well_under_a_second(zip_bomb: Path) -> None:
+# Time is a guard against hanging, not a speed target (that is the benchmark's job); "before
+# parsing" is asserted by the `calamine_never_called` fixture instead.
+HANG_GUARD_SECONDS = 10
+
+
+@pytest.fixture
+def calamine_never_called(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if the file reaches python-calamine's parser."""
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        pytest.fail("the file reached calamine: it should have been refused before parsing")
+
+    monkeypatch.setattr("importer.read.python_calamine.CalamineWorkbook.from_path", refuse)
+
+
+@pytest.mark.usefixtures("calamine_never_called")
+def test_zip_bomb_is_refused_before_parsing(zip_bomb: Path) -> None:
     started = time.perf_counter()
     error = refusal(zip_bomb)
     seconds = time.perf_counter() - started
@@ -234,16 +250,17 @@ def test_zip_bomb_is_refused_before_parsing_in_well_under_a_second(zip_bomb: Pat
     assert SHEET in str(error)
     assert "unpacks from" in str(error) and "a compression ratio of 1,0" in str(error)
     assert "the limit is 200 to 1 (raise it with --max-compression-ratio)" in str(error)
-    assert seconds < 2
+    assert seconds < HANG_GUARD_SECONDS
 
 
+@pytest.mark.usefixtures("calamine_never_called")
 def test_zip_bomb_over_the_unpacked_limit_names_that_option(zip_bomb: Path) -> None:
     started = time.perf_counter()
     limits = Settings(max_unpacked_bytes=100 * 1024 * 1024, max_compression_ratio=10_000)
     error = refusal(zip_bomb, settings=limits)
     assert isinstance(error, LimitExceededError)
     assert "(raise it with --max-unpacked-bytes)" in str(error)
-    assert time.perf_counter() - started < 2
+    assert time.perf_counter() - started < HANG_GUARD_SECONDS
 
 
 def test_zip_bomb_through_the_pipeline_writes_nothing(org: Org, zip_bomb: Path, tmp_path: Path) -> None:
@@ -270,12 +287,13 @@ def test_a_part_that_lies_about_its_size_is_refused(zip_bomb: Path, tmp_path: Pa
     error = refusal(liar)
     assert isinstance(error, UnreadableFileError)
     assert "damaged" in str(error)
-    assert time.perf_counter() - started < 2
+    assert time.perf_counter() - started < HANG_GUARD_SECONDS
     # calamine, the second line of defence, refuses it as fast
     with pytest.raises(python_calamine.CalamineError):
         python_calamine.CalamineWorkbook.from_path(str(liar)).get_sheet_by_name("Members")
 
 
+@pytest.mark.usefixtures("calamine_never_called")
 def test_a_zip_of_too_many_parts_is_refused_from_its_end_record(tmp_path: Path) -> None:
     path = tmp_path / "parts.xlsx"
     with zipfile.ZipFile(path, "w") as archive:
@@ -285,7 +303,7 @@ def test_a_zip_of_too_many_parts_is_refused_from_its_end_record(tmp_path: Path) 
     error = refusal(path)
     assert isinstance(error, UnreadableFileError)
     assert "10,001 parts" in str(error)
-    assert time.perf_counter() - started < 2
+    assert time.perf_counter() - started < HANG_GUARD_SECONDS
 
 
 # --- sheets calamine would try to allocate billions of cells for (it aborts the process) ----------
@@ -301,6 +319,7 @@ def test_a_zip_of_too_many_parts_is_refused_from_its_end_record(tmp_path: Path) 
         ("hostile-repeat-rows.ods", "1,000,002 rows by 150 columns"),
     ],
 )
+@pytest.mark.usefixtures("calamine_never_called")
 def test_sheets_too_large_to_hold_are_refused_before_calamine_reads_them(
     data_dir: Path, name: str, says: str
 ) -> None:
@@ -309,7 +328,7 @@ def test_sheets_too_large_to_hold_are_refused_before_calamine_reads_them(
     assert isinstance(error, LimitExceededError)
     assert says in str(error)
     assert "--max-columns" in str(error) or "--max-cells" in str(error)
-    assert time.perf_counter() - started < 1
+    assert time.perf_counter() - started < HANG_GUARD_SECONDS
 
 
 def test_the_scan_measures_sheets_exactly_as_calamine_does(data_dir: Path) -> None:
@@ -343,13 +362,14 @@ XML_ATTACKS = [
 
 
 @pytest.mark.parametrize("name", XML_ATTACKS)
+@pytest.mark.usefixtures("calamine_never_called")
 def test_xml_with_a_dtd_is_refused_fast_and_never_expanded(data_dir: Path, name: str) -> None:
     started = time.perf_counter()
     error = refusal(data_dir / name)
     assert isinstance(error, UnreadableFileError)
     assert "<!DOCTYPE>" in str(error)
     assert "root:" not in str(error)
-    assert time.perf_counter() - started < 1
+    assert time.perf_counter() - started < HANG_GUARD_SECONDS
 
 
 @pytest.mark.parametrize("name", XML_ATTACKS)
@@ -362,7 +382,7 @@ def test_calamine_alone_never_expands_entities_either(data_dir: Path, name: str)
         cells = [str(c) for row in workbook.get_sheet_by_index(0).iter_rows() for c in row]
     except python_calamine.CalamineError as exc:
         refused = str(exc)
-    assert time.perf_counter() - started < 1
+    assert time.perf_counter() - started < HANG_GUARD_SECONDS
     assert "entity" in refused or not refused
     assert not [c for c in cells if "root:" in c or "lol" in c or len(c) > 100]
 
