@@ -22,6 +22,18 @@ from importer.sheets import UserType
 DATA_DIR = Path(__file__).parent / "data"
 POSTGRES_ENV = "IMPORTER_TEST_POSTGRES_URL"
 OWNER = "olive.owner@acme.example"
+# The keys of `import --json` and summary.json, as PRODUCT.md lists them.
+SUMMARY_KEYS = {
+    "batch_id",
+    "type",
+    "dry_run",
+    "rows",
+    "created",
+    "skipped",
+    "rejected",
+    "errors_by_code",
+    "report_dir",
+}
 
 
 @pytest.fixture

@@ -14,18 +14,9 @@ from openpyxl import load_workbook
 
 from importer.cli import cli
 
+from .conftest import SUMMARY_KEYS
+
 OWNER = "olive.owner@acme.example"
-SUMMARY_KEYS = {
-    "batch_id",
-    "type",
-    "dry_run",
-    "rows",
-    "created",
-    "skipped",
-    "rejected",
-    "errors_by_code",
-    "report_dir",
-}
 MEMBER_KEYS = [
     "id",
     "name",

@@ -20,7 +20,7 @@ from importer.results import ErrorCode, Outcome
 from importer.settings import Settings
 from importer.sheets import UserType
 
-from .conftest import Org, do_import, errors_of
+from .conftest import SUMMARY_KEYS, Org, do_import, errors_of
 
 
 def member_count(org: Org) -> int:
@@ -350,17 +350,7 @@ def test_report_files_and_summary_match_the_result(org: Org, data_dir: Path, tmp
     ]
     summary = json.loads((folder / "summary.json").read_text())
     assert summary == result.to_dict()
-    assert set(summary) == {
-        "batch_id",
-        "type",
-        "dry_run",
-        "rows",
-        "created",
-        "skipped",
-        "rejected",
-        "errors_by_code",
-        "report_dir",
-    }
+    assert set(summary) == SUMMARY_KEYS
     with (folder / "errors.csv").open(encoding="utf-8-sig", newline="") as f:
         lines = list(csv.DictReader(f))
     assert list(lines[0]) == ["row", "column", "value", "code", "message"]
