@@ -5,7 +5,8 @@ from __future__ import annotations
 import hashlib
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -234,56 +235,51 @@ class _Run:
         self.skipped[row] = SkippedRow(row, ErrorCode.MEMBER_EXISTS, ErrorCode.MEMBER_EXISTS.template, shown)
 
     def _member_tuples(self, frame: pd.DataFrame) -> list[tuple[Any, ...]]:
-        """The hot path: one tuple per member, columns in load.MEMBER_COLUMNS order."""
+        """The hot path: one tuple per member, columns in load.MEMBER_COLUMNS order, built by zip."""
         n = len(frame)
         now = utcnow().strftime("%Y-%m-%d %H:%M:%S.%f")  # formatted once, not per row by the driver
         names = frame["name"].tolist()
-        name_keys = frame["name"].str.lower().tolist()
-        team_ids = [self.context.team_for(c) for c in frame["team"].tolist()]
-        refs = [t.id if t else 0 for t in team_ids]
-        ids = [t.id if t else None for t in team_ids]
+        cells = frame["team"].tolist()
+        teams = {cell: self.context.team_for(cell) for cell in set(cells)}  # a few distinct teams
+        team_ids = [t.id if t else None for t in map(teams.__getitem__, cells)]
         rows = frame.index.tolist()
+        emails: Iterable[str | None]
+        email_keys: Iterable[str | None]
+        roles: Iterable[str]
+        pins: Iterable[str | None]
         if self.user_type is UserType.PORTAL:
-            emails: list[str | None] = frame["email"].tolist()
-            email_keys: list[str | None] = list(frame["email"].str.lower())
-            roles = [
-                Role.ADMIN.value if r.lower() == "admin" else Role.MEMBER.value
-                for r in frame["role"].tolist()
-            ]
-            pins: list[str | None] = [None] * n
+            emails = frame["email"].tolist()
+            email_keys = frame["email"].str.lower().tolist()
+            by_cell = {
+                r: (Role.ADMIN if r.lower() == "admin" else Role.MEMBER).value for r in set(frame["role"])
+            }
+            roles = list(map(by_cell.__getitem__, frame["role"].tolist()))
+            pins = repeat(None)
         else:
-            emails = [None] * n
-            email_keys = [None] * n
-            roles = [Role.MEMBER.value] * n
+            emails = email_keys = repeat(None)
+            roles = repeat(Role.MEMBER.value)
             pins = [
                 self._pin_hash(row, name, pin)
                 for row, name, pin in zip(rows, names, frame["pin"].tolist(), strict=True)
             ]
-        org, user_type, status, batch = (
-            self.org_id,
-            self.user_type.value,
-            Status.PENDING.value,
-            self.result.batch_id,
+        columns = (
+            repeat(self.org_id, n),
+            names,
+            frame["name"].str.lower().tolist(),
+            emails,
+            email_keys,
+            repeat(self.user_type.value),
+            roles,
+            team_ids,
+            (t or 0 for t in team_ids),
+            repeat(Status.PENDING.value),
+            repeat(self.result.batch_id),
+            rows,
+            pins,
+            repeat(now),
         )
-        return [
-            (
-                org,
-                names[i],
-                name_keys[i],
-                emails[i],
-                email_keys[i],
-                user_type,
-                roles[i],
-                ids[i],
-                refs[i],
-                status,
-                batch,
-                rows[i],
-                pins[i],
-                now,
-            )
-            for i in range(n)
-        ]
+        # The first column has n items and bounds the endless repeats.
+        return list(zip(*columns, strict=False))
 
     def _pin_hash(self, row: int, name: str, pin: str) -> str:
         if not pin:
