@@ -23,7 +23,7 @@ _INVALID_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\
 # Zero-width characters hide inside addresses that look right; email-validator alone allows some.
 _ZERO_WIDTH = re.compile(r"[\u200b-\u200d\u2060\ufeff\u00ad]")
 _HIDDEN_IN_EMAIL = re.compile(f"{_ZERO_WIDTH.pattern}|{_INVALID_NAME_CHARS.pattern}")
-_PIN = re.compile(r"\d{4,8}")
+_PIN = re.compile(r"[0-9]{4,8}")  # ASCII only: `\d` would accept ١٢٣٤ or full-width ０１２３
 _PIN_MIN, _PIN_MAX = 4, 8
 
 Series = pd.Series

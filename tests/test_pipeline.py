@@ -432,3 +432,12 @@ def test_valid_address_at_a_mistyped_provider_is_imported_with_a_warning(
         f"(importer batch undo {result.batch_id}), fix the sheet and import it again."
     ]
     assert "ann@gmial.com" in {m["email"] for m in list_members(org.engine, org.name)}  # never changed
+
+
+@pytest.mark.parametrize("pin", ["١٢٣٤", "０１２３", "12 34", "123456789", "12.5"])
+def test_pins_are_ascii_digits_only(org: Org, tmp_path: Path, write_csv, pin: str) -> None:  # type: ignore[no-untyped-def]
+    result = do_import(
+        org, write_csv("p.csv", "Name,Team,PIN", f"Desk,,{pin}"), tmp_path, user_type=UserType.NO_PORTAL
+    )
+    assert errors_of(result) == [(2, "PIN", "pin.invalid")]
+    assert pin not in result.errors[0].message
