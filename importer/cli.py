@@ -318,7 +318,11 @@ def members(obj: Obj, org_ref: str, status: str | None, user_type: str | None, f
     elif fmt == "csv":
         click.echo(_csv_text(rows), nl=False)
     else:
-        click.echo(_table(rows, ("id", "name", "email", "type", "role", "team", "status", "batch_id")))
+        keys: tuple[str, ...] = ("id", "name", "email", "type", "role", "team", "status", "batch_id")
+        # A refused activation email shows where the admin looks first.
+        if any(row["invite_error"] for row in rows):
+            keys = (*keys, "invite_error")
+        click.echo(_table(rows, keys))
 
 
 @cli.command()

@@ -11,8 +11,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from openpyxl import load_workbook
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from importer.cli import cli
+from importer.db import open_database
+from importer.models import Member
 
 from .conftest import SUMMARY_KEYS
 
@@ -268,3 +272,17 @@ def test_password_policy_command(run) -> None:  # type: ignore[no-untyped-def]
         "org", "password-policy", "--org", "Acme Corp", "--as", "x@example.com", "--min-length", "9"
     )
     assert refused.exit_code == 1 and "only the Owner" in refused.output
+
+
+def test_members_table_shows_a_refused_invitation(run, tmp_path: Path, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    run(*import_args(write(tmp_path, "p.csv", "Name,Email,Role", "Bo,bo@example.com,Member")))
+    assert "invite_error" not in run("members", "--org", "Acme Corp").output
+    engine = open_database(db_url)
+    with Session(engine) as session, session.begin():
+        session.scalars(
+            select(Member).where(Member.email == "bo@example.com")
+        ).one().invite_error = "550 5.1.1 no"
+    engine.dispose()
+    table = run("members", "--org", "Acme Corp").output.splitlines()
+    assert table[0].split()[-1] == "invite_error"
+    assert table[-1].endswith("550 5.1.1 no")
