@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from importer import __version__
 from importer.activation import activate, send_activations
+from importer.cells import neutralize
 from importer.db import current_revision, open_database
 from importer.errors import ImporterError, TransportError
 from importer.mail import FileTransport, SmtpSecurity, SmtpTransport
@@ -522,8 +523,6 @@ def db_upgrade(obj: Obj) -> None:
 
 
 def _csv_text(rows: list[dict[str, Any]]) -> str:
-    from importer.report import neutralize
-
     out = io.StringIO()
     if rows:
         writer = csv.writer(out)

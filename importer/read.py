@@ -17,6 +17,7 @@ from typing import IO, Any
 import pandas as pd
 import python_calamine
 
+from importer.cells import unguard
 from importer.errors import (
     FileLevelError,
     LimitExceededError,
@@ -32,9 +33,6 @@ TEXT_EXTENSIONS = frozenset({".csv", ".tsv", ".txt"})
 WORKBOOK_EXTENSIONS = frozenset({".xlsx", ".xlsm", ".xls", ".ods"})
 SUPPORTED_EXTENSIONS = TEXT_EXTENSIONS | WORKBOOK_EXTENSIONS
 DELIMITERS = (",", ";", "\t", "|")
-# A leading apostrophe before one of these is the mark our own CSVs put on a cell that a
-# spreadsheet would run as a formula (and Excel's own "treat as text" prefix): drop it on the way in.
-FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n")
 _SNIFF_BYTES = 64 * 1024
 _DECODE_BLOCK = 1024 * 1024
 # More NUL bytes than this share of a text file's start: UTF-16 without a byte-order mark, or binary.
@@ -130,21 +128,16 @@ class OpenedSheet:
         return Chunk(frame=frame, raw=raw)
 
 
-def clean_cell(value: str) -> str:
-    """Trim whitespace (no-break spaces too), normalize to NFC, drop our formula-guard apostrophe."""
-    return clean_cells([value])[0]
-
-
 _quoted = operator.methodcaller("startswith", "'")
 
 
 def clean_cells(cells: list[str]) -> list[str]:
-    """clean_cell for a row, on the hot path: C-level passes, per-cell Python only when needed."""
+    """A row's cells trimmed (no-break spaces too), NFC, formula guard dropped; C-level passes."""
     texts = list(map(str.strip, cells))
     if not all(map(str.isascii, texts)):
         texts = [unicodedata.normalize("NFC", t) for t in texts]
     if any(map(_quoted, texts)):
-        texts = [t[1:] if len(t) > 1 and t[0] == "'" and t[1] in FORMULA_TRIGGERS else t for t in texts]
+        texts = list(map(unguard, texts))
     return texts
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from importer.read import FORMULA_TRIGGERS
+from importer.cells import neutralize
 from importer.results import ErrorCode, ImportResult, RowError
 from importer.sheets import ERRORS_HEADER, ColumnKind, SheetSpec, header_lookup, normalize_header
 from importer.workbook import write_rejected_xlsx
@@ -45,11 +45,6 @@ _environment = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
-
-
-def neutralize(value: str) -> str:
-    """A cell that a spreadsheet would run as a formula, made inert with a leading apostrophe."""
-    return "'" + value if value.startswith(FORMULA_TRIGGERS) else value
 
 
 def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]], *, mode: int = 0o644) -> None:

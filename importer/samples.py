@@ -15,6 +15,7 @@ from openpyxl.utils import get_column_letter, quote_sheetname
 from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.worksheet import Worksheet
 
+from importer.cells import neutralize
 from importer.results import ErrorCode
 from importer.sheets import ColumnKind, ColumnSpec, SheetSpec, error_codes_for
 
@@ -106,8 +107,6 @@ def _workbook(spec: SheetSpec, *, teams: Sequence[str]) -> Workbook:
 
 def _lists_sheet(workbook: Workbook, teams: Sequence[str]) -> Worksheet:
     """A hidden sheet of dropdown values: a list in a range has no length limit, unlike a "a,b" list."""
-    from importer.report import neutralize  # here, not at the top: report.py may import this module
-
     lists: Worksheet = workbook.create_sheet(LISTS_SHEET)
     lists.sheet_state = "hidden"
     for row, name in enumerate(teams, start=1):

@@ -18,6 +18,7 @@ from openpyxl.styles import Alignment, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet._write_only import WriteOnlyWorksheet
 
+from importer.cells import neutralize
 from importer.results import ImportResult, RowError
 from importer.samples import HEADER_FILL, HEADER_FONT, STAMP_PATTERN, template_stamp
 from importer.settings import MAX_CELL_CHARS
@@ -156,8 +157,6 @@ def describe_template_stamp(stamp: str | None, *, spec: SheetSpec) -> str | None
 
 def xlsx_text(value: str) -> str:
     """A cell value as an inert string that survives the XML of a workbook and reads back the same."""
-    from importer.report import neutralize  # here, not at the top: report.py imports this module
-
     text = _LITERAL_ESCAPE.sub(r"_x005F_\1", neutralize(value))
     text = _XML_ILLEGAL.sub(lambda m: f"_x{ord(m.group()):04X}_", text)
     return text[:MAX_CELL_CHARS]
