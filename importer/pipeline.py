@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import secrets
 import time
@@ -53,7 +54,7 @@ def run_import(
     settings = settings or Settings()
     spec = load_sheet(user_type)
     opened = open_sheet(path, spec, sheet_name=sheet_name, settings=settings)
-    started = time.perf_counter()
+    started, started_at = time.perf_counter(), utcnow()
     result = ImportResult(
         batch_id=new_batch_id(),
         user_type=user_type.value,
@@ -62,13 +63,13 @@ def run_import(
         dry_run=dry_run,
         all_or_nothing=all_or_nothing,
         headers=opened.headers,
-        started_at=utcnow().isoformat(timespec="seconds"),
+        started_at=started_at.isoformat(timespec="seconds"),
     )
     with engine.connect() as conn:
         transaction = conn.begin()
         try:
             org_id, actor, context = _resolve(conn, org_ref=org_ref, actor_email=actor_email)
-            start_batch(conn, _batch_values(result, org_id=org_id, actor=actor))
+            start_batch(conn, _batch_values(result, org_id=org_id, actor=actor, started_at=started_at))
             run = _Run(conn, spec=spec, opened=opened, result=result, org_id=org_id, context=context)
             for chunk in opened.iter_chunks(chunk_rows=settings.chunk_rows):
                 run.process(chunk)
@@ -93,7 +94,11 @@ def run_import(
             if dry_run or refused:
                 transaction.rollback()
                 with conn.begin():
-                    record_batch(conn, _batch_values(result, org_id=org_id, actor=actor) | _counts(result))
+                    record_batch(
+                        conn,
+                        _batch_values(result, org_id=org_id, actor=actor, started_at=started_at)
+                        | _counts(result),
+                    )
             else:
                 finish_batch(conn, result.batch_id, _counts(result))
                 transaction.commit()
@@ -335,7 +340,9 @@ def _resolve(conn: Connection, *, org_ref: str, actor_email: str) -> tuple[int, 
         return org.id, actor, RuleContext(actor=actor, teams=teams)
 
 
-def _batch_values(result: ImportResult, *, org_id: int, actor: Actor) -> dict[str, Any]:
+def _batch_values(
+    result: ImportResult, *, org_id: int, actor: Actor, started_at: dt.datetime
+) -> dict[str, Any]:
     return {
         "id": result.batch_id,
         "organization_id": org_id,
@@ -345,7 +352,7 @@ def _batch_values(result: ImportResult, *, org_id: int, actor: Actor) -> dict[st
         "actor_email": actor.email,
         "dry_run": result.dry_run,
         "all_or_nothing": result.all_or_nothing,
-        "started_at": utcnow(),
+        "started_at": started_at,
     }
 
 
