@@ -14,13 +14,13 @@ from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 
-# RFC 5322 dot-atom local part in ASCII: what email-validator accepts without question.
+# RFC 5322 dot-atom local part in ASCII, at most 64 characters, in an address of at most 254:
+# what email-validator accepts without question when the domain is fine.
 _SIMPLE = re.compile(
-    r"^(?P<local>[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*)"
-    r"@(?P<domain>[A-Za-z0-9.-]+)\Z"
+    r"(?=[^@]{1,64}@)(?=.{1,254}\Z)"
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@(?P<domain>[A-Za-z0-9.-]+)"
 )
-_MAX_LOCAL = 64
-_MAX_ADDRESS = 254
 
 
 @lru_cache(maxsize=65_536)
@@ -39,12 +39,19 @@ def _full_problem(address: str) -> str | None:
 
 def check_email(address: str) -> str | None:
     """None when the address is valid; otherwise email-validator's reason, in its words."""
-    match = _SIMPLE.match(address)
-    if match is not None and len(match["local"]) <= _MAX_LOCAL and len(address) <= _MAX_ADDRESS:
-        problem = _domain_problem(match["domain"].lower())
-        if problem is None:
-            return None
+    match = _SIMPLE.fullmatch(address)
+    if match is not None and _domain_problem(match["domain"].lower()) is None:
+        return None
     return _full_problem(address)
+
+
+def surely_valid(addresses: list[str]) -> list[bool]:
+    """For a column of addresses: True where check_email would surely say valid, False where
+    only check_email can tell. One C-level regex pass, then one look-up per distinct domain."""
+    matches = list(map(_SIMPLE.fullmatch, addresses))
+    domains = {m["domain"] for m in matches if m is not None}
+    good = {d for d in domains if _domain_problem(d.lower()) is None}
+    return [m is not None and m["domain"] in good for m in matches]
 
 
 # Mail providers whose near-misses are almost always typos (gmial.com, hotmial.com, yaho.com ...).

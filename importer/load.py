@@ -12,6 +12,7 @@ from importer.sheets import UserType
 
 # The member columns an import writes, in the order of the tuples handed to MemberLoader.insert.
 MEMBER_COLUMNS: tuple[str, ...] = (
+    "source_row",
     "organization_id",
     "name",
     "name_key",
@@ -23,7 +24,6 @@ MEMBER_COLUMNS: tuple[str, ...] = (
     "team_ref",
     "status",
     "batch_id",
-    "source_row",
     "pin_hash",
     "created_at",
 )

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import bisect
 import codecs
 import csv
 import datetime as dt
 import itertools
 import operator
+import re
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -38,6 +40,10 @@ _DECODE_BLOCK = 1024 * 1024
 # More NUL bytes than this share of a text file's start: UTF-16 without a byte-order mark, or binary.
 # A few NULs are a bad cell (a control character in a name), answered row by row.
 _NUL_SHARE = 8
+# Records read and cleaned at a time.
+_BLOCK_ROWS = 10_000
+# A progress bar only for files of more lines than this.
+_ESTIMATE_FROM_LINES = 20_000
 
 
 @dataclass(slots=True)
@@ -45,11 +51,55 @@ class Chunk:
     """A run of consecutive non-blank data rows.
 
     `frame` holds the declared columns by key, every cell text, indexed by the row number the
-    user sees; `raw` holds each row's cells for every column of the file, in the file's order.
+    user sees; `columns` holds every column of the file, in the file's order, for the reports.
     """
 
     frame: pd.DataFrame
-    raw: list[tuple[str, ...]]
+    columns: list[list[str]]
+
+    def __len__(self) -> int:
+        return len(self.frame)
+
+    def row(self, position: int) -> tuple[str, ...]:
+        """The cells of the row at this position, every column of the file, in the file's order."""
+        return tuple(column[position] for column in self.columns)
+
+    @property
+    def raw(self) -> list[tuple[str, ...]]:
+        """Every row's cells, every column of the file."""
+        return list(zip(*self.columns, strict=True)) if self.columns else [() for _ in range(len(self))]
+
+
+@dataclass(slots=True)
+class Block:
+    """Consecutive non-blank rows of a file, cleaned, held by column (C-level passes, not row loops).
+
+    `lengths` holds each row's cell count as the file gave it, when the rows are ragged.
+    """
+
+    numbers: list[int]
+    columns: list[list[str]]
+    lengths: list[int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.numbers)
+
+    def cells(self, position: int) -> list[str]:
+        """One row's cells, as many as the file gave it."""
+        cells = [column[position] for column in self.columns]
+        return cells[: self.lengths[position]] if self.lengths is not None else cells
+
+    def tail(self, start: int) -> Block:
+        """The rows from this position on."""
+        return Block(
+            self.numbers[start:],
+            [column[start:] for column in self.columns],
+            self.lengths[start:] if self.lengths is not None else None,
+        )
+
+
+# The first row number of a run of consecutive records, and the records as the file gives them.
+RawBlock = tuple[int, list[list[Any]]]
 
 
 @dataclass(slots=True)
@@ -64,40 +114,40 @@ class OpenedSheet:
     header_row: int
     warnings: list[str] = field(default_factory=list)
     row_estimate: int | None = None
-    _rows: Iterator[tuple[int, list[str]]] | None = None
-    _reopen: Callable[[], Iterator[tuple[int, list[Any]]]] | None = None
+    _blocks: Iterator[Block] | None = None
+    _reopen: Callable[[], Iterator[RawBlock]] | None = None
+    _texts_only: bool = True
 
     def header_of(self, key: str) -> str:
         """The header text the user gave the column with this key."""
         return self.headers[self.columns[key]]
 
     def iter_chunks(self, *, chunk_rows: int) -> Iterator[Chunk]:
-        """Yield the data rows in chunks of at most `chunk_rows` rows; blank rows are skipped."""
-        if self._rows is None:
+        """Yield the data rows in chunks of `chunk_rows` rows (the last may be shorter)."""
+        if self._blocks is None:
             raise RuntimeError("the rows of a sheet can be read once")
-        rows, self._rows = self._rows, None
+        blocks, self._blocks = self._blocks, None
         width = len(self.headers)
         numbers: list[int] = []
-        raw: list[tuple[str, ...]] = []
+        columns: list[list[str]] = [[] for _ in range(width)]
         overlong = 0
-        for number, cells in rows:
-            if len(cells) != width:
-                if len(cells) > width and any(cells[width:]):
-                    overlong += 1
-                    if overlong <= 5:
-                        self.warnings.append(
-                            f"Row {number} has more cells than the header row; the cells past "
-                            f"column {width} were ignored."
-                        )
-                cells = (cells + [""] * width)[:width]
-            numbers.append(number)
-            raw.append(tuple(cells))
-            if len(raw) >= chunk_rows:
-                yield self._chunk(numbers, raw)
-                numbers, raw = [], []
-        if raw:
-            yield self._chunk(numbers, raw)
-        if overlong > 5:
+        for block in blocks:
+            for number in fit_width(block, width):
+                overlong += 1
+                if overlong <= _OVERLONG_SHOWN:
+                    self.warnings.append(
+                        f"Row {number} has more cells than the header row; the cells past "
+                        f"column {width} were ignored."
+                    )
+            numbers.extend(block.numbers)
+            for column, cells in zip(columns, block.columns, strict=True):
+                column.extend(cells)
+            while len(numbers) >= chunk_rows:
+                yield self._chunk(numbers[:chunk_rows], [c[:chunk_rows] for c in columns])
+                numbers, columns = numbers[chunk_rows:], [c[chunk_rows:] for c in columns]
+        if numbers:
+            yield self._chunk(numbers, columns)
+        if overlong > _OVERLONG_SHOWN:
             self.warnings.append(
                 f"{overlong} rows in all had more cells than the header row; the extras were ignored."
             )
@@ -111,34 +161,87 @@ class OpenedSheet:
         if self._reopen is None or not wanted:
             return {}
         width = len(self.headers)
-        remaining, found = set(wanted), {}
-        for number, cells in self._reopen():
-            if number in remaining:
-                texts = clean_cells([v if v.__class__ is str else cell_text(v) for v in cells])
-                found[number] = tuple((texts + [""] * width)[:width])
-                remaining.discard(number)
-                if not remaining:
-                    break
+        targets = sorted(wanted)
+        found: dict[int, tuple[str, ...]] = {}
+        for start, records in self._reopen():
+            low = bisect.bisect_left(targets, start)
+            high = bisect.bisect_left(targets, start + len(records))
+            if low < high:
+                numbers = targets[low:high]
+                picked = [records[n - start] for n in numbers]
+                block = Block(numbers, _clean_columns(picked, texts_only=self._texts_only))
+                fit_width(block, width)
+                for position, number in enumerate(numbers):
+                    found[number] = block_row(block, position)
+            if high == len(targets):
+                break
         return found
 
-    def _chunk(self, numbers: list[int], raw: list[tuple[str, ...]]) -> Chunk:
-        by_position = list(zip(*raw, strict=True))
-        data = {key: by_position[pos] for key, pos in self.columns.items()}
+    def _chunk(self, numbers: list[int], columns: list[list[str]]) -> Chunk:
+        data = {key: columns[pos] for key, pos in self.columns.items()}
         frame = pd.DataFrame(data, index=pd.Index(numbers, name="row"), dtype=object)
-        return Chunk(frame=frame, raw=raw)
+        return Chunk(frame=frame, columns=columns)
 
 
+def fit_width(block: Block, width: int) -> list[int]:
+    """Cut or pad a block's columns to the header's width; return the rows that lost a non-blank cell."""
+    extra = block.columns[width:]
+    del block.columns[width:]
+    while len(block.columns) < width:
+        block.columns.append([""] * len(block))
+    if not extra:
+        return []
+    flagged = [any(cells) for cells in zip(*extra, strict=True)]
+    return list(itertools.compress(block.numbers, flagged))
+
+
+def block_row(block: Block, position: int) -> tuple[str, ...]:
+    """One row of a block as a tuple of its cells."""
+    return tuple(column[position] for column in block.columns)
+
+
+_OVERLONG_SHOWN = 5
 _quoted = operator.methodcaller("startswith", "'")
+_LINE_BREAK = re.compile(r"\r\n|\r|\n")
+_JOIN = "\x00"
 
 
-def clean_cells(cells: list[str]) -> list[str]:
-    """A row's cells trimmed (no-break spaces too), NFC, formula guard dropped; C-level passes."""
-    texts = list(map(str.strip, cells))
-    if not all(map(str.isascii, texts)):
-        texts = [unicodedata.normalize("NFC", t) for t in texts]
-    if any(map(_quoted, texts)):
-        texts = list(map(unguard, texts))
-    return texts
+def _clean_columns(records: list[list[Any]], *, texts_only: bool) -> list[list[str]]:
+    """Records -> columns of text, trimmed (no-break spaces too), NFC, formula guard dropped.
+
+    Column by column, with C-level passes (map, zip) rather than a Python loop per cell.
+    """
+    widths = set(map(len, records))
+    width = max(widths, default=0)
+    if len(widths) > 1:
+        records = [r if len(r) == width else [*r, *[""] * (width - len(r))] for r in records]
+    columns: list[list[str]] = []
+    for values in zip(*records, strict=True):
+        texts = (
+            list(map(str.strip, values))
+            if texts_only
+            else [(v if v.__class__ is str else cell_text(v)).strip() for v in values]
+        )
+        # One joined string per column makes the common checks single C calls.
+        joined = _JOIN.join(texts)
+        if not joined.isascii():
+            normal = unicodedata.normalize("NFC", joined)
+            if normal != joined:
+                # NUL is a starter that composes with nothing: NFC of the joined column is the
+                # joined NFC of its cells, unless a cell holds a NUL itself.
+                if joined.count(_JOIN) == len(texts) - 1:
+                    texts = normal.split(_JOIN)
+                else:
+                    texts = [unicodedata.normalize("NFC", t) for t in texts]
+        if "'" in joined and any(map(_quoted, texts)):
+            texts = list(map(unguard, texts))
+        columns.append(texts)
+    return columns
+
+
+def clean_cells(cells: list[Any]) -> list[str]:
+    """One row's cells cleaned like every row of a file (see _clean_columns)."""
+    return [column[0] for column in _clean_columns([cells], texts_only=False)]
 
 
 def cell_text(value: Any) -> str:
@@ -179,35 +282,48 @@ def open_sheet(
             f"{path.name} is {size:,} bytes; the limit is {settings.max_file_bytes:,} "
             "(raise it with --max-file-bytes)."
         )
-    rows: Iterator[tuple[int, list[Any]]]
+    blocks: Iterator[RawBlock]
     warnings: list[str]
-    reopen: Callable[[], Iterator[tuple[int, list[Any]]]] | None = None
+    reopen: Callable[[], Iterator[RawBlock]] | None = None
     estimate: int | None = None
+    texts_only = True
     if size == 0:
-        rows, encoding, delimiter, warnings = iter(()), None, None, []
+        blocks, encoding, delimiter, warnings = iter(()), None, None, []
     elif extension in TEXT_EXTENSIONS:
-        rows, encoding, delimiter, warnings = _text_rows(path, settings=settings)
-        reopen = partial(_csv_records, path, encoding=encoding, delimiter=delimiter, settings=settings)
+        encoding, warning = detect_encoding(path)
+        warnings = [warning] if warning else []
+        estimate, within_cap = _scan_lines(path, encoding=encoding, settings=settings)
+        delimiter = _sniff_delimiter(path, encoding=encoding, settings=settings)
+        reopen = partial(
+            _csv_blocks,
+            path,
+            encoding=encoding,
+            delimiter=delimiter,
+            settings=settings,
+            within_cap=within_cap,
+        )
+        blocks = reopen()
     else:
         check_workbook_file(path, settings=settings)
-        rows, warnings, estimate = _workbook_rows(path, sheet_name=sheet_name)
-        encoding, delimiter = None, None
+        blocks, warnings, estimate = _workbook_blocks(path, sheet_name=sheet_name)
+        encoding, delimiter, texts_only = None, None, False
         reopen = partial(_reopen_workbook, path, sheet_name=sheet_name)
-    cleaned = _clean_rows(rows, settings=settings, file_name=path.name)
-    for number, cells in cleaned:
+    cleaned = _clean_blocks(blocks, settings=settings, file_name=path.name, texts_only=texts_only)
+    for block in cleaned:
         opened = _map_header(
             path,
             spec,
-            header=cells,
-            header_row=number,
-            rows=cleaned,
+            header=block.cells(0),
+            header_row=block.numbers[0],
             encoding=encoding,
             delimiter=delimiter,
             warnings=warnings,
             settings=settings,
         )
+        opened._blocks = itertools.chain([block.tail(1)], cleaned)
         opened._reopen = reopen
-        opened.row_estimate = estimate if estimate is not None else _line_count(path, size)
+        opened._texts_only = texts_only
+        opened.row_estimate = estimate
         return opened
     raise FileLevelError(
         f"{path.name} is empty: there is no header row. Start from the sample sheet "
@@ -221,7 +337,6 @@ def _map_header(
     *,
     header: list[str],
     header_row: int,
-    rows: Iterator[tuple[int, list[str]]],
     encoding: str | None,
     delimiter: str | None,
     warnings: list[str],
@@ -270,46 +385,95 @@ def _map_header(
         delimiter=delimiter,
         header_row=header_row,
         warnings=warnings,
-        _rows=rows,
     )
 
 
-def _clean_rows(
-    rows: Iterator[tuple[int, list[Any]]], *, settings: Settings, file_name: str
-) -> Iterator[tuple[int, list[str]]]:
-    """Text, trimmed, NFC; blank rows dropped; row and cell limits enforced."""
+def _clean_blocks(
+    blocks: Iterator[RawBlock], *, settings: Settings, file_name: str, texts_only: bool
+) -> Iterator[Block]:
+    """Text, trimmed, NFC; blank rows dropped; row and cell limits enforced, in row order."""
     limit = settings.max_cell_chars
     last_row = settings.max_rows + 1
     seen = 0
-    for number, cells in rows:
+    for start, records in blocks:
+        count = len(records)
+        columns = _clean_columns(records, texts_only=texts_only)
+        kept = _filled_rows(columns, count)
+        # Where each limit is first passed, as a position in this block (count = not passed).
         # Blank rows count too: a file of nothing but line breaks must not keep us busy for long.
-        if number > last_row + settings.max_rows:
-            raise LimitExceededError(
-                f"{file_name} goes on past row {number - 1:,}, far more than {settings.max_rows:,} "
-                "rows (blank rows included); split it or raise the limit with --max-rows."
+        flood = min(max(last_row + settings.max_rows + 1 - start, 0), count)
+        too_long = min(
+            (
+                next(i for i, text in enumerate(column) if len(text) > limit)
+                for column in columns
+                if max(map(len, column)) > limit
+            ),
+            default=count,
+        )
+        too_many = kept[last_row - seen] if len(kept) > last_row - seen else count
+        first = min(flood, too_long, too_many)
+        if first < count:
+            _raise_limit(
+                file_name,
+                settings,
+                number=start + first,
+                columns=columns,
+                position=first,
+                reason="flood" if first == flood else "cell" if first == too_long else "rows",
             )
-        texts = clean_cells([v if v.__class__ is str else cell_text(v) for v in cells])
-        if not any(texts):
+        seen += len(kept)
+        if not kept:
             continue
-        if max(map(len, texts)) > limit:
-            position, text = next((i, t) for i, t in enumerate(texts) if len(t) > limit)
-            hint = (
-                " A cell that long with line breaks in it is often a quote that is never closed."
-                if "\n" in text
-                else ""
+        ragged = len(set(map(len, records))) > 1
+        if len(kept) == count:
+            numbers = list(range(start, start + count))
+            block = Block(numbers, columns, list(map(len, records)) if ragged else None)
+        else:
+            positions = kept
+            block = Block(
+                [start + i for i in positions],
+                [[column[i] for i in positions] for column in columns],
+                [len(records[i]) for i in positions] if ragged else None,
             )
-            raise LimitExceededError(
-                f"{file_name}: the cell in row {number}, column {position + 1} has "
-                f"{len(text):,} characters; the limit is {limit:,} (Excel's own; raise it "
-                f"with --max-cell-chars).{hint}"
-            )
-        seen += 1
-        if seen > last_row:
-            raise LimitExceededError(
-                f"{file_name} has more than {settings.max_rows:,} rows; "
-                "split it or raise the limit with --max-rows."
-            )
-        yield number, texts
+        yield block
+
+
+def _filled_rows(columns: list[list[str]], count: int) -> list[int]:
+    """The positions of the rows with at least one non-blank cell."""
+    if any("" not in column for column in columns):  # the usual case: no row can be blank
+        return list(range(count))
+    blank: Iterable[int] = (i for i, text in enumerate(columns[0]) if not text) if columns else range(count)
+    for column in columns[1:]:
+        blank = [i for i in blank if not column[i]]
+    gaps = set(blank)
+    return [i for i in range(count) if i not in gaps]
+
+
+def _raise_limit(
+    file_name: str, settings: Settings, *, number: int, columns: list[list[str]], position: int, reason: str
+) -> None:
+    if reason == "flood":
+        raise LimitExceededError(
+            f"{file_name} goes on past row {number - 1:,}, far more than {settings.max_rows:,} "
+            "rows (blank rows included); split it or raise the limit with --max-rows."
+        )
+    if reason == "rows":
+        raise LimitExceededError(
+            f"{file_name} has more than {settings.max_rows:,} rows; "
+            "split it or raise the limit with --max-rows."
+        )
+    limit = settings.max_cell_chars
+    column, text = next((i, c[position]) for i, c in enumerate(columns) if len(c[position]) > limit)
+    hint = (
+        " A cell that long with line breaks in it is often a quote that is never closed."
+        if "\n" in text
+        else ""
+    )
+    raise LimitExceededError(
+        f"{file_name}: the cell in row {number}, column {column + 1} has "
+        f"{len(text):,} characters; the limit is {limit:,} (Excel's own; raise it "
+        f"with --max-cell-chars).{hint}"
+    )
 
 
 # --- text files ---------------------------------------------------------------------------------
@@ -365,11 +529,7 @@ def detect_delimiter(first_line: str, *, extension: str) -> str:
     return best
 
 
-def _text_rows(
-    path: Path, *, settings: Settings
-) -> tuple[Iterator[tuple[int, list[Any]]], str, str, list[str]]:
-    encoding, warning = detect_encoding(path)
-    warnings = [warning] if warning else []
+def _sniff_delimiter(path: Path, *, encoding: str, settings: Settings) -> str:
     with path.open(encoding=encoding, newline="") as f:
         first_line = ""
         lines = _capped_lines(f, settings=settings, file_name=path.name)
@@ -377,9 +537,35 @@ def _text_rows(
             if line.strip():
                 first_line = line
                 break
-    delimiter = detect_delimiter(first_line, extension=path.suffix.lower())
-    records = _csv_records(path, encoding=encoding, delimiter=delimiter, settings=settings)
-    return records, encoding, delimiter, warnings
+    return detect_delimiter(first_line, extension=path.suffix.lower())
+
+
+def _line_cap(settings: Settings) -> int:
+    """The longest line a row of the largest allowed cells can take."""
+    return settings.max_columns * (settings.max_cell_chars + 3) + 2
+
+
+def _scan_lines(path: Path, *, encoding: str, settings: Settings) -> tuple[int | None, bool]:
+    """(about how many rows, for a progress bar; whether every line is surely within the cap).
+
+    One pass over the bytes in C-level splits. Only for encodings where a line break is the byte
+    0x0A; a longer line (or lone CR line endings) sends the reader down the line-by-line checks.
+    """
+    if encoding not in ("utf-8", "utf-8-sig", "cp1252"):
+        return None, False
+    cap = _line_cap(settings)
+    count, longest, carry = 0, 0, 0
+    with path.open("rb") as f:
+        while block := f.read(_DECODE_BLOCK):
+            parts = block.split(b"\n")
+            count += len(parts) - 1
+            if len(parts) == 1:
+                carry += len(block)
+            else:
+                longest = max(longest, carry + len(parts[0]), max(map(len, parts[1:-1]), default=0))
+                carry = len(parts[-1])
+    longest = max(longest, carry)
+    return (count if count > _ESTIMATE_FROM_LINES else None), longest + 1 <= cap
 
 
 def _capped_lines(f: IO[str], *, settings: Settings, file_name: str) -> Iterator[str]:
@@ -395,23 +581,23 @@ def _capped_lines(f: IO[str], *, settings: Settings, file_name: str) -> Iterator
         yield line
 
 
-def _csv_records(
-    path: Path, *, encoding: str, delimiter: str, settings: Settings
-) -> Iterator[tuple[int, list[Any]]]:
-    """Each CSV record is one spreadsheet row, quoted line breaks included."""
+def _csv_blocks(
+    path: Path, *, encoding: str, delimiter: str, settings: Settings, within_cap: bool
+) -> Iterator[RawBlock]:
+    """Runs of CSV records; each record is one spreadsheet row, quoted line breaks included."""
     # The csv module's own cap on a field (131,072 by default) must not undercut --max-cell-chars.
     if csv.field_size_limit() <= settings.max_cell_chars:
         csv.field_size_limit(settings.max_cell_chars + 1)
     with path.open(encoding=encoding, newline="") as f:
-        lines = _capped_lines(f, settings=settings, file_name=path.name)
+        lines: Iterable[str] = f if within_cap else _capped_lines(f, settings=settings, file_name=path.name)
         reader = csv.reader(lines, delimiter=delimiter, strict=False)
-        number, start, last_start = 0, 1, 1
+        number = 0
+        last: list[str] = []
         try:
-            for record in reader:
-                number += 1
-                last_start = start
-                yield number, record
-                start = reader.line_num + 1
+            while records := list(itertools.islice(reader, _BLOCK_ROWS)):
+                yield number + 1, records
+                number += len(records)
+                last = records[-1]
         except csv.Error as exc:
             if "field limit" in str(exc):
                 raise LimitExceededError(
@@ -426,7 +612,9 @@ def _csv_records(
             ) from exc
         # The lenient reader ends a quote left open at the end of the file silently, having
         # swallowed every row after it into one cell: refuse that rather than lose the rows.
-        if number and reader.line_num > last_start:
+        if any(map(_LINE_BREAK.search, last)):
+            f.seek(0)
+            last_start = _last_record_line(f, delimiter=delimiter, settings=settings, file_name=path.name)
             f.seek(0)
             lines = _capped_lines(f, settings=settings, file_name=path.name)
             if ends_inside_quote("".join(itertools.islice(lines, last_start - 1, None)), delimiter=delimiter):
@@ -435,6 +623,17 @@ def _csv_records(
                     "closed, so every line after it would be read as one cell. Close that quote, or "
                     "remove it, and upload the file again."
                 )
+
+
+def _last_record_line(f: IO[str], *, delimiter: str, settings: Settings, file_name: str) -> int:
+    """The line the last CSV record starts on (read again record by record: only for a last record
+    that spans lines, which is rare)."""
+    reader = csv.reader(_capped_lines(f, settings=settings, file_name=file_name), delimiter=delimiter)
+    start, last_start = 1, 1
+    for _ in reader:
+        last_start = start
+        start = reader.line_num + 1
+    return last_start
 
 
 def ends_inside_quote(text: str, *, delimiter: str) -> bool:
@@ -463,24 +662,13 @@ def ends_inside_quote(text: str, *, delimiter: str) -> bool:
 # --- workbooks ----------------------------------------------------------------------------------
 
 
-def _line_count(path: Path, size: int) -> int | None:
-    """About how many rows a text file has (for a progress bar); None for small files."""
-    if size < 1024 * 1024:
-        return None
-    count = 0
-    with path.open("rb") as f:
-        while block := f.read(1024 * 1024):
-            count += block.count(b"\n")
-    return count
+def _reopen_workbook(path: Path, *, sheet_name: str | None) -> Iterator[RawBlock]:
+    return _workbook_blocks(path, sheet_name=sheet_name)[0]
 
 
-def _reopen_workbook(path: Path, *, sheet_name: str | None) -> Iterator[tuple[int, list[Any]]]:
-    return _workbook_rows(path, sheet_name=sheet_name)[0]
-
-
-def _workbook_rows(
+def _workbook_blocks(
     path: Path, *, sheet_name: str | None
-) -> tuple[Iterator[tuple[int, list[Any]]], list[str], int | None]:
+) -> tuple[Iterator[RawBlock], list[str], int | None]:
     try:
         workbook = python_calamine.CalamineWorkbook.from_path(str(path))
     except python_calamine.PasswordError as exc:
@@ -513,13 +701,17 @@ def _workbook_rows(
         sheet = workbook.get_sheet_by_name(chosen)
     except Exception as exc:
         raise UnreadableFileError(f"{path.name}: cannot read sheet {chosen!r} ({first_line(exc)}).") from exc
-    return _sheet_records(sheet, path=path), warnings, int(getattr(sheet, "height", 0) or 0) or None
+    return _sheet_blocks(sheet, path=path), warnings, int(getattr(sheet, "height", 0) or 0) or None
 
 
-def _sheet_records(sheet: Any, *, path: Path) -> Iterator[tuple[int, list[Any]]]:
+def _sheet_blocks(sheet: Any, *, path: Path) -> Iterator[RawBlock]:
     # calamine's iter_rows() starts at the sheet's row 1 (blank rows above the data included),
-    # so the offset is the row number the user sees.
+    # so the count is the row number the user sees.
+    number = 0
     try:
-        yield from enumerate(sheet.iter_rows(), start=1)
+        rows = sheet.iter_rows()
+        while records := list(itertools.islice(rows, _BLOCK_ROWS)):
+            yield number + 1, records
+            number += len(records)
     except Exception as exc:
         raise UnreadableFileError(f"{path.name}: cannot read the sheet ({first_line(exc)}).") from exc

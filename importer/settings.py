@@ -7,6 +7,8 @@ from pathlib import Path
 
 DEFAULT_DATABASE_URL = "sqlite:///importer.db"
 DEFAULT_CHUNK_ROWS = 50_000
+# Below this, starting a second process to check rows costs more than it saves.
+DEFAULT_WORKER_FROM_ROWS = 100_000
 DEFAULT_REPORT_DIR = Path("reports")
 # How long a writer waits for another import to release a SQLite database.
 DEFAULT_SQLITE_BUSY_SECONDS = 300.0
@@ -22,6 +24,8 @@ class Settings:
     """Tunable defaults of an import run."""
 
     chunk_rows: int = DEFAULT_CHUNK_ROWS
+    # Files of about this many rows or more are checked in a second process (0: always).
+    worker_from_rows: int = DEFAULT_WORKER_FROM_ROWS
     report_dir: Path = DEFAULT_REPORT_DIR
     max_file_bytes: int = 512 * 1024 * 1024
     max_unpacked_bytes: int = 1024 * 1024 * 1024

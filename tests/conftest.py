@@ -141,3 +141,14 @@ def do_import(
 def errors_of(result: ImportResult) -> list[tuple[int, str, str]]:
     """(row, column, code) of every error, the shape tests assert on."""
     return [(e.row_number, e.column, e.code.value) for e in result.errors]
+
+
+@pytest.fixture(params=[None, 2], ids=["blocks-of-10000", "blocks-of-2"])
+def read_blocks(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
+    """Run a reading test at the real block size and again with blocks of 2 records, so that rows,
+    blank rows, ragged rows and limits that straddle a block boundary are read the same way."""
+    from importer import read
+
+    if request.param is not None:
+        monkeypatch.setattr(read, "_BLOCK_ROWS", request.param)
+    return int(read._BLOCK_ROWS)

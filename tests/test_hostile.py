@@ -132,6 +132,7 @@ def repetitive_workbook(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path,
         ("hostile-no-ref-tall.xlsx", Settings(max_cells=15_599), Settings(max_cells=15_600), "--max-cells"),
     ],
 )
+@pytest.mark.usefixtures("read_blocks")
 def test_each_limit_refuses_a_file_just_over_it_naming_the_option(
     data_dir: Path, name: str, over: Settings, at: Settings | None, option: str
 ) -> None:
@@ -178,6 +179,7 @@ def test_compression_ratio_limit_just_over_and_at(repetitive_workbook: tuple[Pat
     assert read_all(path, settings=Settings(max_compression_ratio=math.ceil(ratio))) == 12_000
 
 
+@pytest.mark.usefixtures("read_blocks")
 def test_blank_lines_without_end_are_refused_by_the_row_limit(tmp_path: Path) -> None:
     path = tmp_path / "blank-flood.csv"
     path.write_bytes(b"Name,Email,Role\r\n" + b"\r\n" * 1000)
@@ -186,6 +188,7 @@ def test_blank_lines_without_end_are_refused_by_the_row_limit(tmp_path: Path) ->
     assert "blank rows included" in str(error) and "--max-rows" in str(error)
 
 
+@pytest.mark.usefixtures("read_blocks")
 def test_a_line_longer_than_any_row_is_refused_unread(tmp_path: Path) -> None:
     path = tmp_path / "one-long-line.csv"
     path.write_bytes(b"Name,Email,Role\r\n" + b"x" * 10_000 + b"\r\n")
@@ -195,6 +198,7 @@ def test_a_line_longer_than_any_row_is_refused_unread(tmp_path: Path) -> None:
     assert "--max-columns" in str(error) and "--max-cell-chars" in str(error)
 
 
+@pytest.mark.usefixtures("read_blocks")
 def test_a_cell_past_the_csv_modules_own_limit_names_the_option(tmp_path: Path) -> None:
     path = tmp_path / "huge-cell.csv"
     path.write_bytes(b'Name,Email,Role\r\n"' + (b"x" * 50 + b"\r\n") * 4_000 + b'",a@example.com,Member\r\n')

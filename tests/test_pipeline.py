@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from importer.checking import verify_pin
 from importer.errors import MissingColumnsError, PermissionDeniedError
 from importer.models import Batch, Member, Role, Status
 from importer.orgs import create_organization, list_members
-from importer.pipeline import verify_pin
 from importer.results import ErrorCode, Outcome
 from importer.settings import Settings
 from importer.sheets import UserType

@@ -25,6 +25,9 @@ from importer.read import OpenedSheet, open_sheet
 from importer.settings import Settings
 from importer.sheets import UserType, load_sheet
 
+# Every test here runs twice: at the real block size and with blocks of 2 records.
+pytestmark = pytest.mark.usefixtures("read_blocks")
+
 PORTAL_EXPECTED_HEADERS = "Name (required), Email (required), Role (required), Team (optional)"
 # (row, name, email, role, team) of the four people every format case holds.
 PEOPLE_ROWS = [
