@@ -22,7 +22,7 @@ from importer.models import Role
 from importer.read import Chunk, OpenedSheet
 from importer.results import ErrorCode, RejectedRow, RowError
 from importer.sheets import SheetSpec, UserType
-from importer.validate import DuplicateTracker, RuleContext, Validator, duplicate_keys
+from importer.validate import DuplicateTracker, RuleContext, Validator, duplicate_keys, row_key
 
 PIN_DIGITS = 6
 
@@ -102,10 +102,13 @@ class Checker:
         """Duplicates whose first copy is in an earlier chunk: their rows, read again, and the errors."""
         late = set(self.duplicates.late)
         shown = self.opened.columns["email" if self.user_type is UserType.PORTAL else "name"]
-        recovered = []
+        recovered, firsts = [], {}
         for row, values in self.opened.pick_rows(late).items():
             recovered.append(RejectedRow(row, values))
             self.duplicates.values[row] = values[shown]
+            cells = {key: values[position] for key, position in self.opened.columns.items()}
+            firsts[row] = row_key(cells, user_type=self.user_type)
+        self.duplicates.verify(firsts)
         key, code = (
             ("email", ErrorCode.EMAIL_DUPLICATE_IN_FILE)
             if self.user_type is UserType.PORTAL

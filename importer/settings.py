@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_DATABASE_URL = "sqlite:///importer.db"
-DEFAULT_CHUNK_ROWS = 50_000
+DEFAULT_CHUNK_ROWS = 25_000
 # Below this, starting a second process to check rows costs more than it saves.
 DEFAULT_WORKER_FROM_ROWS = 100_000
 DEFAULT_REPORT_DIR = Path("reports")
