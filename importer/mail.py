@@ -166,8 +166,10 @@ def _quoted_printable(text: str) -> bytes:
 
 
 def _base64_lines(text: str) -> bytes:
+    """base64.encodebytes' output (76-character lines), encoded in one C call, not one per line."""
     # Base64 has no "-": no body line can read as the boundary either. Faster than QP for HTML.
-    return base64.encodebytes(text.encode("utf-8"))
+    encoded = binascii.b2a_base64(text.encode("utf-8"), newline=False)
+    return b"".join([encoded[i : i + 76] + b"\n" for i in range(0, len(encoded), 76)])
 
 
 class Composer:

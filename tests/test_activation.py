@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import hashlib
 import re
@@ -14,6 +15,8 @@ from email.message import EmailMessage
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
@@ -27,7 +30,15 @@ from importer.errors import (
     RecipientRefused,
     TransportError,
 )
-from importer.mail import SUBJECT, FileTransport, OutgoingMessage, SmtpSecurity, SmtpTransport, Transport
+from importer.mail import (
+    SUBJECT,
+    FileTransport,
+    OutgoingMessage,
+    SmtpSecurity,
+    SmtpTransport,
+    Transport,
+    _base64_lines,
+)
 from importer.models import ActivationToken, Base, Batch, Member, Role, Status, text_key
 from importer.passwords import (
     PasswordPolicy,
@@ -714,3 +725,12 @@ def test_password_hashes_are_salted_and_verified() -> None:
     assert not verify_password(first, "wrong password 1")
     for broken in ("", "scrypt$1$2", "bcrypt$16384$8$1$AAAA$AAAA", "scrypt$3$8$1$AAAA$AAAA"):
         assert not verify_password(broken, STRONG)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(st.text(max_size=400), st.sampled_from(["x" * n for n in (0, 1, 56, 57, 58, 114, 171, 172)]))
+)
+def test_html_bodies_are_base64_lines_exactly_as_the_standard_library_writes_them(html: str) -> None:
+    # Mail readers decode the HTML part from these lines; 57 bytes fill one 76-character line.
+    assert _base64_lines(html) == base64.encodebytes(html.encode("utf-8"))
