@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from importer.checking import Checked, Checker
+from importer.checking import Checked, Checker, Members
 from importer.errors import ImporterError, LimitExceededError
 from importer.models import Batch, Member
 from importer.read import Chunk
@@ -130,3 +131,28 @@ def test_no_portal_pins_come_back_from_the_worker(org: Org, tmp_path: Path) -> N
         (2, "Hall", 6),
         (3, "Gate", 6),
     ]
+
+
+def round_trip(members: Members) -> Members:
+    """Through pickle, as the worker's pipe carries it."""
+    return pickle.loads(pickle.dumps(members))  # noqa: S301 - bytes made just above
+
+
+@pytest.mark.parametrize("count", [0, 1, 3])
+def test_members_cross_to_the_importing_process_unchanged(count: int) -> None:
+    names = ["Zoë Ångström", "", "O'Brien, Pat"][:count]
+    portal = Members(
+        source_rows=[2, 7, 1_048_576][:count],
+        names=names,
+        name_keys=[n.lower() for n in names],
+        emails=["zoe@example.com", "", "pat@example.ie"][:count],
+        email_keys=["zoe@example.com", "", "pat@example.ie"][:count],
+        roles=["Admin", "Member", "Member"][:count],
+        team_ids=[None, 3, 12][:count],
+    )
+    assert round_trip(portal) == portal
+    no_portal = Members(
+        source_rows=[5, 6, 9][:count], names=names, name_keys=names, team_ids=[1, None, None][:count]
+    )
+    no_portal.pin_hashes = ["sha256$aa$bb", "sha256$cc$dd", ""][:count]
+    assert round_trip(no_portal) == no_portal
