@@ -2,34 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import re
+from collections.abc import Iterable
+from itertools import repeat
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, insert, select, update
 
-from importer.models import Batch, Member
+from importer.checking import Members
+from importer.models import Batch, Member, Role, Status, utcnow
 from importer.sheets import UserType
 
-# The member columns an import writes, in the order of the tuples handed to MemberLoader.insert.
-MEMBER_COLUMNS: tuple[str, ...] = (
+# The member columns that differ from row to row, in the order of the tuples insert() binds ...
+ROW_COLUMNS: tuple[str, ...] = (
     "source_row",
-    "organization_id",
     "name",
     "name_key",
     "email",
     "email_key",
-    "user_type",
     "role",
     "team_id",
     "team_ref",
-    "status",
-    "batch_id",
     "pin_hash",
-    "created_at",
 )
-SOURCE_ROW = MEMBER_COLUMNS.index("source_row")
+# ... and those that are the same for every row of a batch: bound once, not once per row (binding
+# 14 values a row instead of 9 made the SQLite insert 20% slower).
+BATCH_COLUMNS: tuple[str, ...] = ("organization_id", "user_type", "status", "batch_id", "created_at")
 _LOOKUP_BATCH = 5000  # under SQLite's 32,766 bound parameters
 _STAGING = "member_staging"
+# What a constant may hold when it is written into SQL text (SQLite): ours, and checked.
+_SAFE_CONSTANT = re.compile(r"[A-Za-z0-9 :.\-]*")
 
 
 class MemberLoader:
@@ -41,37 +43,47 @@ class MemberLoader:
         self.batch_id = batch_id
         self.user_type = user_type
         self._staging_ready = False
-        placeholder = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-        # ON CONFLICT DO NOTHING (no target) works on SQLite and PostgreSQL alike and honours the
-        # partial unique indexes: a member created meanwhile by another import is simply not written.
-        # Table and column names are constants; every value is a bound parameter.
-        self._insert_sql = (
-            f"INSERT INTO members ({', '.join(MEMBER_COLUMNS)}) "  # noqa: S608
-            f"VALUES ({', '.join([placeholder] * len(MEMBER_COLUMNS))}) ON CONFLICT DO NOTHING"
-        )
+        self._postgres = conn.dialect.name == "postgresql"
 
-    def insert(self, rows: Sequence[tuple[Any, ...]]) -> set[int]:
-        """Insert member tuples; return the source rows NOT written because they exist already."""
-        if not rows:
+    def insert(self, members: Members) -> set[int]:
+        """Insert members; return the source rows NOT written because they exist already.
+
+        ON CONFLICT DO NOTHING (no target) works on SQLite and PostgreSQL alike and honours the
+        partial unique indexes: a member created meanwhile by another import is simply not written.
+        """
+        if not members:
             return set()
-        if self.conn.dialect.name == "postgresql":
-            return self._copy_insert(rows)
-        result = self.conn.exec_driver_sql(self._insert_sql, list(rows))
+        rows = _row_tuples(members)
+        constants = (
+            self.org_id,
+            self.user_type.value,
+            Status.PENDING.value,
+            self.batch_id,
+            utcnow().strftime("%Y-%m-%d %H:%M:%S.%f"),  # formatted once, as SQLAlchemy stores it
+        )
+        if self._postgres:
+            return self._copy_insert(rows, constants)
+        values = ", ".join(["?"] * len(ROW_COLUMNS) + [_sqlite_literal(c) for c in constants])
+        result = self.conn.exec_driver_sql(
+            f"INSERT INTO members ({', '.join(ROW_COLUMNS + BATCH_COLUMNS)}) "  # noqa: S608
+            f"VALUES ({values}) ON CONFLICT DO NOTHING",
+            rows,
+        )
         if result.rowcount == len(rows):
             return set()
         # Someone else created some of these since we looked: find out which rows made it.
-        wanted = [row[SOURCE_ROW] for row in rows]
+        wanted = members.source_rows
         written = self._written_rows(wanted)
         return set(wanted) - written
 
-    def _copy_insert(self, rows: Sequence[tuple[Any, ...]]) -> set[int]:
+    def _copy_insert(self, rows: list[tuple[Any, ...]], constants: tuple[Any, ...]) -> set[int]:
         """PostgreSQL: COPY into a temporary staging table, then one INSERT ... SELECT.
 
         ON CONFLICT DO NOTHING against the unique indexes makes two concurrent imports of the same
         file safe: the slower one waits for the faster one's commit, then writes nothing twice;
         RETURNING says exactly which rows were written.
         """
-        columns = ", ".join(MEMBER_COLUMNS)
+        columns = ", ".join(ROW_COLUMNS)
         cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         with cursor:
             if not self._staging_ready:
@@ -86,11 +98,13 @@ class MemberLoader:
                 for row in rows:
                     copy.write_row(row)
             cursor.execute(
-                f"INSERT INTO members ({columns}) SELECT {columns} FROM {_STAGING} "  # noqa: S608
-                "ON CONFLICT DO NOTHING RETURNING source_row"
+                f"INSERT INTO members ({columns}, {', '.join(BATCH_COLUMNS)}) "  # noqa: S608
+                f"SELECT {columns}, %s, %s, %s, %s, CAST(%s AS timestamp) FROM {_STAGING} "
+                "ON CONFLICT DO NOTHING RETURNING source_row",
+                constants,
             )
             written = {r for (r,) in cursor.fetchall()}
-        return {row[SOURCE_ROW] for row in rows} - written
+        return {row[0] for row in rows} - written
 
     def _written_rows(self, source_rows: list[int]) -> set[int]:
         # A chunk's rows are one range of row numbers: one range scan of ix_members_batch.
@@ -115,6 +129,33 @@ class MemberLoader:
             )
             removed += result.rowcount
         return removed
+
+
+def _row_tuples(members: Members) -> list[tuple[Any, ...]]:
+    """One tuple per member, in ROW_COLUMNS order, built by zip (C-level, no dict or object a row)."""
+    none = repeat(None)
+    columns = (
+        members.source_rows,  # first: it bounds the endless repeats
+        members.names,
+        members.name_keys,
+        members.emails or none,
+        members.email_keys or none,
+        members.roles or repeat(Role.MEMBER.value),
+        members.team_ids,
+        (t or 0 for t in members.team_ids),
+        members.pin_hashes or none,
+    )
+    return list(zip(*columns, strict=False))
+
+
+def _sqlite_literal(value: object) -> str:
+    """A batch constant written into the INSERT's text, checked: an int, or a plain short string."""
+    if isinstance(value, int):
+        return str(int(value))
+    text = str(value)
+    if not _SAFE_CONSTANT.fullmatch(text):
+        raise ValueError(f"not a safe SQL constant: {text!r}")
+    return f"'{text}'"
 
 
 def start_batch(conn: Connection, values: dict[str, Any]) -> None:

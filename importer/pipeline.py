@@ -9,17 +9,16 @@ import hashlib
 import secrets
 import time
 from collections.abc import Callable, Iterator
-from itertools import repeat
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
-from importer.checking import Checked, Checker, Members, Settled, can_fork, check_all
+from importer.checking import Checked, Checker, Settled, can_fork, check_all
 from importer.emails import suggest_domain
 from importer.load import MemberLoader, finish_batch, record_batch, start_batch
-from importer.models import Role, Status, utcnow
+from importer.models import utcnow
 from importer.orgs import Actor, find_actor, find_organization, list_teams
 from importer.read import open_sheet
 from importer.report import write_report
@@ -188,7 +187,7 @@ class _Run:
             return
         # No look-up first: the unique indexes decide (ON CONFLICT DO NOTHING), which also covers a
         # member created a moment ago by another import of the same file.
-        not_written = self.loader.insert(self._member_tuples(members))
+        not_written = self.loader.insert(members)
         created = list(zip(members.source_rows, members.shown(), strict=True))
         if not_written:
             for row, shown in created:
@@ -237,27 +236,6 @@ class _Run:
 
     def _skip(self, row: int, shown: str) -> None:
         self.skipped[row] = SkippedRow(row, ErrorCode.MEMBER_EXISTS, ErrorCode.MEMBER_EXISTS.template, shown)
-
-    def _member_tuples(self, members: Members) -> list[tuple[Any, ...]]:
-        """One tuple per member, columns in load.MEMBER_COLUMNS order, built by zip."""
-        now = utcnow().strftime("%Y-%m-%d %H:%M:%S.%f")  # formatted once, not per row by the driver
-        columns = (
-            members.source_rows,  # first: it has n items and bounds the endless repeats
-            repeat(self.org_id),
-            members.names,
-            members.name_keys,
-            members.emails or repeat(None),
-            members.email_keys or repeat(None),
-            repeat(self.user_type.value),
-            members.roles or repeat(Role.MEMBER.value),
-            members.team_ids,
-            (t or 0 for t in members.team_ids),
-            repeat(Status.PENDING.value),
-            repeat(self.result.batch_id),
-            members.pin_hashes or repeat(None),
-            repeat(now),
-        )
-        return list(zip(*columns, strict=False))
 
 
 def _capped(lines: list[str], *, limit: int) -> list[str]:
