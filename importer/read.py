@@ -1,23 +1,19 @@
-"""File -> header-mapped text rows, in chunks: CSV/TSV/TXT and XLSX/XLSM/XLS/ODS."""
+"""Raw records (sources.py) -> cleaned, header-mapped text rows in chunks, checked against limits."""
 
 from __future__ import annotations
 
 import bisect
-import codecs
-import csv
 import datetime as dt
 import itertools
 import operator
-import re
 import unicodedata
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import pandas as pd
-import python_calamine
 
 from importer.cells import unguard
 from importer.errors import (
@@ -27,23 +23,22 @@ from importer.errors import (
     UnreadableFileError,
     UnsupportedFileError,
 )
-from importer.guard import check_workbook_file, first_line, password_protected
+from importer.guard import check_workbook_file
 from importer.settings import Settings
 from importer.sheets import ERRORS_HEADER, SheetSpec, header_lookup, normalize_header
+from importer.sources import (
+    RawBlock,
+    csv_blocks,
+    detect_encoding,
+    reopen_workbook,
+    scan_lines,
+    sniff_delimiter,
+    workbook_blocks,
+)
 
 TEXT_EXTENSIONS = frozenset({".csv", ".tsv", ".txt"})
 WORKBOOK_EXTENSIONS = frozenset({".xlsx", ".xlsm", ".xls", ".ods"})
 SUPPORTED_EXTENSIONS = TEXT_EXTENSIONS | WORKBOOK_EXTENSIONS
-DELIMITERS = (",", ";", "\t", "|")
-_SNIFF_BYTES = 64 * 1024
-_DECODE_BLOCK = 1024 * 1024
-# More NUL bytes than this share of a text file's start: UTF-16 without a byte-order mark, or binary.
-# A few NULs are a bad cell (a control character in a name), answered row by row.
-_NUL_SHARE = 8
-# Records read and cleaned at a time.
-_BLOCK_ROWS = 10_000
-# A progress bar only for files of more lines than this.
-_ESTIMATE_FROM_LINES = 20_000
 
 
 @dataclass(slots=True)
@@ -62,7 +57,7 @@ class Chunk:
 
     def row(self, position: int) -> tuple[str, ...]:
         """The cells of the row at this position, every column of the file, in the file's order."""
-        return tuple(column[position] for column in self.columns)
+        return row_of(self.columns, position)
 
     @property
     def raw(self) -> list[tuple[str, ...]]:
@@ -96,10 +91,6 @@ class Block:
             [column[start:] for column in self.columns],
             self.lengths[start:] if self.lengths is not None else None,
         )
-
-
-# The first row number of a run of consecutive records, and the records as the file gives them.
-RawBlock = tuple[int, list[list[Any]]]
 
 
 @dataclass(slots=True)
@@ -172,7 +163,7 @@ class OpenedSheet:
                 block = Block(numbers, _clean_columns(picked, texts_only=self._texts_only))
                 fit_width(block, width)
                 for position, number in enumerate(numbers):
-                    found[number] = block_row(block, position)
+                    found[number] = row_of(block.columns, position)
             if high == len(targets):
                 break
         return found
@@ -195,14 +186,13 @@ def fit_width(block: Block, width: int) -> list[int]:
     return list(itertools.compress(block.numbers, flagged))
 
 
-def block_row(block: Block, position: int) -> tuple[str, ...]:
-    """One row of a block as a tuple of its cells."""
-    return tuple(column[position] for column in block.columns)
+def row_of(columns: list[list[str]], position: int) -> tuple[str, ...]:
+    """One row of column-held cells, as a tuple."""
+    return tuple(column[position] for column in columns)
 
 
 _OVERLONG_SHOWN = 5
 _quoted = operator.methodcaller("startswith", "'")
-_LINE_BREAK = re.compile(r"\r\n|\r|\n")
 _JOIN = "\x00"
 
 
@@ -292,10 +282,10 @@ def open_sheet(
     elif extension in TEXT_EXTENSIONS:
         encoding, warning = detect_encoding(path)
         warnings = [warning] if warning else []
-        estimate, within_cap = _scan_lines(path, encoding=encoding, settings=settings)
-        delimiter = _sniff_delimiter(path, encoding=encoding, settings=settings)
+        estimate, within_cap = scan_lines(path, encoding=encoding, settings=settings)
+        delimiter = sniff_delimiter(path, encoding=encoding, settings=settings)
         reopen = partial(
-            _csv_blocks,
+            csv_blocks,
             path,
             encoding=encoding,
             delimiter=delimiter,
@@ -305,9 +295,9 @@ def open_sheet(
         blocks = reopen()
     else:
         check_workbook_file(path, settings=settings)
-        blocks, warnings, estimate = _workbook_blocks(path, sheet_name=sheet_name)
+        blocks, warnings, estimate = workbook_blocks(path, sheet_name=sheet_name)
         encoding, delimiter, texts_only = None, None, False
-        reopen = partial(_reopen_workbook, path, sheet_name=sheet_name)
+        reopen = partial(reopen_workbook, path, sheet_name=sheet_name)
     cleaned = _clean_blocks(blocks, settings=settings, file_name=path.name, texts_only=texts_only)
     for block in cleaned:
         opened = _map_header(
@@ -474,244 +464,3 @@ def _raise_limit(
         f"{len(text):,} characters; the limit is {limit:,} (Excel's own; raise it "
         f"with --max-cell-chars).{hint}"
     )
-
-
-# --- text files ---------------------------------------------------------------------------------
-
-
-def detect_encoding(path: Path) -> tuple[str, str | None]:
-    """(codec, warning): UTF-8 with or without BOM, UTF-16 with BOM, else cp1252 (reported)."""
-    with path.open("rb") as f:
-        head = f.read(4)
-        if head.startswith(codecs.BOM_UTF8):
-            return "utf-8-sig", None
-        if head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-            return "utf-16", None
-        f.seek(0)
-        sample = f.read(_SNIFF_BYTES)
-        if sample.count(0) > len(sample) // _NUL_SHARE:
-            raise UnreadableFileError(
-                f"{path.name} contains NUL bytes: it is not a text file, or it is UTF-16 without "
-                "a byte-order mark. Save it as CSV UTF-8 and upload it again."
-            )
-        f.seek(0)
-        decoder: codecs.IncrementalDecoder = codecs.getincrementaldecoder("utf-8")()
-        try:
-            while block := f.read(_DECODE_BLOCK):
-                decoder.decode(block)
-            decoder.decode(b"", final=True)
-            return "utf-8", None
-        except UnicodeDecodeError:
-            pass
-        f.seek(0)
-        decoder = codecs.getincrementaldecoder("cp1252")()
-        try:
-            while block := f.read(_DECODE_BLOCK):
-                decoder.decode(block)
-        except UnicodeDecodeError as exc:
-            raise UnreadableFileError(
-                f"{path.name} is neither UTF-8 nor Windows-1252 text (byte 0x{exc.object[exc.start]:02X} "
-                "cannot be decoded). Save it as CSV UTF-8 and upload it again."
-            ) from exc
-    return "cp1252", (
-        f"{path.name} is not UTF-8; it was read as Windows-1252 (cp1252). If accented letters look "
-        "wrong in the report, save the sheet as CSV UTF-8 and upload it again."
-    )
-
-
-def detect_delimiter(first_line: str, *, extension: str) -> str:
-    """The delimiter that splits the header row into the most columns (`,` on a tie)."""
-    best, best_count = ("\t" if extension == ".tsv" else ","), 1
-    for delimiter in DELIMITERS:
-        count = len(next(csv.reader([first_line], delimiter=delimiter), []))
-        if count > best_count:
-            best, best_count = delimiter, count
-    return best
-
-
-def _sniff_delimiter(path: Path, *, encoding: str, settings: Settings) -> str:
-    with path.open(encoding=encoding, newline="") as f:
-        first_line = ""
-        lines = _capped_lines(f, settings=settings, file_name=path.name)
-        for line in itertools.islice(lines, 2 * settings.max_rows + 1):
-            if line.strip():
-                first_line = line
-                break
-    return detect_delimiter(first_line, extension=path.suffix.lower())
-
-
-def _line_cap(settings: Settings) -> int:
-    """The longest line a row of the largest allowed cells can take."""
-    return settings.max_columns * (settings.max_cell_chars + 3) + 2
-
-
-def _scan_lines(path: Path, *, encoding: str, settings: Settings) -> tuple[int | None, bool]:
-    """(about how many rows, for a progress bar; whether every line is surely within the cap).
-
-    One pass over the bytes in C-level splits. Only for encodings where a line break is the byte
-    0x0A; a longer line (or lone CR line endings) sends the reader down the line-by-line checks.
-    """
-    if encoding not in ("utf-8", "utf-8-sig", "cp1252"):
-        return None, False
-    cap = _line_cap(settings)
-    count, longest, carry = 0, 0, 0
-    with path.open("rb") as f:
-        while block := f.read(_DECODE_BLOCK):
-            parts = block.split(b"\n")
-            count += len(parts) - 1
-            if len(parts) == 1:
-                carry += len(block)
-            else:
-                longest = max(longest, carry + len(parts[0]), max(map(len, parts[1:-1]), default=0))
-                carry = len(parts[-1])
-    longest = max(longest, carry)
-    return (count if count > _ESTIMATE_FROM_LINES else None), longest + 1 <= cap
-
-
-def _capped_lines(f: IO[str], *, settings: Settings, file_name: str) -> Iterator[str]:
-    """The file's lines; one longer than a row of the largest allowed cells is refused unread."""
-    cap = settings.max_columns * (settings.max_cell_chars + 3) + 2
-    for number, line in enumerate(iter(partial(f.readline, cap + 1), ""), start=1):
-        if len(line) > cap:
-            raise LimitExceededError(
-                f"{file_name}: line {number:,} is longer than {cap:,} characters, more than "
-                f"{settings.max_columns} cells of {settings.max_cell_chars:,} characters can hold "
-                "(raise the limits with --max-columns or --max-cell-chars)."
-            )
-        yield line
-
-
-def _csv_blocks(
-    path: Path, *, encoding: str, delimiter: str, settings: Settings, within_cap: bool
-) -> Iterator[RawBlock]:
-    """Runs of CSV records; each record is one spreadsheet row, quoted line breaks included."""
-    # The csv module's own cap on a field (131,072 by default) must not undercut --max-cell-chars.
-    if csv.field_size_limit() <= settings.max_cell_chars:
-        csv.field_size_limit(settings.max_cell_chars + 1)
-    with path.open(encoding=encoding, newline="") as f:
-        lines: Iterable[str] = f if within_cap else _capped_lines(f, settings=settings, file_name=path.name)
-        reader = csv.reader(lines, delimiter=delimiter, strict=False)
-        number = 0
-        last: list[str] = []
-        try:
-            while records := list(itertools.islice(reader, _BLOCK_ROWS)):
-                yield number + 1, records
-                number += len(records)
-                last = records[-1]
-        except csv.Error as exc:
-            if "field limit" in str(exc):
-                raise LimitExceededError(
-                    f"{path.name}: a cell near line {reader.line_num:,} is longer than "
-                    f"{csv.field_size_limit():,} characters; the limit is "
-                    f"{settings.max_cell_chars:,} (Excel's own; raise it with --max-cell-chars). "
-                    "A cell that long is often a quote that is never closed."
-                ) from exc
-            raise UnreadableFileError(
-                f"{path.name}: cannot parse the file near line {reader.line_num} ({exc}). "
-                "Check for an unterminated quote."
-            ) from exc
-        # The lenient reader ends a quote left open at the end of the file silently, having
-        # swallowed every row after it into one cell: refuse that rather than lose the rows.
-        if any(map(_LINE_BREAK.search, last)):
-            f.seek(0)
-            last_start = _last_record_line(f, delimiter=delimiter, settings=settings, file_name=path.name)
-            f.seek(0)
-            lines = _capped_lines(f, settings=settings, file_name=path.name)
-            if ends_inside_quote("".join(itertools.islice(lines, last_start - 1, None)), delimiter=delimiter):
-                raise UnreadableFileError(
-                    f"{path.name}: the quote that opens in row {number} (line {last_start:,}) is never "
-                    "closed, so every line after it would be read as one cell. Close that quote, or "
-                    "remove it, and upload the file again."
-                )
-
-
-def _last_record_line(f: IO[str], *, delimiter: str, settings: Settings, file_name: str) -> int:
-    """The line the last CSV record starts on (read again record by record: only for a last record
-    that spans lines, which is rare)."""
-    reader = csv.reader(_capped_lines(f, settings=settings, file_name=file_name), delimiter=delimiter)
-    start, last_start = 1, 1
-    for _ in reader:
-        last_start = start
-        start = reader.line_num + 1
-    return last_start
-
-
-def ends_inside_quote(text: str, *, delimiter: str) -> bool:
-    """Whether CSV text ends inside a quoted field, as Python's lenient csv reader would read it."""
-    position, end = 0, len(text)
-    quoted, field_start = False, True
-    while position < end:
-        if quoted:
-            close = text.find('"', position)
-            if close < 0:
-                return True
-            if text.startswith('"', close + 1):
-                position = close + 2
-                continue
-            quoted, field_start, position = False, False, close + 1
-            continue
-        char = text[position]
-        if field_start and char == '"':
-            quoted = True
-        else:
-            field_start = char == delimiter or char in "\r\n"
-        position += 1
-    return quoted
-
-
-# --- workbooks ----------------------------------------------------------------------------------
-
-
-def _reopen_workbook(path: Path, *, sheet_name: str | None) -> Iterator[RawBlock]:
-    return _workbook_blocks(path, sheet_name=sheet_name)[0]
-
-
-def _workbook_blocks(
-    path: Path, *, sheet_name: str | None
-) -> tuple[Iterator[RawBlock], list[str], int | None]:
-    try:
-        workbook = python_calamine.CalamineWorkbook.from_path(str(path))
-    except python_calamine.PasswordError as exc:
-        raise UnreadableFileError(password_protected(path)) from exc
-    except Exception as exc:  # calamine raises several unrelated types for corrupt files
-        raise UnreadableFileError(
-            f"{path.name} cannot be opened as a {path.suffix.lower()} workbook ({first_line(exc)}): "
-            "it is damaged or not a spreadsheet. Save it again from your spreadsheet program and "
-            "upload it again."
-        ) from exc
-    names: list[str] = list(workbook.sheet_names)
-    if not names:
-        raise UnreadableFileError(f"{path.name} has no sheets.")
-    warnings: list[str] = []
-    if sheet_name is None:
-        chosen = names[0]
-        if len(names) > 1:
-            warnings.append(
-                f"{path.name} has {len(names)} sheets; read the first, {chosen!r} "
-                "(choose another with --sheet)."
-            )
-    elif sheet_name in names:
-        chosen = sheet_name
-    else:
-        raise FileLevelError(
-            f"{path.name} has no sheet named {sheet_name!r}; its sheets are "
-            f"{', '.join(repr(n) for n in names)}."
-        )
-    try:
-        sheet = workbook.get_sheet_by_name(chosen)
-    except Exception as exc:
-        raise UnreadableFileError(f"{path.name}: cannot read sheet {chosen!r} ({first_line(exc)}).") from exc
-    return _sheet_blocks(sheet, path=path), warnings, int(getattr(sheet, "height", 0) or 0) or None
-
-
-def _sheet_blocks(sheet: Any, *, path: Path) -> Iterator[RawBlock]:
-    # calamine's iter_rows() starts at the sheet's row 1 (blank rows above the data included),
-    # so the count is the row number the user sees.
-    number = 0
-    try:
-        rows = sheet.iter_rows()
-        while records := list(itertools.islice(rows, _BLOCK_ROWS)):
-            yield number + 1, records
-            number += len(records)
-    except Exception as exc:
-        raise UnreadableFileError(f"{path.name}: cannot read the sheet ({first_line(exc)}).") from exc

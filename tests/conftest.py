@@ -147,8 +147,8 @@ def errors_of(result: ImportResult) -> list[tuple[int, str, str]]:
 def read_blocks(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
     """Run a reading test at the real block size and again with blocks of 2 records, so that rows,
     blank rows, ragged rows and limits that straddle a block boundary are read the same way."""
-    from importer import read
+    from importer import sources
 
     if request.param is not None:
-        monkeypatch.setattr(read, "_BLOCK_ROWS", request.param)
-    return int(read._BLOCK_ROWS)
+        monkeypatch.setattr(sources, "BLOCK_ROWS", request.param)
+    return int(sources.BLOCK_ROWS)

@@ -242,7 +242,7 @@ def calamine_never_called(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         pytest.fail("the file reached calamine: it should have been refused before parsing")
 
-    monkeypatch.setattr("importer.read.python_calamine.CalamineWorkbook.from_path", refuse)
+    monkeypatch.setattr("importer.sources.python_calamine.CalamineWorkbook.from_path", refuse)
 
 
 @pytest.mark.usefixtures("calamine_never_called")
