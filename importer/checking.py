@@ -7,79 +7,27 @@ results are the same either way (the test suite runs both).
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import multiprocessing
 import secrets
 import sys
-from array import array
+import threading
+import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
-from importer.errors import ImporterError
+from importer.errors import CheckingStoppedError, ImporterError
 from importer.models import Role
 from importer.read import Chunk, OpenedSheet
-from importer.results import ErrorCode, RejectedRow, RowError
+from importer.results import ErrorCode, Members, RejectedRow, RowError
 from importer.sheets import SheetSpec, UserType
 from importer.validate import DuplicateTracker, RuleContext, Validator, duplicate_keys, row_key
 
 PIN_DIGITS = 6
-
-
-@dataclass(slots=True)
-class Members:
-    """The rows to write, column by column (the same-for-every-row columns are added by the loader)."""
-
-    source_rows: list[int] = field(default_factory=list)
-    names: list[str] = field(default_factory=list)
-    name_keys: list[str] = field(default_factory=list)
-    emails: list[str] | None = None
-    email_keys: list[str] | None = None
-    roles: list[str] | None = None
-    team_ids: list[int | None] = field(default_factory=list)
-    pin_hashes: list[str] | None = None
-
-    def __len__(self) -> int:
-        return len(self.source_rows)
-
-    def shown(self) -> list[str]:
-        """What a report shows of each member: the address, or the name when there is none."""
-        return self.emails if self.emails is not None else self.names
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        # Sent to the importing process as a few long strings and arrays, not a million small
-        # objects: pickling them cost more than a second per million rows on each side. Valid
-        # cells never hold a NUL (names and addresses with control characters are rejected).
-        texts = (self.names, self.name_keys, self.emails, self.email_keys, self.roles, self.pin_hashes)
-        return (
-            _unpack_members,
-            (
-                array("q", self.source_rows).tobytes(),
-                array("q", [t or 0 for t in self.team_ids]).tobytes(),
-                tuple(None if t is None else _NUL.join(t) for t in texts),
-            ),
-        )
-
-
-_NUL = "\x00"
-
-
-def _unpack_members(rows: bytes, teams: bytes, texts: tuple[str | None, ...]) -> Members:
-    source_rows = array("q", rows).tolist()
-    columns = [None if t is None else t.split(_NUL) if source_rows else [] for t in texts]
-    names, name_keys, emails, email_keys, roles, pin_hashes = columns
-    return Members(
-        source_rows=source_rows,
-        names=names or [],
-        name_keys=name_keys or [],
-        emails=emails,
-        email_keys=email_keys,
-        roles=roles,
-        team_ids=[t or None for t in array("q", teams).tolist()],
-        pin_hashes=pin_hashes,
-    )
 
 
 @dataclass(slots=True)
@@ -106,7 +54,7 @@ class Settled:
 class Checker:
     """The checks of one sheet, chunk after chunk, with the state that spans chunks."""
 
-    def __init__(self, spec: SheetSpec, opened: OpenedSheet, context: RuleContext) -> None:
+    def __init__(self, spec: SheetSpec, *, opened: OpenedSheet, context: RuleContext) -> None:
         self.spec = spec
         self.opened = opened
         self.context = context
@@ -220,16 +168,34 @@ def verify_pin(stored: str, pin: str) -> bool:
 
 
 def can_fork() -> bool:
-    """Whether checks may run in a forked worker (Linux: fork is cheap and safe for this use)."""
-    return sys.platform == "linux"
+    """Whether checks may run in a forked worker.
+
+    Linux only, and only from a single-threaded process that may have children: forking a process
+    with other threads running can leave the child holding a lock no thread will release, and a
+    daemonic process (a multiprocessing pool's worker) may not start one. Otherwise, inline.
+    """
+    return (
+        sys.platform == "linux"
+        and threading.active_count() == 1
+        and not multiprocessing.current_process().daemon
+    )
+
+
+class _Kind(enum.StrEnum):
+    """What a message from the worker carries."""
+
+    CHECKED = "checked"
+    SETTLED = "settled"
+    ERROR = "error"
 
 
 def check_all(checker: Checker, chunks: Iterator[Chunk], *, worker: bool) -> Iterator[Checked | Settled]:
     """Each chunk's Checked in file order, then the Settled; from a worker process if `worker`.
 
     The worker sends one chunk at a time through a pipe, so it is at most a chunk ahead of the
-    writes. Whatever it raises (a limit passed half-way through the file, a bug) is raised here;
-    if the importing process stops first, the worker is stopped with it.
+    writes. Whatever it raises (a limit passed half-way through the file, a bug) is raised here.
+    If the importing process stops first, for whatever reason, the worker's next send fails and it
+    exits: it holds no copy of the pipe's reading end.
     """
     if not worker:
         for chunk in chunks:
@@ -238,23 +204,23 @@ def check_all(checker: Checker, chunks: Iterator[Chunk], *, worker: bool) -> Ite
         return
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_work, args=(checker, chunks, sender), daemon=True)
+    process = context.Process(target=_work, args=(checker, chunks, sender, receiver), daemon=True)
     process.start()
     sender.close()
     try:
         while True:
             try:
                 kind, payload = receiver.recv()
-            except EOFError:
+            except (EOFError, OSError):  # gone between messages, or half-way through one
                 process.join()
-                raise ImporterError(
+                raise CheckingStoppedError(
                     f"the process checking the rows stopped unexpectedly (exit code {process.exitcode}); "
                     "nothing was written."
                 ) from None
-            if kind == "error":
+            if kind is _Kind.ERROR:
                 raise payload
             yield payload
-            if kind == "settled":
+            if kind is _Kind.SETTLED:
                 break
     finally:
         receiver.close()
@@ -263,18 +229,22 @@ def check_all(checker: Checker, chunks: Iterator[Chunk], *, worker: bool) -> Ite
         process.join()
 
 
-def _work(checker: Checker, chunks: Iterator[Chunk], sender: Any) -> None:
+def _work(checker: Checker, chunks: Iterator[Chunk], sender: Any, receiver: Any) -> None:
     """The worker: check every chunk and send it on; send what went wrong instead, if anything."""
+    receiver.close()  # else its own copy would keep the pipe open after the importing process died
     try:
         for chunk in chunks:
-            sender.send(("checked", checker.check(chunk)))
-        sender.send(("settled", checker.settle()))
+            sender.send((_Kind.CHECKED, checker.check(chunk)))
+        sender.send((_Kind.SETTLED, checker.settle()))
     except BrokenPipeError:
         pass  # the importing process has stopped; nobody is listening
     except BaseException as exc:
+        exc.add_note(traceback.format_exc())  # for whoever debugs a bug; users see one line
         try:
-            sender.send(("error", exc))
+            sender.send((_Kind.ERROR, exc))
         except Exception:
-            sender.send(("error", ImporterError(f"unexpected internal error ({type(exc).__name__}: {exc})")))
+            sender.send(
+                (_Kind.ERROR, ImporterError(f"unexpected internal error ({type(exc).__name__}: {exc})"))
+            )
     finally:
         sender.close()

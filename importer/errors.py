@@ -10,6 +10,7 @@ ImporterError                 anything the CLI turns into one clear line and exi
 ├── PermissionDeniedError     the actor may not do this (not an active Owner or Admin)
 ├── ConflictError             the thing already exists
 ├── ActivationError           token unknown, used or expired; weak password
+├── CheckingStoppedError      the process checking a big file's rows died (nothing is written)
 ├── TransportError            no mail can go: server unreachable, login refused, outbox unwritable
 └── RecipientRefused          the mail server refused one recipient (recorded; the run goes on)
 """
@@ -60,6 +61,10 @@ class ConflictError(ImporterError):
 
 class ActivationError(ImporterError):
     """An activation token is unknown, used or expired, or a password is too weak."""
+
+
+class CheckingStoppedError(ImporterError):
+    """The worker process checking a big file's rows stopped without a word; nothing was written."""
 
 
 class TransportError(ImporterError):

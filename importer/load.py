@@ -9,8 +9,8 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, insert, select, update
 
-from importer.checking import Members
 from importer.models import Batch, Member, Role, Status, utcnow
+from importer.results import Members
 from importer.sheets import UserType
 
 # The member columns that differ from row to row, in the order of the tuples insert() binds ...

@@ -115,7 +115,7 @@ def _run_import(
             org_id, actor, context = _resolve(conn, org_ref=org_ref, actor_email=actor_email)
             start_batch(conn, _batch_values(result, org_id=org_id, actor=actor, started_at=started_at))
             run = _Run(conn, spec=spec, result=result, org_id=org_id)
-            checker = Checker(spec, opened, context)
+            checker = Checker(spec, opened=opened, context=context)
             worker = can_fork() and (opened.row_estimate or 0) >= settings.worker_from_rows
             for checked in check_all(
                 checker, opened.iter_chunks(chunk_rows=settings.chunk_rows), worker=worker

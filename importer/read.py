@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import enum
 import itertools
 import operator
 import unicodedata
@@ -229,11 +230,6 @@ def _clean_columns(records: list[list[Any]], *, texts_only: bool) -> list[list[s
     return columns
 
 
-def clean_cells(cells: list[Any]) -> list[str]:
-    """One row's cells cleaned like every row of a file (see _clean_columns)."""
-    return [column[0] for column in _clean_columns([cells], texts_only=False)]
-
-
 def cell_text(value: Any) -> str:
     """A workbook cell as the text the user sees (numbers without a spurious `.0`)."""
     if value is None or value == "":
@@ -409,7 +405,7 @@ def _clean_blocks(
                 number=start + first,
                 columns=columns,
                 position=first,
-                reason="flood" if first == flood else "cell" if first == too_long else "rows",
+                passed=_Limit.FLOOD if first == flood else _Limit.CELL if first == too_long else _Limit.ROWS,
             )
         seen += len(kept)
         if not kept:
@@ -439,15 +435,29 @@ def _filled_rows(columns: list[list[str]], count: int) -> list[int]:
     return [i for i in range(count) if i not in gaps]
 
 
+class _Limit(enum.Enum):
+    """Which limit a block passed first."""
+
+    FLOOD = "rows, blank rows included"
+    ROWS = "rows"
+    CELL = "cell length"
+
+
 def _raise_limit(
-    file_name: str, settings: Settings, *, number: int, columns: list[list[str]], position: int, reason: str
+    file_name: str,
+    settings: Settings,
+    *,
+    number: int,
+    columns: list[list[str]],
+    position: int,
+    passed: _Limit,
 ) -> None:
-    if reason == "flood":
+    if passed is _Limit.FLOOD:
         raise LimitExceededError(
             f"{file_name} goes on past row {number - 1:,}, far more than {settings.max_rows:,} "
             "rows (blank rows included); split it or raise the limit with --max-rows."
         )
-    if reason == "rows":
+    if passed is _Limit.ROWS:
         raise LimitExceededError(
             f"{file_name} has more than {settings.max_rows:,} rows; "
             "split it or raise the limit with --max-rows."

@@ -90,6 +90,7 @@ def detect_delimiter(first_line: str, *, extension: str) -> str:
 
 
 def sniff_delimiter(path: Path, *, encoding: str, settings: Settings) -> str:
+    """The delimiter of a text file, judged on its first non-blank line."""
     with path.open(encoding=encoding, newline="") as f:
         first_line = ""
         lines = _capped_lines(f, settings=settings, file_name=path.name)
@@ -172,12 +173,15 @@ def csv_blocks(
             ) from exc
         # The lenient reader ends a quote left open at the end of the file silently, having
         # swallowed every row after it into one cell: refuse that rather than lose the rows.
+        # Only a last record that spans lines can have swallowed any (a line break in a cell first).
+        line_count = reader.line_num
         if any(map(_LINE_BREAK.search, last)):
             f.seek(0)
             last_start = _last_record_line(f, delimiter=delimiter, settings=settings, file_name=path.name)
             f.seek(0)
             lines = _capped_lines(f, settings=settings, file_name=path.name)
-            if ends_inside_quote("".join(itertools.islice(lines, last_start - 1, None)), delimiter=delimiter):
+            tail = "".join(itertools.islice(lines, last_start - 1, None))
+            if line_count > last_start and ends_inside_quote(tail, delimiter=delimiter):
                 raise UnreadableFileError(
                     f"{path.name}: the quote that opens in row {number} (line {last_start:,}) is never "
                     "closed, so every line after it would be read as one cell. Close that quote, or "
@@ -223,12 +227,14 @@ def ends_inside_quote(text: str, *, delimiter: str) -> bool:
 
 
 def reopen_workbook(path: Path, *, sheet_name: str | None) -> Iterator[RawBlock]:
+    """A workbook sheet's records from the start again (for rows read back at the end)."""
     return workbook_blocks(path, sheet_name=sheet_name)[0]
 
 
 def workbook_blocks(
     path: Path, *, sheet_name: str | None
 ) -> tuple[Iterator[RawBlock], list[str], int | None]:
+    """(the chosen sheet's records in blocks, warnings, the sheet's height) of a workbook."""
     try:
         workbook = python_calamine.CalamineWorkbook.from_path(str(path))
     except python_calamine.PasswordError as exc:

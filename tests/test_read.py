@@ -407,3 +407,11 @@ def test_data_files_match_their_generator(data_dir: Path) -> None:
         if not (data_dir / name).is_file() or _contents((data_dir / name).read_bytes()) != _contents(data)
     ]
     assert stale == [], "run: python tests/data/make_read_cases.py"
+
+
+def test_an_open_quote_in_the_last_line_swallows_nothing_and_is_read(tmp_path: Path) -> None:
+    # Only a quote that swallows later lines is refused; here the cell just runs to the end.
+    path = tmp_path / "last.csv"
+    path.write_text('Name,Email,Role\nAda,ada@example.com,Admin\nBob,"bob@example.com\n', encoding="utf-8")
+    _, rows = read_rows(path)
+    assert rows == [(2, "Ada", "ada@example.com", "Admin"), (3, "Bob", "bob@example.com", "")]

@@ -4,23 +4,35 @@ from __future__ import annotations
 
 import os
 import pickle
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from importer.checking import Checked, Checker, Members
-from importer.errors import ImporterError, LimitExceededError
+from importer import pipeline, sources
+from importer.checking import Checked, Checker, can_fork, check_all
+from importer.errors import CheckingStoppedError, LimitExceededError
 from importer.models import Batch, Member
 from importer.read import Chunk
-from importer.results import ImportResult
+from importer.results import ImportResult, Members
 from importer.settings import Settings
 from importer.sheets import UserType
 
 from .conftest import Org, do_import, errors_of
 
-pytestmark = pytest.mark.skipif(not hasattr(os, "fork"), reason="the worker process needs fork")
+pytestmark = pytest.mark.skipif(not can_fork(), reason="checks run in a forked worker on Linux only")
+
+
+@pytest.fixture(autouse=True)
+def small_blocks(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Blocks of 2 records: the header's block is all the importing process reads itself, so the
+    worker really reads (and limit-checks) the rest of these small files."""
+    monkeypatch.setattr(sources, "BLOCK_ROWS", 2)
 
 
 def counts(org: Org) -> tuple[int, int]:
@@ -84,12 +96,27 @@ def test_the_worker_gives_exactly_the_inline_result(org: Org, tmp_path: Path, mo
     assert counts(org)[0] == 1 + 35
 
 
-def test_a_limit_passed_in_the_worker_is_one_clear_error_and_writes_nothing(org: Org, tmp_path: Path) -> None:
+def test_a_limit_passed_in_the_worker_is_one_clear_error_and_writes_nothing(
+    org: Org,
+    tmp_path: Path,
+    monkeypatch,  # type: ignore[no-untyped-def]
+) -> None:
     path = sheet(tmp_path, [f"P{i},p{i}@example.com,Member," for i in range(30)])
     settings = Settings(report_dir=tmp_path / "r", chunk_rows=5, worker_from_rows=0, max_rows=20)
+    raised_through: list[tuple[bool, str]] = []
+
+    def watched(checker: Checker, chunks, *, worker: bool):  # type: ignore[no-untyped-def]
+        try:
+            yield from check_all(checker, chunks, worker=worker)
+        except Exception as exc:
+            raised_through.append((worker, type(exc).__name__))
+            raise
+
+    monkeypatch.setattr(pipeline, "check_all", watched)
     before = counts(org)
     with pytest.raises(LimitExceededError, match="--max-rows"):
         do_import(org, path, tmp_path, settings=settings)
+    assert raised_through == [(True, "LimitExceededError")]  # found by the worker, raised here
     assert counts(org) == before
     assert not (tmp_path / "r").exists()
 
@@ -112,7 +139,9 @@ def test_a_worker_that_dies_is_an_error_not_a_hang_and_writes_nothing(
     monkeypatch.setattr(Checker, "check", die_on_third_chunk)
     before = counts(org)
     settings = Settings(report_dir=tmp_path / "r", chunk_rows=5, worker_from_rows=0)
-    with pytest.raises(ImporterError, match=r"stopped unexpectedly \(exit code 9\); nothing was written"):
+    with pytest.raises(
+        CheckingStoppedError, match=r"stopped unexpectedly \(exit code 9\); nothing was written"
+    ):
         do_import(org, path, tmp_path, settings=settings)
     assert counts(org) == before
     monkeypatch.undo()
@@ -156,3 +185,67 @@ def test_members_cross_to_the_importing_process_unchanged(count: int) -> None:
     )
     no_portal.pin_hashes = ["sha256$aa$bb", "sha256$cc$dd", ""][:count]
     assert round_trip(no_portal) == no_portal
+
+
+ORPHAN_SCRIPT = """
+import sys, time
+from pathlib import Path
+from importer import load
+from importer.db import open_database
+from importer.orgs import create_organization
+from importer.pipeline import run_import
+from importer.settings import Settings
+from importer.sheets import UserType
+
+write = load.MemberLoader.insert
+def slow(self, members):  # the importing process lags; the worker fills the pipe and waits
+    time.sleep(0.5)
+    return write(self, members)
+load.MemberLoader.insert = slow
+engine = open_database(sys.argv[1])
+create_organization(engine, "Acme", owner_email="o@acme.example", owner_name="O")
+run_import(engine, Path(sys.argv[2]), org_ref="Acme", actor_email="o@acme.example",
+           user_type=UserType.PORTAL,
+           settings=Settings(report_dir=Path(sys.argv[3]), chunk_rows=50, worker_from_rows=0))
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_a_killed_import_takes_its_worker_with_it(tmp_path: Path) -> None:
+    # A nightly job's timeout kills the importer: its worker must not linger on, holding a copy of
+    # the importer's memory and of its database connection.
+    path = sheet(tmp_path, [f"P{i},p{i}@example.com,Member," for i in range(5000)])
+    importer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            ORPHAN_SCRIPT,
+            f"sqlite:///{tmp_path / 'o.db'}",
+            str(path),
+            str(tmp_path / "r"),
+        ]
+    )
+    children = Path(f"/proc/{importer.pid}/task/{importer.pid}/children")
+    deadline = time.monotonic() + 30
+    workers: list[int] = []
+    while not workers and time.monotonic() < deadline and importer.poll() is None:
+        time.sleep(0.05)
+        workers = [int(p) for p in children.read_text().split()]
+    assert workers, "the import never started its worker"
+    time.sleep(1.0)  # the worker is ahead now, blocked writing to the pipe
+    importer.send_signal(signal.SIGKILL)
+    importer.wait()
+    deadline = time.monotonic() + 10
+    while _alive(workers[0]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lingering = _alive(workers[0])
+    if lingering:
+        os.kill(workers[0], signal.SIGKILL)
+    assert not lingering
