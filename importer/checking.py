@@ -25,7 +25,7 @@ from importer.models import Role
 from importer.read import Chunk, OpenedSheet
 from importer.results import ErrorCode, Members, RejectedRow, RowError
 from importer.sheets import SheetSpec, UserType
-from importer.validate import DuplicateTracker, RuleContext, Validator, duplicate_keys, row_key
+from importer.validate import DuplicateTracker, RuleContext, Validator, duplicate_keys
 
 PIN_DIGITS = 6
 
@@ -83,21 +83,25 @@ class Checker:
     def settle(self) -> Settled:
         """Duplicates whose first copy is in an earlier chunk: their rows, read again, and the errors."""
         late = set(self.duplicates.late)
-        shown = self.opened.columns["email" if self.user_type is UserType.PORTAL else "name"]
-        recovered, firsts = [], {}
-        for row, values in self.opened.pick_rows(late).items():
-            recovered.append(RejectedRow(row, values))
-            self.duplicates.values[row] = values[shown]
-            cells = {key: values[position] for key, position in self.opened.columns.items()}
-            firsts[row] = row_key(cells, user_type=self.user_type)
-        self.duplicates.verify(firsts)
-        key, code = (
-            ("email", ErrorCode.EMAIL_DUPLICATE_IN_FILE)
-            if self.user_type is UserType.PORTAL
-            else ("name", ErrorCode.MEMBER_DUPLICATE_IN_FILE)
-        )
+        key, code = self._key_column()
+        picked = self.opened.pick_rows(late)
+        recovered = [RejectedRow(row, values) for row, values in picked.items()]
+        if picked:
+            rows = list(picked)
+            cells = {k: [picked[row][p] for row in rows] for k, p in self.opened.columns.items()}
+            frame = pd.DataFrame(cells, index=rows)
+            self.duplicates.values.update(zip(rows, cells[key], strict=True))
+            # Each late row's key was valid when first seen; it must be the one its copies share.
+            keys = duplicate_keys(frame, user_type=self.user_type, valid=pd.Series(True, index=rows))
+            self.duplicates.verify(dict(zip(rows, keys.tolist(), strict=True)))
         errors = self.duplicates.errors(self.validator, key=key, code=code)
         return Settled(late, recovered, errors, self.opened.warnings)
+
+    def _key_column(self) -> tuple[str, ErrorCode]:
+        """The column whose cells two rows must not share, and the error code when they do."""
+        if self.user_type is UserType.PORTAL:
+            return "email", ErrorCode.EMAIL_DUPLICATE_IN_FILE
+        return "name", ErrorCode.MEMBER_DUPLICATE_IN_FILE
 
     def _with_defaults(self, frame: pd.DataFrame) -> pd.DataFrame:
         """Optional columns absent from the file read as blank."""
@@ -108,7 +112,7 @@ class Checker:
 
     def _keys(self, frame: pd.DataFrame, errors: list[RowError]) -> tuple[pd.Series, pd.Series]:
         """Duplicate keys of the rows whose key cell is itself valid (the cell's shown value too)."""
-        key = "email" if self.user_type is UserType.PORTAL else "name"
+        key, _ = self._key_column()
         header = self.validator.headers.get(key)
         bad = [e.row_number for e in errors if e.column == header]
         shown = frame[key]

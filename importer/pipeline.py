@@ -163,11 +163,9 @@ class _Run:
     """The writing side of one import: members in, skipped rows noted, the result filled in."""
 
     def __init__(self, conn: Connection, *, spec: SheetSpec, result: ImportResult, org_id: int) -> None:
-        self.spec = spec
         self.result = result
         self.user_type = spec.user_type
         self.loader = MemberLoader(conn, org_id=org_id, batch_id=result.batch_id, user_type=spec.user_type)
-        self.org_id = org_id
         self.skipped: dict[int, SkippedRow] = {}
         self.rejected: dict[int, RejectedRow] = {}
         self.errors: list[RowError] = []

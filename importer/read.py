@@ -415,11 +415,10 @@ def _clean_blocks(
             numbers = list(range(start, start + count))
             block = Block(numbers, columns, list(map(len, records)) if ragged else None)
         else:
-            positions = kept
             block = Block(
-                [start + i for i in positions],
-                [[column[i] for i in positions] for column in columns],
-                [len(records[i]) for i in positions] if ragged else None,
+                [start + i for i in kept],
+                [[column[i] for i in kept] for column in columns],
+                [len(records[i]) for i in kept] if ragged else None,
             )
         yield block
 

@@ -131,7 +131,7 @@ def scan_lines(path: Path, *, encoding: str, settings: Settings) -> tuple[int | 
 
 def _capped_lines(f: IO[str], *, settings: Settings, file_name: str) -> Iterator[str]:
     """The file's lines; one longer than a row of the largest allowed cells is refused unread."""
-    cap = settings.max_columns * (settings.max_cell_chars + 3) + 2
+    cap = _line_cap(settings)
     for number, line in enumerate(iter(partial(f.readline, cap + 1), ""), start=1):
         if len(line) > cap:
             raise LimitExceededError(
@@ -180,8 +180,9 @@ def csv_blocks(
             last_start = _last_record_line(f, delimiter=delimiter, settings=settings, file_name=path.name)
             f.seek(0)
             lines = _capped_lines(f, settings=settings, file_name=path.name)
-            tail = "".join(itertools.islice(lines, last_start - 1, None))
-            if line_count > last_start and ends_inside_quote(tail, delimiter=delimiter):
+            if line_count > last_start and ends_inside_quote(
+                "".join(itertools.islice(lines, last_start - 1, None)), delimiter=delimiter
+            ):
                 raise UnreadableFileError(
                     f"{path.name}: the quote that opens in row {number} (line {last_start:,}) is never "
                     "closed, so every line after it would be read as one cell. Close that quote, or "

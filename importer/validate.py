@@ -316,7 +316,7 @@ class DuplicateTracker:
                 self.groups[key] = group = [first]
                 self.late.add(first)
             elif self.keys[key] != text:
-                raise RuntimeError(f"two different duplicate keys share a 128-bit hash (row {row})")
+                raise _collision(row)
             if len(group) == 1 and group[0] not in self.late:
                 duplicates.add(group[0])
             group.append(row)
@@ -329,7 +329,7 @@ class DuplicateTracker:
         """Check first copies read back (row -> key) against the key their later copies share."""
         for group_key, group in self.groups.items():
             if group[0] in firsts and self.keys[group_key] != firsts[group[0]]:
-                raise RuntimeError(f"two different duplicate keys share a 128-bit hash (row {group[0]})")
+                raise _collision(group[0])
 
     def _earlier_rows(self, h1: np.ndarray, h2: np.ndarray) -> np.ndarray:
         """For each hash pair, the first row of an earlier chunk with the same pair, or -1."""
@@ -370,11 +370,8 @@ class DuplicateTracker:
         return errors
 
 
-def row_key(cells: dict[str, str], *, user_type: UserType) -> str:
-    """duplicate_keys for one row, given its cells by column key."""
-    if user_type is UserType.PORTAL:
-        return cells["email"].lower()
-    return cells["name"].lower() + "\x1f" + cells.get("team", "").lower()
+def _collision(row: int) -> RuntimeError:
+    return RuntimeError(f"two different duplicate keys share a 128-bit hash (row {row})")
 
 
 def duplicate_keys(frame: pd.DataFrame, *, user_type: UserType, valid: pd.Series) -> pd.Series:
