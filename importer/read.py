@@ -28,8 +28,9 @@ from importer.guard import check_workbook_file
 from importer.settings import Settings
 from importer.sheets import ERRORS_HEADER, SheetSpec, header_lookup, normalize_header
 from importer.sources import (
+    CsvSource,
     RawBlock,
-    csv_blocks,
+    RawPicks,
     detect_encoding,
     reopen_workbook,
     scan_lines,
@@ -108,6 +109,7 @@ class OpenedSheet:
     row_estimate: int | None = None
     _blocks: Iterator[Block] | None = None
     _reopen: Callable[[], Iterator[RawBlock]] | None = None
+    _pick: Callable[[list[int]], RawPicks | None] | None = None
     _texts_only: bool = True
 
     def header_of(self, key: str) -> str:
@@ -147,27 +149,31 @@ class OpenedSheet:
     def pick_rows(self, wanted: set[int]) -> dict[int, tuple[str, ...]]:
         """Read the file again for a few rows by number, cleaned and padded like iter_chunks.
 
-        For rows taken back after their chunk was gone; it stops at the last one wanted, and cleans
-        only the rows wanted, so it costs little next to the import itself.
+        For rows taken back after their chunk was gone. A CSV whose rows are one line each is
+        read by line, parsing only the rows wanted; otherwise the file is parsed again up to the
+        last one wanted. Either way only the rows wanted are cleaned.
         """
         if self._reopen is None or not wanted:
             return {}
-        width = len(self.headers)
         targets = sorted(wanted)
+        picks = self._pick(targets) if self._pick is not None else None
+        if picks is not None:
+            return self._picked(*picks)
         found: dict[int, tuple[str, ...]] = {}
-        for start, records in self._reopen():
+        for start, block in self._reopen():
             low = bisect.bisect_left(targets, start)
-            high = bisect.bisect_left(targets, start + len(records))
+            high = bisect.bisect_left(targets, start + len(block))
             if low < high:
                 numbers = targets[low:high]
-                picked = [records[n - start] for n in numbers]
-                block = Block(numbers, _clean_columns(picked, texts_only=self._texts_only))
-                fit_width(block, width)
-                for position, number in enumerate(numbers):
-                    found[number] = row_of(block.columns, position)
+                found.update(self._picked(numbers, [block[n - start] for n in numbers]))
             if high == len(targets):
                 break
         return found
+
+    def _picked(self, numbers: list[int], records: list[list[Any]]) -> dict[int, tuple[str, ...]]:
+        block = Block(numbers, _clean_columns(records, texts_only=self._texts_only))
+        fit_width(block, len(self.headers))
+        return {number: row_of(block.columns, position) for position, number in enumerate(numbers)}
 
     def _chunk(self, numbers: list[int], columns: list[list[str]]) -> Chunk:
         data = {key: columns[pos] for key, pos in self.columns.items()}
@@ -271,6 +277,7 @@ def open_sheet(
     blocks: Iterator[RawBlock]
     warnings: list[str]
     reopen: Callable[[], Iterator[RawBlock]] | None = None
+    pick: Callable[[list[int]], RawPicks | None] | None = None
     estimate: int | None = None
     texts_only = True
     if size == 0:
@@ -278,16 +285,11 @@ def open_sheet(
     elif extension in TEXT_EXTENSIONS:
         encoding, warning = detect_encoding(path)
         warnings = [warning] if warning else []
-        estimate, within_cap = scan_lines(path, encoding=encoding, settings=settings)
+        scan = scan_lines(path, encoding=encoding, settings=settings)
+        estimate = scan.estimate if scan else None
         delimiter = sniff_delimiter(path, encoding=encoding, settings=settings)
-        reopen = partial(
-            csv_blocks,
-            path,
-            encoding=encoding,
-            delimiter=delimiter,
-            settings=settings,
-            within_cap=within_cap,
-        )
+        source = CsvSource(path, encoding=encoding, delimiter=delimiter, settings=settings, scan=scan)
+        reopen, pick = source.blocks, source.pick
         blocks = reopen()
     else:
         check_workbook_file(path, settings=settings)
@@ -308,6 +310,7 @@ def open_sheet(
         )
         opened._blocks = itertools.chain([block.tail(1)], cleaned)
         opened._reopen = reopen
+        opened._pick = pick
         opened._texts_only = texts_only
         opened.row_estimate = estimate
         return opened

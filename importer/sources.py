@@ -9,7 +9,9 @@ import codecs
 import csv
 import itertools
 import re
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import IO, Any
@@ -33,6 +35,8 @@ _ESTIMATE_FROM_LINES = 20_000
 
 # The first row number of a run of consecutive records, and the records as the file gives them.
 RawBlock = tuple[int, list[list[Any]]]
+# Row numbers, and the record of each.
+RawPicks = tuple[list[int], list[list[str]]]
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
 
 
@@ -106,14 +110,27 @@ def _line_cap(settings: Settings) -> int:
     return settings.max_columns * (settings.max_cell_chars + 3) + 2
 
 
-def scan_lines(path: Path, *, encoding: str, settings: Settings) -> tuple[int | None, bool]:
-    """(about how many rows, for a progress bar; whether every line is surely within the cap).
+@dataclass(frozen=True, slots=True)
+class LineScan:
+    """What one pass over a text file's bytes tells before it is parsed."""
 
-    One pass over the bytes in C-level splits. Only for encodings where a line break is the byte
-    0x0A; a longer line (or lone CR line endings) sends the reader down the line-by-line checks.
+    lines: int  # lines ended by LF, and a last one without
+    within_cap: bool  # every line is surely within the line cap
+
+    @property
+    def estimate(self) -> int | None:
+        """About how many rows, for a progress bar (None for small files)."""
+        return self.lines if self.lines > _ESTIMATE_FROM_LINES else None
+
+
+def scan_lines(path: Path, *, encoding: str, settings: Settings) -> LineScan | None:
+    """Line count and line cap in one pass over the bytes, in C-level splits.
+
+    Only for encodings where a line break is the byte 0x0A (None otherwise); a longer line (or lone
+    CR line endings) sends the reader down the line-by-line checks.
     """
     if encoding not in ("utf-8", "utf-8-sig", "cp1252"):
-        return None, False
+        return None
     cap = _line_cap(settings)
     count, longest, carry = 0, 0, 0
     with path.open("rb") as f:
@@ -126,7 +143,7 @@ def scan_lines(path: Path, *, encoding: str, settings: Settings) -> tuple[int | 
                 longest = max(longest, carry + len(parts[0]), max(map(len, parts[1:-1]), default=0))
                 carry = len(parts[-1])
     longest = max(longest, carry)
-    return (count if count > _ESTIMATE_FROM_LINES else None), longest + 1 <= cap
+    return LineScan(lines=count + (1 if carry else 0), within_cap=longest + 1 <= cap)
 
 
 def _capped_lines(f: IO[str], *, settings: Settings, file_name: str) -> Iterator[str]:
@@ -142,10 +159,73 @@ def _capped_lines(f: IO[str], *, settings: Settings, file_name: str) -> Iterator
         yield line
 
 
+class CsvSource:
+    """A CSV/TSV/TXT file's records, in blocks; and, after one full read, single rows by number."""
+
+    def __init__(
+        self, path: Path, *, encoding: str, delimiter: str, settings: Settings, scan: LineScan | None
+    ) -> None:
+        self.path = path
+        self.encoding = encoding
+        self.delimiter = delimiter
+        self.settings = settings
+        self.scan = scan
+        # Set by a full read: every record is exactly one LF-ended line, so row N is line N.
+        self.one_line_records = False
+
+    def blocks(self) -> Iterator[RawBlock]:
+        """Runs of records; each record is one spreadsheet row, quoted line breaks included."""
+        return csv_blocks(
+            self.path,
+            encoding=self.encoding,
+            delimiter=self.delimiter,
+            settings=self.settings,
+            within_cap=self.scan is not None and self.scan.within_cap,
+            on_end=self._read_to_end,
+        )
+
+    def _read_to_end(self, records: int, lines: int) -> None:
+        self.one_line_records = self.scan is not None and records == lines == self.scan.lines
+
+    def pick(self, numbers: list[int]) -> RawPicks | None:
+        """The records of these rows (ascending), found by line without parsing the others.
+
+        None unless a full read showed that rows and lines match one to one (no line break inside
+        a cell, no lone CR); the caller then reads the whole file again.
+        """
+        if not self.one_line_records:
+            return None
+        found: list[int] = []
+        records: list[list[str]] = []
+        with self.path.open("rb") as f:
+            at = 1  # the number of the line f reads next
+            for number in numbers:
+                deque(itertools.islice(f, number - at), maxlen=0)  # skipped in C
+                line = f.readline()
+                if not line:  # past the end
+                    break
+                # Only the first line may start with the byte-order mark.
+                text = line.decode(self.encoding if number == 1 else self.encoding.removesuffix("-sig"))
+                # A line is a whole record: parsed alone, it gives what the full read gave.
+                records.append(next(csv.reader([text], delimiter=self.delimiter, strict=False), []))
+                found.append(number)
+                at = number + 1
+        return found, records
+
+
 def csv_blocks(
-    path: Path, *, encoding: str, delimiter: str, settings: Settings, within_cap: bool
+    path: Path,
+    *,
+    encoding: str,
+    delimiter: str,
+    settings: Settings,
+    within_cap: bool,
+    on_end: Callable[[int, int], None] | None = None,
 ) -> Iterator[RawBlock]:
-    """Runs of CSV records; each record is one spreadsheet row, quoted line breaks included."""
+    """Runs of CSV records; each record is one spreadsheet row, quoted line breaks included.
+
+    At the end of the file, `on_end(records, lines)` is told how many of each were read.
+    """
     # The csv module's own cap on a field (131,072 by default) must not undercut --max-cell-chars.
     if csv.field_size_limit() <= settings.max_cell_chars:
         csv.field_size_limit(settings.max_cell_chars + 1)
@@ -188,6 +268,8 @@ def csv_blocks(
                     "closed, so every line after it would be read as one cell. Close that quote, or "
                     "remove it, and upload the file again."
                 )
+    if on_end is not None:
+        on_end(number, line_count)
 
 
 def _last_record_line(f: IO[str], *, delimiter: str, settings: Settings, file_name: str) -> int:

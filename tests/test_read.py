@@ -415,3 +415,38 @@ def test_an_open_quote_in_the_last_line_swallows_nothing_and_is_read(tmp_path: P
     path.write_text('Name,Email,Role\nAda,ada@example.com,Admin\nBob,"bob@example.com\n', encoding="utf-8")
     _, rows = read_rows(path)
     assert rows == [(2, "Ada", "ada@example.com", "Admin"), (3, "Bob", "bob@example.com", "")]
+
+
+@pytest.mark.parametrize(
+    ("layout", "by_line"),
+    [
+        ("one line a row", True),
+        ("CRLF, a BOM, blank lines and no final line break", True),
+        ("a line break inside a quoted cell", False),
+        ("a lone CR ending a row", False),
+    ],
+)
+def test_rows_read_back_by_number_are_the_rows_first_read(tmp_path: Path, layout: str, by_line: bool) -> None:
+    # Duplicates found late take back rows read long before; they must come back exactly as read.
+    rows = [f"P{i}, p{i}@example.com ,=Member,Sales" for i in range(12)]
+    text = "Name,Email,Role,Team\n" + "\n".join(rows) + "\n"
+    if layout.startswith("CRLF"):
+        text = "\ufeff" + text.replace("\n", "\r\n").replace("P3,", "\r\nP3,").rstrip("\r\n")
+    elif layout.startswith("a line break"):
+        text = text.replace("P7,", '"P7\nsecond line",')
+    elif layout.startswith("a lone CR"):
+        text = text.replace("P5,", "P4b,x@example.com,Member,\rP5,")
+    path = tmp_path / "back.csv"
+    path.write_bytes(text.encode("utf-8"))
+    opened = open_sheet(path, load_sheet(UserType.PORTAL), settings=Settings())
+    first = {
+        row: chunk.row(i)
+        for chunk in opened.iter_chunks(chunk_rows=5)
+        for i, row in enumerate(chunk.frame.index)
+    }
+
+    wanted = set(list(first)[1::3]) | {max(first)}
+    reader = opened._pick.__self__  # type: ignore[union-attr]
+    assert reader.one_line_records is by_line
+    assert opened.pick_rows(wanted) == {row: first[row] for row in wanted}
+    assert opened.pick_rows({max(first) + 5}) == {}  # a row past the end is not there
