@@ -15,11 +15,12 @@ import sys
 import threading
 import traceback
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
 
+from importer.emails import suggest_domain
 from importer.errors import CheckingStoppedError, ImporterError
 from importer.models import Role
 from importer.read import Chunk, OpenedSheet
@@ -39,6 +40,8 @@ class Checked:
     rejected: list[RejectedRow]
     members: Members
     pins: dict[int, tuple[str, str]]
+    # (row, address) of the members whose address is at a near-miss of a big mail provider
+    typos: list[tuple[int, str]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -78,7 +81,7 @@ class Checker:
         candidates = frame[~frame.index.isin(list(rejected))] if rejected else frame
         pins: dict[int, tuple[str, str]] = {}
         members = self._members(candidates, pins)
-        return Checked(len(frame), errors, rejected_rows, members, pins)
+        return Checked(len(frame), errors, rejected_rows, members, pins, _provider_typos(members))
 
     def settle(self) -> Settled:
         """Duplicates whose first copy is in an earlier chunk: their rows, read again, and the errors."""
@@ -150,6 +153,21 @@ class Checker:
             pin = f"{secrets.randbelow(10**PIN_DIGITS):0{PIN_DIGITS}d}"
             pins[row] = (name, pin)
         return hash_pin(pin)
+
+
+def _provider_typos(members: Members) -> list[tuple[int, str]]:
+    """(row, address) of each address whose domain looks like a mistyped mail provider."""
+    if not members.emails:
+        return []
+    domains = [email.rpartition("@")[2] for email in members.emails]
+    typos = {domain for domain in set(domains) if suggest_domain(domain)}
+    if not typos:
+        return []
+    return [
+        (row, email)
+        for row, email, domain in zip(members.source_rows, members.emails, domains, strict=True)
+        if domain in typos
+    ]
 
 
 def hash_pin(pin: str) -> str:

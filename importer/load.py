@@ -9,7 +9,8 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, insert, select, update
 
-from importer.models import Batch, Member, Role, Status, utcnow
+from importer.errors import NotFoundError
+from importer.models import Batch, Member, Organization, Role, Status, Team, utcnow
 from importer.results import Members
 from importer.sheets import UserType
 
@@ -44,6 +45,7 @@ class MemberLoader:
         self.user_type = user_type
         self._staging_ready = False
         self._postgres = conn.dialect.name == "postgresql"
+        self._team_ids: set[int | None] = set()
 
     def insert(self, members: Members) -> set[int]:
         """Insert members; return the source rows NOT written because they exist already.
@@ -54,6 +56,7 @@ class MemberLoader:
         if not members:
             return set()
         rows = _row_tuples(members)
+        self._team_ids.update(members.team_ids)
         constants = (
             self.org_id,
             self.user_type.value,
@@ -105,6 +108,30 @@ class MemberLoader:
             )
             written = {r for (r,) in cursor.fetchall()}
         return {row[0] for row in rows} - written
+
+    def check_parents(self) -> None:
+        """The rows written point to parents that exist: the organization, this batch, its teams.
+
+        What the foreign keys check row by row, checked once for the whole batch: on SQLite the
+        import writes with those look-ups off (db.parents_checked_by_writer).
+        """
+        teams = sorted(t for t in self._team_ids if t is not None)
+        found_teams = set(
+            self.conn.scalars(select(Team.id).where(Team.organization_id == self.org_id, Team.id.in_(teams)))
+            if teams
+            else ()
+        )
+        batch = self.conn.scalar(
+            select(Batch.id)
+            .join(Organization, Organization.id == Batch.organization_id)
+            .where(Batch.id == self.batch_id, Organization.id == self.org_id)
+        )
+        missing = [t for t in teams if t not in found_teams]
+        if missing or batch is None:
+            gone = f"team id(s) {', '.join(map(str, missing))}" if missing else f"batch {self.batch_id}"
+            raise NotFoundError(
+                f"{gone} disappeared while the import ran; nothing was written. Run the import again."
+            )
 
     def _written_rows(self, source_rows: list[int]) -> set[int]:
         # A chunk's rows are one range of row numbers: one range scan of ix_members_batch.

@@ -16,7 +16,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
 from importer.checking import Checked, Checker, Settled, can_fork, check_all
-from importer.emails import suggest_domain
+from importer.db import parents_checked_by_writer
 from importer.load import MemberLoader, finish_batch, record_batch, start_batch
 from importer.models import utcnow
 from importer.orgs import Actor, find_actor, find_organization, list_teams
@@ -109,7 +109,7 @@ def _run_import(
         headers=opened.headers,
         started_at=started_at.isoformat(timespec="seconds"),
     )
-    with engine.connect() as conn:
+    with engine.connect() as conn, parents_checked_by_writer(conn):
         transaction = conn.begin()
         try:
             org_id, actor, context = _resolve(conn, org_ref=org_ref, actor_email=actor_email)
@@ -143,19 +143,20 @@ def _run_import(
             write_report(result, spec=spec)
             if dry_run or refused:
                 transaction.rollback()
-                with conn.begin():
-                    record_batch(
-                        conn,
-                        _batch_values(result, org_id=org_id, actor=actor, started_at=started_at)
-                        | _counts(result),
-                    )
             else:
+                run.loader.check_parents()
                 finish_batch(conn, result.batch_id, _counts(result))
                 transaction.commit()
         except BaseException:
             if transaction.is_active:
                 transaction.rollback()
             raise
+    if dry_run or refused:  # the record of a run that wrote nothing, foreign keys checked again
+        with engine.begin() as conn:
+            record_batch(
+                conn,
+                _batch_values(result, org_id=org_id, actor=actor, started_at=started_at) | _counts(result),
+            )
     return result
 
 
@@ -171,6 +172,7 @@ class _Run:
         self.errors: list[RowError] = []
         self.created = 0
         self.pins: dict[int, tuple[str, str]] = {}
+        self.typos: list[tuple[int, str]] = []  # (row, address) created at a mistyped provider?
         self.typo_warnings: list[str] = []
         self.warnings: list[str] = []
 
@@ -194,8 +196,7 @@ class _Run:
                     self.pins.pop(row, None)
             created = [(row, shown) for row, shown in created if row not in not_written]
         self.created += len(created)
-        if self.user_type is UserType.PORTAL:
-            self._warn_provider_typos(created)
+        self.typos.extend((row, email) for row, email in checked.typos if row not in not_written)
 
     def finish(self, settled: Settled) -> None:
         """Settle duplicates whose first copy was in an earlier chunk; fill in the result."""
@@ -209,6 +210,7 @@ class _Run:
                 self.rejected.setdefault(rejected.row_number, rejected)
         self.errors.extend(settled.errors)
         self.warnings = settled.warnings
+        self._warn_provider_typos(late)
         result = self.result
         headers = result.headers
         order = {header: position for position, header in reversed(list(enumerate(headers)))}
@@ -220,13 +222,11 @@ class _Run:
             (row, name, pin) for row, (name, pin) in sorted(self.pins.items()) if row not in late
         ]
 
-    def _warn_provider_typos(self, created: list[tuple[int, str]]) -> None:
+    def _warn_provider_typos(self, late: set[int]) -> None:
         """A valid address at a near-miss of a big mail provider is imported, with a warning."""
-        if not any(suggest_domain(d) for d in {email.rpartition("@")[2].lower() for _, email in created}):
-            return
-        for row, email in created:
+        for row, email in self.typos:
             hint = provider_hint(email)
-            if hint:
+            if hint and row not in late:
                 self.typo_warnings.append(
                     f"Row {row}: {email} was accepted.{hint} If it is a typo, undo this batch "
                     f"(importer batch undo {self.result.batch_id}), fix the sheet and import it again."

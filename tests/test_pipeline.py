@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from importer.checking import verify_pin
-from importer.errors import MissingColumnsError, PermissionDeniedError
+from importer.errors import MissingColumnsError, NotFoundError, PermissionDeniedError
 from importer.models import Batch, Member, Role, Status
 from importer.orgs import create_organization, list_members
 from importer.results import ErrorCode, Outcome
@@ -433,6 +433,27 @@ def test_valid_address_at_a_mistyped_provider_is_imported_with_a_warning(
     ]
     assert "ann@gmial.com" in {m["email"] for m in list_members(org.engine, org.name)}  # never changed
 
+    # No "was accepted" for an address that was not: already a member, or a duplicate whose first
+    # copy was written in an earlier chunk and taken back at the end.
+    again = do_import(
+        org,
+        write_csv(
+            "t.csv",
+            "Name,Email,Role",
+            "A,ann@gmial.com,Member",
+            "C,cy@gmial.com,Member",
+            *[f"P{i},p{i}@example.com,Member" for i in range(4)],
+            "C,cy@gmial.com,Member",
+            "D,dee@yaho.com,Member",
+        ),
+        tmp_path,
+        settings=replace(Settings(report_dir=tmp_path / "r"), chunk_rows=3),
+    )
+    assert (again.created, len(again.skipped), again.rejected) == (5, 1, 2)
+    assert [w.split(" was accepted")[0] for w in again.warnings if "Did you mean" in w] == [
+        "Row 9: dee@yaho.com"
+    ]
+
 
 @pytest.mark.parametrize("pin", ["١٢٣٤", "０１２３", "12 34", "123456789", "12.5"])
 def test_pins_are_ascii_digits_only(org: Org, tmp_path: Path, write_csv, pin: str) -> None:  # type: ignore[no-untyped-def]
@@ -441,3 +462,39 @@ def test_pins_are_ascii_digits_only(org: Org, tmp_path: Path, write_csv, pin: st
     )
     assert errors_of(result) == [(2, "PIN", "pin.invalid")]
     assert pin not in result.errors[0].message
+
+
+def test_parents_of_written_rows_are_checked_once_per_batch(  # type: ignore[no-untyped-def]
+    org: Org, tmp_path: Path, write_csv, monkeypatch
+) -> None:
+    """On SQLite the bulk insert skips the per-row foreign-key look-ups; the batch's check stands in.
+
+    A team can only vanish under a running import through its own connection (it holds the write
+    lock), so the test deletes it there, as a stand-in for a bug: the import must refuse to commit.
+    """
+    path = write_csv(
+        "teams.csv", "Name,Email,Role,Team", *[f"P{i},p{i}@example.com,Member,Sales" for i in range(6)]
+    )
+    from importer import pipeline
+
+    original = pipeline._Run.process
+
+    def team_vanishes(self, chunk):  # type: ignore[no-untyped-def]
+        outcome = original(self, chunk)
+        self.loader.conn.exec_driver_sql("DELETE FROM teams WHERE name = 'Sales'")
+        return outcome
+
+    monkeypatch.setattr(pipeline._Run, "process", team_vanishes)
+    with pytest.raises(NotFoundError, match="disappeared while the import ran; nothing was written"):
+        do_import(org, path, tmp_path)
+    assert member_count(org) == 1  # the Owner
+    with Session(org.engine) as session:
+        assert session.scalar(select(func.count()).select_from(Batch)) == 0
+    monkeypatch.undo()
+
+    result = do_import(org, path, tmp_path)
+    assert result.created == 6
+    if org.engine.dialect.name == "sqlite":
+        with org.engine.connect() as conn:
+            assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
+            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # on again for others
