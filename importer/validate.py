@@ -162,17 +162,23 @@ class Validator:
         try:
             self.schema.validate(frame, lazy=True)
         except pa.errors.SchemaErrors as exc:
-            return self._row_errors(exc.failure_cases, frame)
+            return self._row_errors(exc.failure_cases)
         return []
 
-    def _row_errors(self, failures: pd.DataFrame, frame: pd.DataFrame) -> list[RowError]:
+    def _row_errors(self, failures: pd.DataFrame) -> list[RowError]:
         """The one place pandera's failure cases become RowErrors (the frame index is the row)."""
-        errors: list[RowError] = []
-        for key, code_text, row in zip(failures["column"], failures["check"], failures["index"], strict=True):
-            code = ErrorCode(code_text)
-            value = str(frame.at[row, key])
-            errors.append(self.error(int(row), key, code, value))
-        return errors
+        # failure_case is the failing cell itself (every check here is per cell), so the frame is
+        # not looked up again per error.
+        return [
+            self.error(int(row), key, ErrorCode(code), str(value))
+            for key, code, row, value in zip(
+                failures["column"],
+                failures["check"],
+                failures["index"],
+                failures["failure_case"],
+                strict=True,
+            )
+        ]
 
     def error(self, row: int, key: str, code: ErrorCode, value: str, *, rows: str = "") -> RowError:
         """A RowError with its message rendered for this cell."""

@@ -121,7 +121,8 @@ def test_rejected_xlsx_marks_exactly_the_bad_cells(acme: Engine, write_csv: Writ
     # Every value is text: nothing a spreadsheet could run as a formula.
     assert {c.data_type for _, _, c in data_cells(sheet) if c.value is not None} == {"s"}
     widths = {letter: sheet.column_dimensions[letter].width for letter in "ABCDEF"}
-    assert all(10 <= w <= 100 for w in widths.values()) and widths["F"] > widths["B"] > widths["C"]
+    # Excel stores a width with its cell padding: 100 characters are saved as 100.71.
+    assert all(10 <= w <= 101 for w in widths.values()) and widths["F"] > widths["B"] > widths["C"]
 
 
 def test_fixed_rejected_xlsx_imports_every_row_once(
@@ -178,7 +179,9 @@ def test_unfixed_rejected_xlsx_reads_back_exactly_the_values_given(
         "Bell\x07Name,bell@example.com,Member,Sales\n"
         "Under_x0041_score,under@example,Member,\n"
         "=1+2,formula@example,+Admin,\n"
-        'Line "Break",lb@example.com,Member,"@Sales"\n',
+        'Line "Break",lb@example.com,Member,"@Sales"\n'
+        # What XlsxWriter would write as raw rich-text XML if nobody wrapped it
+        '<r><t>Rich</t></r>,rich@example,<r>Member</r>,"<r>x</r>&amp;</r>"\n',
         encoding="utf-8",
     )
     first = do_import(acme, path, tmp_path)
@@ -188,13 +191,19 @@ def test_unfixed_rejected_xlsx_reads_back_exactly_the_values_given(
         values = {r.row_number: r.values[:4] for r in result.rejected_rows}
         return [(e.column, e.code.value, e.value, values[e.row_number]) for e in result.errors]
 
-    assert first.rejected == 4
+    assert first.rejected == 5
     assert seen(again) == seen(first)
+    assert again.rejected_rows[-1].values[:4] == (
+        "<r><t>Rich</t></r>",
+        "rich@example",
+        "<r>Member</r>",
+        "<r>x</r>&amp;</r>",
+    )
     assert again.created == 0
     # Rejected again: one Errors column, today's, not the stale one beside it.
     sheet = load_workbook(rejected_xlsx(again, tmp_path / "again.xlsx")).worksheets[0]
     assert [c.value for c in sheet[1]] == ["Name", "Email", "Role", "Team", "Errors"]
-    assert [c.value.split(":")[0] for c in sheet["E"][1:]] == ["Row 2", "Row 3", "Row 4", "Row 5"]
+    assert [c.value.split(":")[0] for c in sheet["E"][1:]] == ["Row 2", "Row 3", "Row 4", "Row 5", "Row 6"]
 
 
 def test_no_portal_pins_are_blank_and_never_in_the_workbook(

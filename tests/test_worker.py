@@ -11,12 +11,13 @@ import time
 from pathlib import Path
 
 import pytest
+from openpyxl import load_workbook
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from importer import pipeline, sources
+from importer import pipeline, report, sources
 from importer.checking import Checked, Checker, can_fork, check_all
-from importer.errors import CheckingStoppedError, LimitExceededError
+from importer.errors import CheckingStoppedError, ImporterError, LimitExceededError
 from importer.models import Batch, Member
 from importer.read import Chunk
 from importer.results import ImportResult, Members
@@ -249,3 +250,55 @@ def test_a_killed_import_takes_its_worker_with_it(tmp_path: Path) -> None:
     if lingering:
         os.kill(workers[0], signal.SIGKILL)
     assert not lingering
+
+
+def test_rejected_xlsx_written_alongside_is_the_same_workbook(org: Org, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    # A big report writes rejected.xlsx in a second process while it writes the other files.
+    path = sheet(tmp_path, mixed_rows())
+    inline = do_import(org, path, tmp_path, dry_run=True, settings=Settings(report_dir=tmp_path / "a"))
+    original = report.write_rejected_xlsx
+
+    def spy(result: ImportResult, target: Path, **options: object) -> None:
+        (target.parent / "writer.pid").write_text(str(os.getpid()))  # a file: the child's memory is its own
+        original(result, target, **options)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(report, "write_rejected_xlsx", spy)
+    monkeypatch.setattr(report, "XLSX_ALONGSIDE_FROM", 1)
+    alongside = do_import(org, path, tmp_path, settings=Settings(report_dir=tmp_path / "b"))
+    assert alongside.report_dir is not None and inline.report_dir is not None
+    assert int((alongside.report_dir / "writer.pid").read_text()) != os.getpid()
+
+    def cells(folder: Path) -> list[list[object]]:
+        sheet = load_workbook(folder / "rejected.xlsx").worksheets[0]
+        return [[c.value for c in row] for row in sheet.iter_rows()]
+
+    rejected_here = cells(inline.report_dir)
+    assert len(rejected_here) == 1 + 4
+    assert cells(alongside.report_dir) == [
+        [str(v).replace(inline.batch_id, alongside.batch_id) if v else v for v in row]
+        for row in rejected_here
+    ]
+
+
+def test_a_failed_workbook_alongside_fails_the_import_and_writes_nothing(  # type: ignore[no-untyped-def]
+    org: Org, tmp_path: Path, monkeypatch
+) -> None:
+    def disk_full(result: ImportResult, target: Path, **options: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(report, "write_rejected_xlsx", disk_full)
+    monkeypatch.setattr(report, "XLSX_ALONGSIDE_FROM", 1)
+    before = counts(org)
+    with pytest.raises(OSError, match="No space left on device"):
+        do_import(org, sheet(tmp_path, mixed_rows()), tmp_path)
+    assert counts(org) == before
+
+    def dies(result: ImportResult, target: Path, **options: object) -> None:
+        os._exit(9)
+
+    monkeypatch.setattr(report, "write_rejected_xlsx", dies)
+    with pytest.raises(
+        ImporterError, match=r"the process writing rejected.xlsx stopped unexpectedly \(exit code 9\)"
+    ):
+        do_import(org, sheet(tmp_path, mixed_rows()), tmp_path)
+    assert counts(org) == before
