@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import csv
 import io
 import json
 import os
@@ -32,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import datagen
+from peers import sqlite3_schema_floor as schema_floor
 
 BENCH_DIR = Path(__file__).resolve().parent
 DATA_DIR = BENCH_DIR / "data"
@@ -95,6 +97,7 @@ CASE_KEYS = (
     "sqlite3-floor",
     "sqlite3-schema-floor",
     "psql-copy",
+    "psql-schema-floor",
     "importer-xlsx",
     "importer-csv-small",
     "frictionless",
@@ -643,6 +646,59 @@ class Benchmark:
             self.expect_loaded(case, child, int(self.postgres.psql(database, "SELECT count(*) FROM members")))
         case.note += "; client memory only"
 
+    def psql_schema_floor(self, case: Case) -> None:
+        r"""psql \copy into the importer's own members table: what PostgreSQL itself costs."""
+        rows_path = self.work / case.key / "members.csv"
+        seed = self.work / case.key / "seed.csv"
+        seed.parent.mkdir(parents=True, exist_ok=True)
+        seed.write_text("Name,Email,Role,Team\nSeed Row,seed@bench.example,Member,\n", encoding="utf-8")
+        with self.postgres.fresh_database(f"bench_{os.getpid()}_schema_copy") as database:
+            db_url = self.postgres.sqlalchemy_url(database)
+            setup_org(db_url)  # the importer makes the schema, the org, the teams and, importing
+            subprocess.run(  # one row, the batch the floor's rows belong to
+                import_command(db_url, seed, report_dir=self.work / case.key / "reports"),
+                capture_output=True,
+                check=True,
+            )
+            org = int(self.postgres.psql(database, "SELECT id FROM organizations"))
+            batch = self.postgres.psql(database, "SELECT id FROM batches")
+            teams = {
+                key: int(team_id)
+                for team_id, key in (
+                    line.split("|")
+                    for line in self.postgres.psql(database, "SELECT id, name_key FROM teams").split()
+                )
+            }
+            # Untimed: the rows in the table's layout, second copies of an address dropped (COPY
+            # has no ON CONFLICT), written as CSV for psql.
+            seen: set[str] = set()
+            with rows_path.open("w", newline="", encoding="utf-8") as out:
+                writer = csv.writer(out)
+                for row in schema_floor.member_rows(str(self.big.path), org=org, batch=batch, teams=teams):
+                    if row[4] not in seen:
+                        seen.add(str(row[4]))
+                        writer.writerow([r"\N" if v is None else v for v in row])
+            copy = (
+                rf"\copy members ({schema_floor.COLUMNS}) FROM '{rows_path}' "
+                r"WITH (FORMAT csv, NULL '\N')"
+            )
+            child = self.measure(
+                case,
+                ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", self.postgres.uri(database), "-c", copy],
+                rows=len(seen),
+                log="psql-schema",
+            )
+            if child.code != 0:
+                raise CheckFailedError(f"exit {child.code}: {child.stderr.strip()[-500:]}")
+            loaded = int(self.postgres.psql(database, COUNT_BATCH_MEMBERS)) - 1  # less the seed row
+            if loaded != len(seen):
+                raise CheckFailedError(f"{loaded:,} rows loaded, expected {len(seen):,}")
+        rows_path.unlink(missing_ok=True)
+        case.note = (
+            "no validation; the importer's own table, indexes and foreign keys; second copies of an "
+            "address dropped beforehand; client memory only"
+        )
+
     def expect_loaded(self, case: Case, child: Child, count: int) -> None:
         """A non-validating loader must exit 0 and load every data row."""
         if child.code != 0:
@@ -744,7 +800,7 @@ class Benchmark:
     def run(self) -> None:
         """Every case, in order."""
         pg_skip = "--skip-postgres" if self.args.skip_postgres else None
-        if pg_skip is None and {"importer-pg", "psql-copy"} & self.only:
+        if pg_skip is None and {"importer-pg", "psql-copy", "psql-schema-floor"} & self.only:
             self.pg_version = self.postgres.version()
             if self.pg_version is None:
                 pg_skip = f"no PostgreSQL server at {self.postgres.host}:{self.postgres.port}"
@@ -764,6 +820,12 @@ class Benchmark:
             self.sqlite3_schema_floor,
         )
         self.case("psql-copy", f"psql \\copy, floor ({big})", self.psql_copy, skip=pg_skip)
+        self.case(
+            "psql-schema-floor",
+            f"psql \\copy -> importer's members table, floor ({big})",
+            self.psql_schema_floor,
+            skip=pg_skip,
+        )
         self.case(
             "importer-xlsx",
             f"importer -> SQLite ({small} XLSX)",
@@ -871,6 +933,11 @@ class Benchmark:
             ),
             ratio(
                 f"importer->PostgreSQL / psql \\copy ({big})", "importer-pg", "psql-copy", 3.0, at_most=True
+            ),
+            info(
+                f"importer->PostgreSQL / psql \\copy into the importer's own table ({big})",
+                "importer-pg",
+                "psql-schema-floor",
             ),
             ratio(
                 f"XLSX / CSV ({small}, importer->SQLite)",

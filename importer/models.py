@@ -130,7 +130,10 @@ class Member(Base):
     name: Mapped[str] = mapped_column(String(400))
     name_key: Mapped[str] = mapped_column(String(400))
     email: Mapped[str | None] = mapped_column(String(320))
-    email_key: Mapped[str | None] = mapped_column(String(320))
+    # Bytewise on PostgreSQL (migration 0003): a normalized key, only compared for equality.
+    email_key: Mapped[str | None] = mapped_column(
+        String(320).with_variant(String(320, collation="C"), "postgresql")
+    )
     user_type: Mapped[str] = mapped_column(String(20))
     role: Mapped[Role] = mapped_column(_enum(Role, "member_role"))
     team_id: Mapped[int | None] = mapped_column(ForeignKey("teams.id", ondelete="SET NULL"))

@@ -14,7 +14,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, func, inspect, select, text
+from sqlalchemy import Engine, create_engine, func, inspect, select, text
 from sqlalchemy.orm import Session
 
 from importer.db import HEAD_REVISION, current_revision, open_database, upgrade_schema
@@ -44,6 +44,20 @@ def test_an_empty_database_upgrades_to_a_schema_equal_to_the_models(db_url: str)
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
     assert upgrade_schema(engine) is False  # up to date: nothing to do
+    assert email_key_collation(engine) == ("C" if engine.dialect.name == "postgresql" else None)
+
+
+def email_key_collation(engine: Engine) -> str | None:
+    """PostgreSQL: the collation of members.email_key (compare_metadata does not look at it)."""
+    if engine.dialect.name != "postgresql":
+        return None
+    with engine.connect() as conn:
+        return conn.execute(
+            text(
+                "SELECT collation_name FROM information_schema.columns "
+                "WHERE table_name = 'members' AND column_name = 'email_key'"
+            )
+        ).scalar()
 
 
 def test_a_database_at_the_previous_revision_upgrades_and_keeps_its_data(db_url: str) -> None:
@@ -64,6 +78,7 @@ def test_a_database_at_the_previous_revision_upgrades_and_keeps_its_data(db_url:
 
     engine = open_database(db_url)
     assert current_revision(engine) == HEAD_REVISION
+    assert email_key_collation(engine) == ("C" if engine.dialect.name == "postgresql" else None)
     with Session(engine) as session:
         org = session.scalars(select(Organization)).one()
         assert (org.name, org.password_min_length, org.password_require_symbol) == ("Old Org", 8, False)
