@@ -32,12 +32,15 @@ from importer.errors import (
 )
 from importer.mail import (
     SUBJECT,
+    Composer,
     FileTransport,
     OutgoingMessage,
     SmtpSecurity,
     SmtpTransport,
     Transport,
     _base64_lines,
+    _clean_display_name,
+    render_activation_email,
 )
 from importer.models import ActivationToken, Base, Batch, Member, Role, Status, text_key
 from importer.passwords import (
@@ -734,3 +737,34 @@ def test_password_hashes_are_salted_and_verified() -> None:
 def test_html_bodies_are_base64_lines_exactly_as_the_standard_library_writes_them(html: str) -> None:
     # Mail readers decode the HTML part from these lines; 57 bytes fill one 76-character line.
     assert _base64_lines(html) == base64.encodebytes(html.encode("utf-8"))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    name=st.text(max_size=60),
+    organization=st.text(min_size=1, max_size=40),
+    link=st.sampled_from(
+        ["https://p.example/activate?token=a&b", "https://p.example/activate?token=\"x'<y>"]
+    ),
+)
+def test_composed_bodies_are_what_the_templates_render(name: str, organization: str, link: str) -> None:
+    # The composer renders each template once per run and fills in each member's values; the
+    # bodies must be exactly what rendering the templates for that member gives.
+    composer = Composer(sender="Acme <no-reply@acme.example>", organization=organization)
+    message = composer.compose(
+        7,
+        name=name,
+        email="ann@example.com",
+        link=link,
+        token_hash="ab" * 32,
+        expires_on="22 December 2026 at 14:03 UTC",
+        sent_at=NOW,
+    ).to_email()
+    text, html = render_activation_email(
+        _clean_display_name(name),
+        organization=organization,
+        link=link,
+        expires_on="22 December 2026 at 14:03 UTC",
+    )
+    assert part(message, "html") == html
+    assert part(message, "plain").replace("\r\n", "\n") == text.replace("\r\n", "\n")
