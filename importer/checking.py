@@ -130,12 +130,10 @@ class Checker:
         members = Members(
             source_rows=frame.index.tolist(),
             names=names,
-            name_keys=list(map(str.lower, names)),
             team_ids=[t.id if t else None for t in map(teams.__getitem__, cells)],
         )
         if self.user_type is UserType.PORTAL:
             members.emails = frame["email"].tolist()
-            members.email_keys = list(map(str.lower, members.emails))
             by_cell = {
                 r: (Role.ADMIN if r.lower() == "admin" else Role.MEMBER).value for r in set(frame["role"])
             }

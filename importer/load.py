@@ -164,9 +164,9 @@ def _row_tuples(members: Members) -> list[tuple[Any, ...]]:
     columns = (
         members.source_rows,  # first: it bounds the endless repeats
         members.names,
-        members.name_keys,
+        members.name_keys(),
         members.emails or none,
-        members.email_keys or none,
+        members.email_keys() or none,
         members.roles or repeat(Role.MEMBER.value),
         members.team_ids,
         (t or 0 for t in members.team_ids),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from array import array
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -202,15 +203,25 @@ class Members:
 
     source_rows: list[int] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
-    name_keys: list[str] = field(default_factory=list)
     emails: list[str] | None = None
-    email_keys: list[str] | None = None
     roles: list[str] | None = None
     team_ids: list[int | None] = field(default_factory=list)
     pin_hashes: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.source_rows)
+
+    def name_keys(self) -> Iterator[str]:
+        """Each name's comparison form (models.text_key): cells are NFC already, so lower-case.
+
+        Derived where the rows are written, not carried: the checking worker sends less, and
+        the importing process lower-cases in the same C-level pass that builds the rows.
+        """
+        return map(str.lower, self.names)
+
+    def email_keys(self) -> Iterator[str] | None:
+        """Each address's comparison form, as name_keys; None for no-portal members."""
+        return map(str.lower, self.emails) if self.emails is not None else None
 
     def shown(self) -> list[str]:
         """What a report shows of each member: the address, or the name when there is none."""
@@ -220,7 +231,7 @@ class Members:
         # Sent to the importing process as a few long strings and arrays, not a million small
         # objects: pickling them cost more than a second per million rows on each side. Valid
         # cells never hold a NUL (names and addresses with control characters are rejected).
-        texts = (self.names, self.name_keys, self.emails, self.email_keys, self.roles, self.pin_hashes)
+        texts = (self.names, self.emails, self.roles, self.pin_hashes)
         return (
             _unpack_members,
             (
@@ -237,13 +248,11 @@ _NUL = "\x00"
 def _unpack_members(rows: bytes, teams: bytes, texts: tuple[str | None, ...]) -> Members:
     source_rows = array("q", rows).tolist()
     columns = [None if t is None else t.split(_NUL) if source_rows else [] for t in texts]
-    names, name_keys, emails, email_keys, roles, pin_hashes = columns
+    names, emails, roles, pin_hashes = columns
     return Members(
         source_rows=source_rows,
         names=names or [],
-        name_keys=name_keys or [],
         emails=emails,
-        email_keys=email_keys,
         roles=roles,
         team_ids=[t or None for t in array("q", teams).tolist()],
         pin_hashes=pin_hashes,

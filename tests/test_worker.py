@@ -174,16 +174,12 @@ def test_members_cross_to_the_importing_process_unchanged(count: int) -> None:
     portal = Members(
         source_rows=[2, 7, 1_048_576][:count],
         names=names,
-        name_keys=[n.lower() for n in names],
         emails=["zoe@example.com", "", "pat@example.ie"][:count],
-        email_keys=["zoe@example.com", "", "pat@example.ie"][:count],
         roles=["Admin", "Member", "Member"][:count],
         team_ids=[None, 3, 12][:count],
     )
     assert round_trip(portal) == portal
-    no_portal = Members(
-        source_rows=[5, 6, 9][:count], names=names, name_keys=names, team_ids=[1, None, None][:count]
-    )
+    no_portal = Members(source_rows=[5, 6, 9][:count], names=names, team_ids=[1, None, None][:count])
     no_portal.pin_hashes = ["sha256$aa$bb", "sha256$cc$dd", ""][:count]
     assert round_trip(no_portal) == no_portal
 
