@@ -7,10 +7,13 @@ results are the same either way (the test suite runs both).
 
 from __future__ import annotations
 
+import ctypes
 import enum
 import hashlib
 import multiprocessing
+import os
 import secrets
+import signal
 import sys
 import threading
 import traceback
@@ -201,6 +204,22 @@ def can_fork() -> bool:
     )
 
 
+def die_with_parent() -> None:
+    """In a forked helper: be killed when the process that forked it dies, however it dies.
+
+    Otherwise a helper of an import killed with SIGKILL would go on writing and hold its inherited
+    copy of the database connection (on PostgreSQL, the import's open transaction) until done.
+    """
+    parent = multiprocessing.parent_process()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if parent is not None and os.getppid() != parent.pid:  # it died before the line above
+        os._exit(1)
+
+
+_PR_SET_PDEATHSIG = 1
+
+
 class _Kind(enum.StrEnum):
     """What a message from the worker carries."""
 
@@ -237,6 +256,11 @@ def check_all(checker: Checker, chunks: Iterator[Chunk], *, worker: bool) -> Ite
                     f"the process checking the rows stopped unexpectedly (exit code {process.exitcode}); "
                     "nothing was written."
                 ) from None
+            except Exception as exc:  # a message that cannot be read back (an exception of odd shape)
+                raise CheckingStoppedError(
+                    f"the process checking the rows sent what cannot be read back ({type(exc).__name__}: "
+                    f"{exc}); nothing was written."
+                ) from exc
             if kind is _Kind.ERROR:
                 raise payload
             yield payload
@@ -252,6 +276,7 @@ def check_all(checker: Checker, chunks: Iterator[Chunk], *, worker: bool) -> Ite
 def _work(checker: Checker, chunks: Iterator[Chunk], sender: Any, receiver: Any) -> None:
     """The worker: check every chunk and send it on; send what went wrong instead, if anything."""
     receiver.close()  # else its own copy would keep the pipe open after the importing process died
+    die_with_parent()
     try:
         for chunk in chunks:
             sender.send((_Kind.CHECKED, checker.check(chunk)))

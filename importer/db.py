@@ -129,9 +129,11 @@ def parents_checked_by_writer(conn: Connection) -> Iterator[None]:
     try:
         yield
     finally:
-        if driver.in_transaction:  # the block left one open (an error): nothing of it may stay
-            driver.rollback()
-        driver.execute("PRAGMA foreign_keys=ON")
+        try:
+            if driver.in_transaction:  # the block left one open (an error): nothing of it may stay
+                driver.rollback()
+        finally:
+            driver.execute("PRAGMA foreign_keys=ON")  # a no-op inside a transaction, hence the above
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -7,6 +7,7 @@ import datetime as dt
 import gc
 import hashlib
 import secrets
+import shutil
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -139,17 +140,20 @@ def _run_import(
                 result.outcome = Outcome.DRY_RUN
             result.finished_at = utcnow().isoformat(timespec="seconds")
             result.seconds = time.perf_counter() - started
+            if not (dry_run or refused):
+                run.loader.check_parents()
             result.report_dir = settings.report_dir / result.batch_id
             write_report(result, spec=spec)
             if dry_run or refused:
                 transaction.rollback()
             else:
-                run.loader.check_parents()
                 finish_batch(conn, result.batch_id, _counts(result))
                 transaction.commit()
         except BaseException:
             if transaction.is_active:
                 transaction.rollback()
+            if result.report_dir is not None:  # no report of a batch that is not there
+                shutil.rmtree(result.report_dir, ignore_errors=True)
             raise
     if dry_run or refused:  # the record of a run that wrote nothing, foreign keys checked again
         with engine.begin() as conn:

@@ -111,6 +111,7 @@ class OpenedSheet:
     _reopen: Callable[[], Iterator[RawBlock]] | None = None
     _pick: Callable[[list[int]], RawPicks | None] | None = None
     _texts_only: bool = True
+    _stat: tuple[int, int, int] | None = None  # the file as first read (see _identity)
 
     def header_of(self, key: str) -> str:
         """The header text the user gave the column with this key."""
@@ -155,6 +156,11 @@ class OpenedSheet:
         """
         if self._reopen is None or not wanted:
             return {}
+        if _identity(self.path) != self._stat:
+            raise UnreadableFileError(
+                f"{self.path.name} changed while it was being imported; nothing was written. "
+                "Import it again once it is saved."
+            )
         targets = sorted(wanted)
         picks = self._pick(targets) if self._pick is not None else None
         if picks is not None:
@@ -179,6 +185,12 @@ class OpenedSheet:
         data = {key: columns[pos] for key, pos in self.columns.items()}
         frame = pd.DataFrame(data, index=pd.Index(numbers, name="row"), dtype=object)
         return Chunk(frame=frame, columns=columns)
+
+
+def _identity(path: Path) -> tuple[int, int, int]:
+    """(size, modification time, inode): rows read back at the end must come from the same file."""
+    stat = path.stat()
+    return stat.st_size, stat.st_mtime_ns, stat.st_ino
 
 
 def fit_width(block: Block, width: int) -> list[int]:
@@ -266,9 +278,10 @@ def open_sheet(
             f"{', '.join(sorted(SUPPORTED_EXTENSIONS))}."
         )
     try:
-        size = path.stat().st_size
+        identity = _identity(path)
     except OSError as exc:
         raise UnreadableFileError(f"{path}: cannot read the file ({exc.strerror}).") from exc
+    size = identity[0]
     if size > settings.max_file_bytes:
         raise LimitExceededError(
             f"{path.name} is {size:,} bytes; the limit is {settings.max_file_bytes:,} "
@@ -312,6 +325,7 @@ def open_sheet(
         opened._reopen = reopen
         opened._pick = pick
         opened._texts_only = texts_only
+        opened._stat = identity
         opened.row_estimate = estimate
         return opened
     raise FileLevelError(

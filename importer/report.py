@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import gc
 import json
 import multiprocessing
 import os
@@ -17,11 +18,11 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from importer.cells import neutralize
-from importer.checking import can_fork
+from importer.checking import can_fork, die_with_parent
 from importer.errors import ImporterError
 from importer.results import ErrorCode, ImportResult, RowError
 from importer.sheets import ERRORS_HEADER, ColumnKind, SheetSpec, header_lookup, normalize_header
-from importer.workbook import write_rejected_xlsx
+from importer.workbook import XLSX_MAX_ROWS, write_rejected_xlsx
 
 # report.html lists at most this many rejected rows; the CSVs always have all of them.
 HTML_ROW_LIMIT = 2_000
@@ -70,6 +71,11 @@ def write_report(result: ImportResult, *, spec: SheetSpec) -> Path:
         raise ValueError("the result has no report_dir")
     folder = result.report_dir
     folder.mkdir(parents=True, exist_ok=True)
+    if len(result.rejected_rows) > XLSX_MAX_ROWS:
+        result.warnings.append(
+            f"rejected.xlsx holds the first {XLSX_MAX_ROWS:,} rejected rows, as many as a worksheet "
+            f"can; rejected.csv has all {len(result.rejected_rows):,}."
+        )
     pin_columns = _pin_positions(result.headers, spec)
     errors_by_row: dict[int, list[RowError]] = defaultdict(list)
     for error in result.errors:
@@ -129,7 +135,11 @@ def _alongside(
     process = context.Process(
         target=_write_and_tell, args=(write, result, path, options, sender), daemon=True
     )
-    process.start()
+    gc.freeze()  # the child's collections then leave the parent's objects (and their pages) alone
+    try:
+        process.start()
+    finally:
+        gc.unfreeze()
     sender.close()
     try:
         yield
@@ -140,6 +150,8 @@ def _alongside(
             raise ImporterError(
                 f"the process writing {path.name} stopped unexpectedly (exit code {process.exitcode})."
             ) from None
+        except Exception as exc:  # what it sent cannot be read back (an exception of odd shape)
+            raise ImporterError(f"writing {path.name} failed ({type(exc).__name__}: {exc}).") from exc
         if failure is not None:
             raise failure
     finally:
@@ -152,11 +164,15 @@ def _alongside(
 def _write_and_tell(
     write: Callable[..., None], result: ImportResult, path: Path, options: dict[str, Any], sender: Any
 ) -> None:
+    die_with_parent()
     try:
         write(result, path, **options)
     except BaseException as exc:
         exc.add_note(traceback.format_exc())
-        sender.send(exc)
+        try:
+            sender.send(exc)
+        except Exception:  # an exception that cannot be pickled: its text, then
+            sender.send(ImporterError(f"writing {path.name} failed ({type(exc).__name__}: {exc})."))
     else:
         sender.send(None)
     finally:

@@ -29,6 +29,8 @@ REJECTED_SHEET_TITLE = "Rejected rows"
 # Cell comments make a big workbook slow to open: the first rows get them; every row still has
 # its bad cells filled and its messages in the Errors column.
 COMMENTED_ROWS = 2_000
+# A worksheet's rows, less the header: Excel's own limit (rejected.csv has every rejected row).
+XLSX_MAX_ROWS = 1_048_575
 # Widths are measured on the first rows only: enough to size columns, cheap for 10k rows.
 _WIDTH_SAMPLE_ROWS = 500
 _MIN_WIDTH, _MAX_WIDTH, _ERRORS_MAX_WIDTH = 10, 50, 100
@@ -65,6 +67,7 @@ def write_rejected_xlsx(result: ImportResult, path: Path, *, pin_columns: set[in
     position: dict[str, int] = {}
     for index, header in enumerate(headers):
         position.setdefault(header, index)
+    rejected = result.rejected_rows[:XLSX_MAX_ROWS]  # the report warns when rows are left out
     rows = [
         _row_texts(
             [row.values[i] if i < len(row.values) else "" for i in keep],
@@ -73,7 +76,7 @@ def write_rejected_xlsx(result: ImportResult, path: Path, *, pin_columns: set[in
             pins,
             PIN_REMOVED,
         )
-        for row in result.rejected_rows
+        for row in rejected
     ]
 
     workbook = xlsxwriter.Workbook(str(path), _WORKBOOK_OPTIONS)
@@ -85,22 +88,22 @@ def write_rejected_xlsx(result: ImportResult, path: Path, *, pin_columns: set[in
         sheet.freeze_panes(1, 0)
         sheet.autofilter(0, 0, len(rows), len(headers))
         _write_header(workbook, sheet, headers)
-        for count, (rejected, texts) in enumerate(zip(result.rejected_rows, rows, strict=True), start=1):
+        for count, (row, texts) in enumerate(zip(rejected, rows, strict=True), start=1):
             marked: dict[int, list[RowError]] = defaultdict(list)
-            for error in errors_by_row[rejected.row_number]:
+            for error in errors_by_row[row.row_number]:
                 if error.column in position:
                     marked[position[error.column]].append(error)
             for index, text in enumerate(texts):
                 if index in marked:
                     if text:
-                        sheet.write_string(count, index, _literal(text), bad)
+                        _write_text(sheet, count, index, text, bad)
                     else:  # a blank cell, filled
                         sheet.write_blank(count, index, None, bad)
                     if count <= COMMENTED_ROWS:
                         note = "\n\n".join(f"{e.message} ({e.code.value})" for e in marked[index])
                         sheet.write_comment(count, index, *_comment(note))
                 elif text:
-                    sheet.write_string(count, index, _literal(text))
+                    _write_text(sheet, count, index, text)
     finally:
         workbook.close()
 
@@ -164,19 +167,48 @@ def describe_template_stamp(stamp: str | None, *, spec: SheetSpec) -> str | None
 
 def xlsx_text(value: str) -> str:
     """A cell value as an inert string (a formula guard, Excel's length cap); the writer escapes it."""
-    return neutralize(value)[:MAX_CELL_CHARS]
+    return _fit(neutralize(value))
+
+
+def _fit(text: str) -> str:
+    """Text cut to Excel's cell cap, which counts UTF-16 units (an emoji is two), as XlsxWriter does.
+
+    Cut here, so XlsxWriter never cuts a text itself after _literal has looked at it.
+    """
+    if len(text) <= MAX_CELL_CHARS // 2:
+        return text
+    units = text.encode("utf-16-le")
+    if len(units) <= 2 * MAX_CELL_CHARS:
+        return text
+    return units[: 2 * MAX_CELL_CHARS].decode("utf-16-le", errors="ignore")  # never half an emoji
+
+
+_RUN_OPEN, _RUN_CLOSE = '<r><t xml:space="preserve">', "</t></r>"
 
 
 def _literal(text: str) -> str:
-    """Text XlsxWriter writes as it is.
+    """Text XlsxWriter writes as the text it is (call it on text already cut by _fit).
 
-    XlsxWriter writes a string that starts with `<r>` and ends with `</r>` as rich-text XML,
-    unescaped: a cell of the upload could inject markup into the sheet. Such a text is wrapped in
-    a rich-text run of its own, escaped here, so it reads back as typed.
+    XlsxWriter copies a string that starts with `<r>` and ends with `</r>` into the sheet's XML
+    unescaped, as rich text: a cell of the upload could inject markup, a formula among it. Every
+    text that starts with `<r>` is therefore wrapped in a rich-text run of its own, escaped here;
+    a run too long for a cell once escaped loses characters at its end, never its wrapping.
     """
-    if not (text.startswith("<r>") and text.endswith("</r>")):
+    if not text.startswith("<r>"):
         return text
-    return f'<r><t xml:space="preserve">{xml_escape(text)}</t></r>'
+    while True:
+        wrapped = f"{_RUN_OPEN}{xml_escape(text)}{_RUN_CLOSE}"
+        over = len(wrapped.encode("utf-16-le")) // 2 - MAX_CELL_CHARS
+        if over <= 0:
+            return wrapped
+        text = text[:-over]
+
+
+def _write_text(sheet: Worksheet, row: int, column: int, text: str, *formats: object) -> None:
+    """Write a text cell; anything XlsxWriter would cut or drop silently is an error instead."""
+    status = sheet.write_string(row, column, _literal(text), *formats)
+    if status != 0:
+        raise ValueError(f"rejected.xlsx: cannot write row {row + 1}, column {column + 1} (status {status})")
 
 
 def _row_texts(
@@ -193,14 +225,14 @@ def _row_texts(
 
 def _plain(text: str) -> str:
     """Messages and comments: characters XML cannot hold become U+FFFD (they are read, not imported)."""
-    return _XML_ILLEGAL.sub("\ufffd", text)[:MAX_CELL_CHARS]
+    return _fit(_XML_ILLEGAL.sub("\ufffd", text))
 
 
 def _write_header(workbook: xlsxwriter.Workbook, sheet: Worksheet, headers: Sequence[str]) -> None:
     header, errors_header = workbook.add_format(HEADER_FORMAT), workbook.add_format(ERRORS_HEADER_FORMAT)
     for index, text in enumerate(headers):
-        sheet.write_string(0, index, _literal(xlsx_text(text)), header)
-    sheet.write_string(0, len(headers), ERRORS_HEADER, errors_header)
+        _write_text(sheet, 0, index, xlsx_text(text), header)
+    _write_text(sheet, 0, len(headers), ERRORS_HEADER, errors_header)
     sheet.write_comment(
         0,
         len(headers),

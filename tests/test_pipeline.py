@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import stat
@@ -9,10 +10,12 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import sqlalchemy.exc
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from importer.checking import verify_pin
+from importer.db import parents_checked_by_writer
 from importer.errors import MissingColumnsError, NotFoundError, PermissionDeniedError
 from importer.models import Batch, Member, Role, Status
 from importer.orgs import create_organization, list_members
@@ -497,4 +500,25 @@ def test_parents_of_written_rows_are_checked_once_per_batch(  # type: ignore[no-
     if org.engine.dialect.name == "sqlite":
         with org.engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA foreign_key_check").all() == []
-            assert conn.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1  # on again for others
+
+
+@pytest.mark.parametrize("fails", [False, True], ids=["ends", "fails"])
+def test_foreign_keys_are_on_again_on_the_same_connection_after_a_bulk_write(org: Org, fails: bool) -> None:
+    if org.engine.dialect.name != "sqlite":
+        pytest.skip("only SQLite turns its per-row look-ups off")
+    with org.engine.connect() as conn:
+        driver = conn.connection.driver_connection
+        assert driver is not None
+        with contextlib.suppress(RuntimeError), parents_checked_by_writer(conn):
+            conn.begin()
+            conn.exec_driver_sql("INSERT INTO teams (organization_id, name, name_key) VALUES (999, 'X', 'x')")
+            assert driver.execute("PRAGMA foreign_keys").fetchone() == (0,)
+            if fails:
+                raise RuntimeError("the import failed half-way")
+            conn.commit()
+        assert driver.execute("PRAGMA foreign_keys").fetchone() == (1,)
+        assert not driver.in_transaction
+        conn.rollback()  # SQLAlchemy's side of the transaction the block left (the import does this)
+        insert = "INSERT INTO teams (organization_id, name, name_key) VALUES (998, 'Y', 'y')"
+        with pytest.raises(sqlalchemy.exc.IntegrityError), conn.begin():  # enforced again here
+            conn.exec_driver_sql(insert)

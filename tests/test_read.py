@@ -450,3 +450,16 @@ def test_rows_read_back_by_number_are_the_rows_first_read(tmp_path: Path, layout
     assert reader.one_line_records is by_line
     assert opened.pick_rows(wanted) == {row: first[row] for row in wanted}
     assert opened.pick_rows({max(first) + 5}) == {}  # a row past the end is not there
+
+
+def test_a_file_changed_before_rows_are_read_back_is_an_error(tmp_path: Path) -> None:
+    # Rows read back at the end (late duplicates) must be the rows first read, or nothing is written.
+    path = tmp_path / "people.csv"
+    rows = ["Name,Email,Role", "Ada,ada@example.com,Admin", "Bob,bob@example.com,Member"]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    opened = open_sheet(path, load_sheet(UserType.PORTAL), settings=Settings())
+    list(opened.iter_chunks(chunk_rows=5))
+    rows[1] = "Evelyn,evelyn@example.com,Admin"  # saved again meanwhile
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    with pytest.raises(UnreadableFileError, match=r"people\.csv changed while it was being imported"):
+        opened.pick_rows({2})

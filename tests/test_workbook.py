@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import dataclasses
 import zipfile
 from collections.abc import Callable, Iterator
@@ -13,6 +14,7 @@ from openpyxl import Workbook, load_workbook
 from openpyxl.worksheet.worksheet import Worksheet
 from sqlalchemy import Engine
 
+from importer import report, workbook
 from importer.db import open_database
 from importer.orgs import create_organization, create_teams, list_members
 from importer.pipeline import run_import
@@ -377,3 +379,47 @@ def test_describe_template_stamp(stamp: str | None, words: list[str] | None) -> 
         assert message is None
     else:
         assert message is not None and all(w in message for w in words), message
+
+
+def test_a_cell_cut_to_excels_cap_cannot_turn_into_markup(
+    acme: Engine, write_csv: WriteCsv, tmp_path: Path
+) -> None:
+    # Excel's cap counts UTF-16 units: emoji count twice. A cell whose first 32,767 units end in
+    # `</r>` would, once cut, be copied into the sheet's XML as markup, a live formula among it.
+    head = '<r><t>x</t></r></is></c><c r="AA2"><f>HYPERLINK("http://evil.example","Fix")</f></c><c><is><r><t>'
+    tail = "</t></r>"
+    emoji = "\U0001f600" * 100
+    filler = "a" * (32_767 - len(head) - len(tail) - 2 * len(emoji))
+    name = head + emoji + filler + tail + emoji
+    path = tmp_path / "long.csv"
+    with path.open("w", newline="", encoding="utf-8") as f:
+        csv.writer(f).writerows([["Name", "Email", "Role"], [name, "ann@example.com", "Member"]])
+    result = do_import(acme, path, tmp_path)
+    assert result.rejected == 1  # name.too_long
+
+    workbook = rejected_xlsx(result, tmp_path / "rejected.xlsx")
+    sheet = load_workbook(workbook).worksheets[0]
+    assert sheet["AA2"].value is None
+    assert not [c for row in sheet.iter_rows() for c in row if c.data_type == "f"]
+    assert b"<f>" not in zipfile.ZipFile(workbook).read("xl/worksheets/sheet1.xml")
+    assert str(sheet["A2"].value).startswith(head)  # the text as typed, cut at Excel's cap
+
+
+def test_rejected_rows_past_a_worksheets_last_row_are_in_the_csv_and_said(
+    acme: Engine, write_csv: WriteCsv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(workbook, "XLSX_MAX_ROWS", 2)
+    monkeypatch.setattr(report, "XLSX_MAX_ROWS", 2)
+    result = do_import(
+        acme, write_csv("bad.csv", "Name,Email,Role", *[f"P{i},p{i}@bad,Member" for i in range(4)]), tmp_path
+    )
+    assert result.rejected == 4 and result.report_dir is not None
+    sheet = load_workbook(result.report_dir / "rejected.xlsx").worksheets[0]
+    assert [c.value for c in sheet["A"]] == ["Name", "P0", "P1"]
+    with (result.report_dir / "rejected.csv").open(encoding="utf-8-sig") as f:
+        assert len(list(csv.reader(f))) == 1 + 4
+    said = (
+        "rejected.xlsx holds the first 2 rejected rows, as many as a worksheet can; rejected.csv has all 4."
+    )
+    assert said in result.warnings
+    assert said in (result.report_dir / "report.html").read_text(encoding="utf-8")

@@ -298,3 +298,66 @@ def test_a_failed_workbook_alongside_fails_the_import_and_writes_nothing(  # typ
     ):
         do_import(org, sheet(tmp_path, mixed_rows()), tmp_path)
     assert counts(org) == before
+
+    def odd(result: ImportResult, target: Path, **options: object) -> None:
+        raise TwoPartError("disk", "full")  # pickled fine, cannot be unpickled: __init__ wants two
+
+    monkeypatch.setattr(report, "write_rejected_xlsx", odd)
+    with pytest.raises(ImporterError, match=r"writing rejected.xlsx failed \(TypeError"):
+        do_import(org, sheet(tmp_path, mixed_rows()), tmp_path)
+    assert counts(org) == before
+    # The other report files were written meanwhile; a report of a batch that is not there is not kept.
+    assert not (tmp_path / "reports").exists() or list((tmp_path / "reports").iterdir()) == []
+
+
+class TwoPartError(Exception):
+    def __init__(self, first: str, second: str) -> None:
+        super().__init__(f"{first} {second}")
+
+
+XLSX_ORPHAN_SCRIPT = """
+import os, sys, time
+from pathlib import Path
+from importer import report
+from importer.db import open_database
+from importer.orgs import create_organization
+from importer.pipeline import run_import
+from importer.settings import Settings
+from importer.sheets import UserType
+
+def stuck(result, target, **options):  # a huge report, still being written
+    Path(sys.argv[3], "writer.pid").write_text(str(os.getpid()))
+    time.sleep(60)
+
+report.write_rejected_xlsx = stuck
+report.XLSX_ALONGSIDE_FROM = 1
+engine = open_database(sys.argv[1])
+create_organization(engine, "Acme", owner_email="o@acme.example", owner_name="O")
+run_import(engine, Path(sys.argv[2]), org_ref="Acme", actor_email="o@acme.example",
+           user_type=UserType.PORTAL, settings=Settings(report_dir=Path(sys.argv[3])))
+"""
+
+
+def test_a_killed_import_takes_its_workbook_writer_with_it(tmp_path: Path) -> None:
+    path = sheet(tmp_path, [f"P{i},p{i}@bad,Member," for i in range(20)])
+    reports = tmp_path / "r"
+    reports.mkdir()
+    importer = subprocess.Popen(
+        [sys.executable, "-c", XLSX_ORPHAN_SCRIPT, f"sqlite:///{tmp_path / 'o.db'}", str(path), str(reports)]
+    )
+    pid_file = reports / "writer.pid"
+    deadline = time.monotonic() + 30
+    while not pid_file.exists() and time.monotonic() < deadline and importer.poll() is None:
+        time.sleep(0.05)
+    assert pid_file.exists(), "the import never started writing its workbook"
+    time.sleep(0.1)  # the pid is written; the writer sleeps
+    writer = int(pid_file.read_text())
+    importer.send_signal(signal.SIGKILL)
+    importer.wait()
+    deadline = time.monotonic() + 10
+    while _alive(writer) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lingering = _alive(writer)
+    if lingering:
+        os.kill(writer, signal.SIGKILL)
+    assert not lingering
