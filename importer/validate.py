@@ -158,27 +158,28 @@ class Validator:
         self.schema = build_schema(spec, context, present=headers)
 
     def check_chunk(self, frame: pd.DataFrame) -> list[RowError]:
-        """Every rule failure of the chunk, collected at once (pandera lazy mode)."""
-        try:
-            self.schema.validate(frame, lazy=True)
-        except pa.errors.SchemaErrors as exc:
-            return self._row_errors(exc.failure_cases)
-        return []
+        """Every rule failure of the chunk: each pandera Check of the schema, run on its column.
 
-    def _row_errors(self, failures: pd.DataFrame) -> list[RowError]:
-        """The one place pandera's failure cases become RowErrors (the frame index is the row)."""
-        # failure_case is the failing cell itself (every check here is per cell), so the frame is
-        # not looked up again per error.
-        return [
-            self.error(int(row), key, ErrorCode(code), str(value))
-            for key, code, row, value in zip(
-                failures["column"],
-                failures["check"],
-                failures["index"],
-                failures["failure_case"],
-                strict=True,
-            )
-        ]
+        Not `schema.validate(frame, lazy=True)`: that also builds, for every chunk with a bad
+        row, a summary of all failures (failure-case frames, concatenated and grouped) that
+        nothing here reads; it was a third of the checking time of a million-row file. The
+        schema's other checks (columns present, object dtype, nulls) hold by construction: it is
+        built for the columns present, and the reader makes every cell a string.
+        """
+        errors: list[RowError] = []
+        for key, column in self.schema.columns.items():
+            cells = frame[key]
+            for check in column.checks:
+                passed = check(cells).check_output
+                if bool(passed.all()):
+                    continue
+                failing = cells[~passed]
+                code = ErrorCode(check.name)
+                errors.extend(
+                    self.error(int(row), key, code, str(value))
+                    for row, value in zip(failing.index, failing.tolist(), strict=True)
+                )
+        return errors
 
     def error(self, row: int, key: str, code: ErrorCode, value: str, *, rows: str = "") -> RowError:
         """A RowError with its message rendered for this cell."""
