@@ -592,21 +592,25 @@ class Benchmark:
         finally:
             remove_sqlite(path)
 
-    def sqlite3_schema_floor(self, case: Case) -> None:
-        """csv.reader -> executemany into the importer's own members table, checking nothing."""
-        path = self.work / f"{case.key}.db"
+    def seed_batch(self, case: Case, db_url: str) -> None:
+        """Untimed, for a floor on the importer's own table: the importer makes the schema, the
+        organization, its teams and, importing one row, the batch the floor's rows belong to."""
         seed = self.work / case.key / "seed.csv"
         seed.parent.mkdir(parents=True, exist_ok=True)
         seed.write_text("Name,Email,Role,Team\nSeed Row,seed@bench.example,Member,\n", encoding="utf-8")
+        setup_org(db_url)
+        subprocess.run(
+            import_command(db_url, seed, report_dir=self.work / case.key / "reports"),
+            capture_output=True,
+            check=True,
+        )
+
+    def sqlite3_schema_floor(self, case: Case) -> None:
+        """csv.reader -> executemany into the importer's own members table, checking nothing."""
+        path = self.work / f"{case.key}.db"
         remove_sqlite(path)
         try:
-            db_url = f"sqlite:///{path}"
-            setup_org(db_url)  # the importer makes the schema, the org, the teams ...
-            subprocess.run(  # ... and, importing one row, the batch the floor's rows belong to
-                import_command(db_url, seed, report_dir=self.work / case.key / "reports"),
-                capture_output=True,
-                check=True,
-            )
+            self.seed_batch(case, f"sqlite:///{path}")
             child = self.measure(
                 case,
                 [PYTHON, str(PEERS_DIR / "sqlite3_schema_floor.py"), str(self.big.path), str(path)],
@@ -649,17 +653,8 @@ class Benchmark:
     def psql_schema_floor(self, case: Case) -> None:
         r"""psql \copy into the importer's own members table: what PostgreSQL itself costs."""
         rows_path = self.work / case.key / "members.csv"
-        seed = self.work / case.key / "seed.csv"
-        seed.parent.mkdir(parents=True, exist_ok=True)
-        seed.write_text("Name,Email,Role,Team\nSeed Row,seed@bench.example,Member,\n", encoding="utf-8")
         with self.postgres.fresh_database(f"bench_{os.getpid()}_schema_copy") as database:
-            db_url = self.postgres.sqlalchemy_url(database)
-            setup_org(db_url)  # the importer makes the schema, the org, the teams and, importing
-            subprocess.run(  # one row, the batch the floor's rows belong to
-                import_command(db_url, seed, report_dir=self.work / case.key / "reports"),
-                capture_output=True,
-                check=True,
-            )
+            self.seed_batch(case, self.postgres.sqlalchemy_url(database))
             org = int(self.postgres.psql(database, "SELECT id FROM organizations"))
             batch = self.postgres.psql(database, "SELECT id FROM batches")
             teams = {
