@@ -7,24 +7,16 @@ results are the same either way (the test suite runs both).
 
 from __future__ import annotations
 
-import ctypes
-import enum
 import hashlib
-import multiprocessing
-import os
 import secrets
-import signal
-import sys
-import threading
-import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
 
 import pandas as pd
 
 from importer.emails import suggest_domain
-from importer.errors import CheckingStoppedError, ImporterError
+from importer.errors import CheckingStoppedError
+from importer.forked import Helper
 from importer.models import Role
 from importer.read import Chunk, OpenedSheet
 from importer.results import ErrorCode, Members, RejectedRow, RowError
@@ -190,106 +182,37 @@ def verify_pin(stored: str, pin: str) -> bool:
 # --- in order, inline or in a worker process --------------------------------------------------------
 
 
-def can_fork() -> bool:
-    """Whether checks may run in a forked worker.
-
-    Linux only, and only from a single-threaded process that may have children: forking a process
-    with other threads running can leave the child holding a lock no thread will release, and a
-    daemonic process (a multiprocessing pool's worker) may not start one. Otherwise, inline.
-    """
-    return (
-        sys.platform == "linux"
-        and threading.active_count() == 1
-        and not multiprocessing.current_process().daemon
-    )
-
-
-def die_with_parent() -> None:
-    """In a forked helper: be killed when the process that forked it dies, however it dies.
-
-    Otherwise a helper of an import killed with SIGKILL would go on writing and hold its inherited
-    copy of the database connection (on PostgreSQL, the import's open transaction) until done.
-    """
-    parent = multiprocessing.parent_process()
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    if parent is not None and os.getppid() != parent.pid:  # it died before the line above
-        os._exit(1)
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-class _Kind(enum.StrEnum):
-    """What a message from the worker carries."""
-
-    CHECKED = "checked"
-    SETTLED = "settled"
-    ERROR = "error"
-
-
 def check_all(checker: Checker, chunks: Iterator[Chunk], *, worker: bool) -> Iterator[Checked | Settled]:
     """Each chunk's Checked in file order, then the Settled; from a worker process if `worker`.
 
     The worker sends one chunk at a time through a pipe, so it is at most a chunk ahead of the
     writes. Whatever it raises (a limit passed half-way through the file, a bug) is raised here.
-    If the importing process stops first, for whatever reason, the worker's next send fails and it
-    exits: it holds no copy of the pipe's reading end.
     """
     if not worker:
         for chunk in chunks:
             yield checker.check(chunk)
         yield checker.settle()
         return
-    context = multiprocessing.get_context("fork")
-    receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_work, args=(checker, chunks, sender, receiver), daemon=True)
-    process.start()
-    sender.close()
+    helper = Helper(
+        _check_and_send,
+        checker,
+        chunks,
+        doing="checking the rows",
+        error=CheckingStoppedError,
+        tail="; nothing was written.",
+    )
     try:
         while True:
-            try:
-                kind, payload = receiver.recv()
-            except (EOFError, OSError):  # gone between messages, or half-way through one
-                process.join()
-                raise CheckingStoppedError(
-                    f"the process checking the rows stopped unexpectedly (exit code {process.exitcode}); "
-                    "nothing was written."
-                ) from None
-            except Exception as exc:  # a message that cannot be read back (an exception of odd shape)
-                raise CheckingStoppedError(
-                    f"the process checking the rows sent what cannot be read back ({type(exc).__name__}: "
-                    f"{exc}); nothing was written."
-                ) from exc
-            if kind is _Kind.ERROR:
-                raise payload
-            yield payload
-            if kind is _Kind.SETTLED:
+            message: Checked | Settled = helper.recv()
+            yield message
+            if isinstance(message, Settled):
                 break
     finally:
-        receiver.close()
-        if process.is_alive():
-            process.kill()
-        process.join()
+        helper.stop()
 
 
-def _work(checker: Checker, chunks: Iterator[Chunk], sender: Any, receiver: Any) -> None:
-    """The worker: check every chunk and send it on; send what went wrong instead, if anything."""
-    receiver.close()  # else its own copy would keep the pipe open after the importing process died
-    die_with_parent()
-    try:
-        for chunk in chunks:
-            sender.send((_Kind.CHECKED, checker.check(chunk)))
-        sender.send((_Kind.SETTLED, checker.settle()))
-    except BrokenPipeError:
-        pass  # the importing process has stopped; nobody is listening
-    except BaseException as exc:
-        exc.add_note(traceback.format_exc())  # for whoever debugs a bug; users see one line
-        try:
-            sender.send((_Kind.ERROR, exc))
-        except Exception:
-            sender.send(
-                (_Kind.ERROR, ImporterError(f"unexpected internal error ({type(exc).__name__}: {exc})"))
-            )
-    finally:
-        sender.close()
+def _check_and_send(send: Callable[[object], None], checker: Checker, chunks: Iterator[Chunk]) -> None:
+    """The worker: check every chunk and send it on, then what the end of the file settles."""
+    for chunk in chunks:
+        send(checker.check(chunk))
+    send(checker.settle())

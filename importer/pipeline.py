@@ -16,8 +16,9 @@ from typing import Any
 from sqlalchemy import Connection, Engine
 from sqlalchemy.orm import Session
 
-from importer.checking import Checked, Checker, Settled, can_fork, check_all
+from importer.checking import Checked, Checker, Settled, check_all
 from importer.db import parents_checked_by_writer
+from importer.forked import can_fork
 from importer.load import MemberLoader, finish_batch, record_batch, start_batch
 from importer.models import utcnow
 from importer.orgs import Actor, find_actor, find_organization, list_teams

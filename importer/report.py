@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import gc
 import json
-import multiprocessing
 import os
 import re
-import traceback
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -18,8 +15,7 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, select_autoescape
 
 from importer.cells import neutralize
-from importer.checking import can_fork, die_with_parent
-from importer.errors import ImporterError
+from importer.forked import Helper, can_fork
 from importer.results import ErrorCode, ImportResult, RowError
 from importer.sheets import ERRORS_HEADER, ColumnKind, SheetSpec, header_lookup, normalize_header
 from importer.workbook import XLSX_MAX_ROWS, write_rejected_xlsx
@@ -130,53 +126,23 @@ def _alongside(
         write(result, path, **options)
         yield
         return
-    context = multiprocessing.get_context("fork")
-    receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(
-        target=_write_and_tell, args=(write, result, path, options, sender), daemon=True
-    )
-    gc.freeze()  # the child's collections then leave the parent's objects (and their pages) alone
-    try:
-        process.start()
-    finally:
-        gc.unfreeze()
-    sender.close()
+    helper = Helper(_write_and_tell, write, result, path, options, doing=f"writing {path.name}")
     try:
         yield
-        try:
-            failure = receiver.recv()
-        except (EOFError, OSError):
-            process.join()
-            raise ImporterError(
-                f"the process writing {path.name} stopped unexpectedly (exit code {process.exitcode})."
-            ) from None
-        except Exception as exc:  # what it sent cannot be read back (an exception of odd shape)
-            raise ImporterError(f"writing {path.name} failed ({type(exc).__name__}: {exc}).") from exc
-        if failure is not None:
-            raise failure
+        helper.recv()  # written
     finally:
-        receiver.close()
-        if process.is_alive():
-            process.kill()
-        process.join()
+        helper.stop()
 
 
 def _write_and_tell(
-    write: Callable[..., None], result: ImportResult, path: Path, options: dict[str, Any], sender: Any
+    send: Callable[[object], None],
+    write: Callable[..., None],
+    result: ImportResult,
+    path: Path,
+    options: dict[str, Any],
 ) -> None:
-    die_with_parent()
-    try:
-        write(result, path, **options)
-    except BaseException as exc:
-        exc.add_note(traceback.format_exc())
-        try:
-            sender.send(exc)
-        except Exception:  # an exception that cannot be pickled: its text, then
-            sender.send(ImporterError(f"writing {path.name} failed ({type(exc).__name__}: {exc})."))
-    else:
-        sender.send(None)
-    finally:
-        sender.close()
+    write(result, path, **options)
+    send(None)
 
 
 def _pick(values: Sequence[str], positions: Sequence[int]) -> list[str]:

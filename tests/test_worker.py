@@ -16,8 +16,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from importer import pipeline, report, sources
-from importer.checking import Checked, Checker, can_fork, check_all
+from importer.checking import Checked, Checker, check_all
 from importer.errors import CheckingStoppedError, ImporterError, LimitExceededError
+from importer.forked import can_fork
 from importer.models import Batch, Member
 from importer.read import Chunk
 from importer.results import ImportResult, Members

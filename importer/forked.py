@@ -1,0 +1,131 @@
+"""A helper process forked beside the importing process, reporting back through a pipe.
+
+The checking worker (checking.py) and the rejected.xlsx writer (report.py) follow the same rules:
+forked only where that is safe (can_fork), killed with the process that forked them, and whatever
+stops them raised in the importing process as one clear error, never a hang.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import gc
+import multiprocessing
+import os
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from importer.errors import ImporterError
+
+_PR_SET_PDEATHSIG = 1
+
+
+def can_fork() -> bool:
+    """Whether work may go to a forked helper.
+
+    Linux only, and only from a single-threaded process that may have children: forking a process
+    with other threads running can leave the child holding a lock no thread will release, and a
+    daemonic process (a multiprocessing pool's worker) may not start one. Otherwise, inline.
+    """
+    return (
+        sys.platform == "linux"
+        and threading.active_count() == 1
+        and not multiprocessing.current_process().daemon
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    """What stopped the helper, sent in place of its next message."""
+
+    error: BaseException
+
+
+class Helper:
+    """`work(send, *args)` in a forked process; its messages come back, in order, through recv().
+
+    `doing` names the work in errors ("checking the rows"); `tail` ends them ("; nothing was
+    written."). If the importing process stops first, for whatever reason, the helper's next send
+    fails (it holds no copy of the pipe's reading end) and the kernel kills it anyway.
+    """
+
+    def __init__(
+        self,
+        work: Callable[..., None],
+        *args: Any,
+        doing: str,
+        error: type[ImporterError] = ImporterError,
+        tail: str = ".",
+    ) -> None:
+        self._doing, self._error, self._tail = doing, error, tail
+        context = multiprocessing.get_context("fork")
+        self._receiver, sender = context.Pipe(duplex=False)
+        self._process = context.Process(
+            target=_run, args=(work, args, sender, self._receiver, doing, tail), daemon=True
+        )
+        gc.freeze()  # the child's collections then leave the parent's objects (and their pages) alone
+        try:
+            self._process.start()
+        finally:
+            gc.unfreeze()
+        sender.close()
+
+    def recv(self) -> Any:
+        """The helper's next message; what stopped it, raised."""
+        try:
+            message = self._receiver.recv()
+        except (EOFError, OSError):  # gone between messages, or half-way through one
+            self._process.join()
+            raise self._error(
+                f"the process {self._doing} stopped unexpectedly (exit code {self._process.exitcode})"
+                f"{self._tail}"
+            ) from None
+        except Exception as exc:  # what it sent cannot be read back (an exception of odd shape)
+            raise self._error(f"{self._doing} failed ({type(exc).__name__}: {exc}){self._tail}") from exc
+        if isinstance(message, _Failure):
+            raise message.error
+        return message
+
+    def stop(self) -> None:
+        """Close the pipe; kill the helper if it still runs; reap it."""
+        self._receiver.close()
+        if self._process.is_alive():
+            self._process.kill()
+        self._process.join()
+
+
+def _run(
+    work: Callable[..., None], args: tuple[Any, ...], sender: Any, receiver: Any, doing: str, tail: str
+) -> None:
+    """The helper's side: do the work; send what went wrong instead, if anything."""
+    receiver.close()  # else its own copy would keep the pipe open after the importing process died
+    _die_with_parent()
+    try:
+        work(sender.send, *args)
+    except BrokenPipeError:
+        pass  # the importing process has stopped; nobody is listening
+    except BaseException as exc:
+        exc.add_note(traceback.format_exc())  # for whoever debugs a bug; users see one line
+        try:
+            sender.send(_Failure(exc))
+        except Exception:  # an exception that cannot be pickled: its text, then
+            sender.send(_Failure(ImporterError(f"{doing} failed ({type(exc).__name__}: {exc}){tail}")))
+    finally:
+        sender.close()
+
+
+def _die_with_parent() -> None:
+    """Be killed when the process that forked this one dies, however it dies.
+
+    Otherwise a helper of an import killed with SIGKILL would go on working and hold its inherited
+    copy of the database connection (on PostgreSQL, the import's open transaction) until done.
+    """
+    parent = multiprocessing.parent_process()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if parent is not None and os.getppid() != parent.pid:  # it died before the line above
+        os._exit(1)
