@@ -77,13 +77,6 @@ def _clean_display_name(name: str) -> str:
     return " ".join(name.split())
 
 
-def render_activation_email(name: str, *, organization: str, link: str, expires_on: str) -> tuple[str, str]:
-    """The text and HTML bodies of one activation email (HTML autoescaped)."""
-    text_template, html_template = _templates()
-    context = {"name": name, "organization": organization, "link": link, "expires_on": expires_on}
-    return text_template.render(context), html_template.render(context)
-
-
 class _Prerendered:
     """A template rendered once per run, with a marker where each member's values go.
 

@@ -216,6 +216,19 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
+def _lingers_after_killing(importer: subprocess.Popen[bytes], helper: int) -> bool:
+    """SIGKILL the import; whether its helper is still alive 10 s later (then it is killed too)."""
+    importer.send_signal(signal.SIGKILL)
+    importer.wait()
+    deadline = time.monotonic() + 10
+    while _alive(helper) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    lingering = _alive(helper)
+    if lingering:
+        os.kill(helper, signal.SIGKILL)
+    return lingering
+
+
 def test_a_killed_import_takes_its_worker_with_it(tmp_path: Path) -> None:
     # A nightly job's timeout kills the importer: its worker must not linger on, holding a copy of
     # the importer's memory and of its database connection.
@@ -238,15 +251,7 @@ def test_a_killed_import_takes_its_worker_with_it(tmp_path: Path) -> None:
         workers = [int(p) for p in children.read_text().split()]
     assert workers, "the import never started its worker"
     time.sleep(1.0)  # the worker is ahead now, blocked writing to the pipe
-    importer.send_signal(signal.SIGKILL)
-    importer.wait()
-    deadline = time.monotonic() + 10
-    while _alive(workers[0]) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    lingering = _alive(workers[0])
-    if lingering:
-        os.kill(workers[0], signal.SIGKILL)
-    assert not lingering
+    assert not _lingers_after_killing(importer, workers[0])
 
 
 def test_rejected_xlsx_written_alongside_is_the_same_workbook(org: Org, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -352,13 +357,4 @@ def test_a_killed_import_takes_its_workbook_writer_with_it(tmp_path: Path) -> No
         time.sleep(0.05)
     assert pid_file.exists(), "the import never started writing its workbook"
     time.sleep(0.1)  # the pid is written; the writer sleeps
-    writer = int(pid_file.read_text())
-    importer.send_signal(signal.SIGKILL)
-    importer.wait()
-    deadline = time.monotonic() + 10
-    while _alive(writer) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    lingering = _alive(writer)
-    if lingering:
-        os.kill(writer, signal.SIGKILL)
-    assert not lingering
+    assert not _lingers_after_killing(importer, int(pid_file.read_text()))
