@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from openpyxl import Workbook
@@ -29,6 +29,8 @@ INSTRUCTIONS_SHEET = "Instructions"
 STAMP_PREFIX = "member-importer"
 # What sample workbooks carry in their document keywords (File > Properties in Excel).
 STAMP_PATTERN = re.compile(rf"{STAMP_PREFIX}/(?P<type>[a-z][a-z-]*)/v(?P<version>\d{{1,6}})")
+# An instructions sheet is read this far when an upload is checked for one (it is about 30 rows).
+INSTRUCTIONS_ROWS = 100
 # Fixed so a template written today is byte-for-byte the one in sample_files/ (no "now" inside).
 _STAMP_TIME = dt.datetime(2026, 1, 1)
 _TEXT = "@"
@@ -37,6 +39,13 @@ _TEXT = "@"
 def template_stamp(spec: SheetSpec) -> str:
     """The version stamp written into sample workbooks."""
     return f"{STAMP_PREFIX}/{spec.user_type.value}/v{spec.version}"
+
+
+def holds_template_stamp(rows: Iterable[Sequence[object]]) -> bool:
+    """Whether these rows hold a template stamp in a cell of their own, as the instructions sheet does."""
+    return any(
+        isinstance(value, str) and STAMP_PATTERN.fullmatch(value.strip()) for row in rows for value in row
+    )
 
 
 def template_file_name(spec: SheetSpec, fmt: str) -> str:
