@@ -20,7 +20,7 @@ import python_calamine
 
 from importer.errors import FileLevelError, LimitExceededError, UnreadableFileError
 from importer.guard import first_line, password_protected
-from importer.samples import INSTRUCTIONS_ROWS, INSTRUCTIONS_SHEET, LISTS_SHEET, holds_template_stamp
+from importer.samples import INSTRUCTIONS_ROWS, SAMPLE_WORKBOOK_SHEETS, holds_template_stamp
 from importer.settings import Settings
 
 DELIMITERS = (",", ";", "\t", "|")
@@ -406,19 +406,20 @@ def workbook_blocks(
 
 
 def _sample_workbooks_own(workbook: Any, names: list[str]) -> set[str]:
-    """The sheets that come with a sample workbook (its instructions, its hidden list of teams).
+    """The sheets that come with our workbooks: a sample sheet's instructions, the hidden list of teams.
 
-    Known by name and content: an instructions sheet holds its template's stamp. Whatever saved
-    the file (Excel, LibreOffice, Google Sheets) keeps the cells, not always the document properties.
+    Known by name and content (each holds its template's stamp in a cell): whatever saved the file
+    (Excel, LibreOffice, Google Sheets) keeps the cells, not always the document properties.
     """
-    if INSTRUCTIONS_SHEET not in names:
-        return set()
+    return {name for name in SAMPLE_WORKBOOK_SHEETS & set(names) if _holds_stamp(workbook, name)}
+
+
+def _holds_stamp(workbook: Any, name: str) -> bool:
     try:
-        rows = workbook.get_sheet_by_name(INSTRUCTIONS_SHEET).iter_rows()
-        ours = holds_template_stamp(itertools.islice(rows, INSTRUCTIONS_ROWS))
+        rows = workbook.get_sheet_by_name(name).iter_rows()
+        return holds_template_stamp(itertools.islice(rows, INSTRUCTIONS_ROWS))
     except Exception:  # unreadable: then it is not ours, and the warning names it
-        return set()
-    return {INSTRUCTIONS_SHEET, LISTS_SHEET} & set(names) if ours else set()
+        return False
 
 
 def _sheet_blocks(sheet: Any, *, path: Path) -> Iterator[RawBlock]:
