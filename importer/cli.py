@@ -241,6 +241,8 @@ def import_(
     refused import (nothing written); 2 usage.
     """
     settings = replace(Settings(), report_dir=report_dir, **limits)
+    # The csv module's own cap on a cell is process-wide state, this entry point's to set.
+    csv.field_size_limit(max(csv.field_size_limit(), settings.max_cell_chars + 1))
     show_progress = not as_json and sys.stderr.isatty() and file.stat().st_size >= PROGRESS_MIN_BYTES
     bar_context = (
         click.progressbar(length=0, label="Importing", file=sys.stderr)

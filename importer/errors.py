@@ -5,6 +5,7 @@ ImporterError                 anything the CLI turns into one clear line and exi
 │   ├── UnsupportedFileError  unknown extension or not the format it claims
 │   ├── UnreadableFileError   cannot be decoded or parsed
 │   ├── MissingColumnsError   a required column is absent
+│   ├── WrongSheetTypeError   the sheet is another user type's (its columns say so)
 │   └── LimitExceededError    over a size limit (names the option that raises it)
 ├── NotFoundError             an organization, team, batch or token that does not exist
 ├── PermissionDeniedError     the actor may not do this (not an active Owner or Admin)
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from importer.activation import SendResult
+    from importer.sheets import UserType
 
 
 class ImporterError(Exception):
@@ -40,7 +42,27 @@ class UnreadableFileError(FileLevelError):
 
 
 class MissingColumnsError(FileLevelError):
-    """One or more required columns are missing from the header row."""
+    """One or more required columns are missing from the header row.
+
+    `looks_like` is the user type the header (or the sample sheet's stamp) points at instead, if any.
+    """
+
+    def __init__(
+        self, message: str, *, expected: UserType | None = None, looks_like: UserType | None = None
+    ) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.looks_like = looks_like
+
+
+class WrongSheetTypeError(FileLevelError):
+    """The sheet has columns only another user type's sheet has: imported as this type, it would
+    make the wrong kind of member (a Portal Access sheet read as No Portal Access: phone users)."""
+
+    def __init__(self, message: str, *, expected: UserType, looks_like: UserType) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.looks_like = looks_like
 
 
 class LimitExceededError(FileLevelError):

@@ -144,7 +144,7 @@ def _run_import(
             if not (dry_run or refused):
                 run.loader.check_parents()
             result.report_dir = settings.report_dir / result.batch_id
-            write_report(result, spec=spec)
+            write_report(result, spec=spec, teams=[team.name for team in context.teams.values()])
             if dry_run or refused:
                 transaction.rollback()
             else:

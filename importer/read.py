@@ -23,10 +23,12 @@ from importer.errors import (
     MissingColumnsError,
     UnreadableFileError,
     UnsupportedFileError,
+    WrongSheetTypeError,
 )
 from importer.guard import check_workbook_file
+from importer.samples import STAMP_PATTERN
 from importer.settings import Settings
-from importer.sheets import ERRORS_HEADER, SheetSpec, header_lookup, normalize_header
+from importer.sheets import ERRORS_HEADER, SheetSpec, UserType, all_sheets, header_lookup, normalize_header
 from importer.sources import (
     CsvSource,
     RawBlock,
@@ -37,6 +39,7 @@ from importer.sources import (
     sniff_delimiter,
     workbook_blocks,
 )
+from importer.workbook import read_template_stamp
 
 TEXT_EXTENSIONS = frozenset({".csv", ".tsv", ".txt"})
 WORKBOOK_EXTENSIONS = frozenset({".xlsx", ".xlsm", ".xls", ".ods"})
@@ -320,8 +323,17 @@ def open_sheet(
             delimiter=delimiter,
             warnings=warnings,
             settings=settings,
+            stamped=_stamped_type(path),
         )
-        opened._blocks = itertools.chain([block.tail(1)], cleaned)
+        # A header and nothing below it (or only blank rows) is a file not filled in yet, such as
+        # the sample sheet itself: say so rather than report a successful import of nothing.
+        rows = block.tail(1) if len(block) > 1 else next(cleaned, None)
+        if rows is None:
+            raise FileLevelError(
+                f"{path.name} has no rows below the header (row {opened.header_row}): nothing to "
+                "import. Fill in one member per row below the header and upload it again."
+            )
+        opened._blocks = itertools.chain([rows], cleaned)
         opened._reopen = reopen
         opened._pick = pick
         opened._texts_only = texts_only
@@ -344,6 +356,7 @@ def _map_header(
     delimiter: str | None,
     warnings: list[str],
     settings: Settings,
+    stamped: UserType | None,
 ) -> OpenedSheet:
     if len(header) > settings.max_columns:
         raise LimitExceededError(
@@ -369,11 +382,18 @@ def _map_header(
         else:
             columns[key] = position
     missing = [c.header for c in spec.columns if c.required and c.key not in columns]
+    other = _resemblance(spec, ignored, stamped=stamped)
     if missing:
         raise MissingColumnsError(
             f"{path.name}: missing required column{'s' if len(missing) > 1 else ''} "
-            f"{', '.join(missing)} in the header row (row {header_row}). "
-            f"Expected headers for a {spec.title} sheet: {spec.expected_headers}."
+            f"{', '.join(missing)} in the header row (row {header_row}).{other.hint() if other else ''} "
+            f"Expected headers for a {spec.title} sheet: {spec.expected_headers}.",
+            expected=spec.user_type,
+            looks_like=other.sheet.user_type if other else None,
+        )
+    if other is not None and other.decisive:
+        raise WrongSheetTypeError(
+            other.refusal(path.name, spec), expected=spec.user_type, looks_like=other.sheet.user_type
         )
     if ignored:
         warnings.append(
@@ -389,6 +409,66 @@ def _map_header(
         header_row=header_row,
         warnings=warnings,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class _Resemblance:
+    """What makes a header look like another user type's sheet."""
+
+    sheet: SheetSpec
+    columns: list[str]  # the user's headers of columns only that sheet declares
+    decisive: bool  # one of them is required there (Email): its rows are surely that type's
+    stamped: bool  # the upload carries that sheet's sample-sheet stamp
+
+    def _evidence(self) -> str:
+        stamp = f"the stamp of the {self.sheet.title} sample sheet"
+        if not self.columns:
+            return stamp
+        columns = ", ".join(repr(c) for c in self.columns)
+        return (
+            f"the column{'s' if len(self.columns) > 1 else ''} {columns}, which only a "
+            f"{self.sheet.title} sheet has{f', and {stamp}' if self.stamped else ''}"
+        )
+
+    def _type(self) -> str:
+        return f"a {self.sheet.title} sheet (type {self.sheet.user_type.value})"
+
+    def hint(self) -> str:
+        """A sentence for a missing-columns error: the type the sheet looks like."""
+        evidence = self._evidence()
+        return f" It looks like a {self.sheet.title} sheet: it has {evidence}. Import it as {self._type()}."
+
+    def refusal(self, file_name: str, spec: SheetSpec) -> str:
+        """The message refusing the sheet as the type it was imported as."""
+        return (
+            f"{file_name} looks like a {self.sheet.title} sheet, not a {spec.title} sheet: it has "
+            f"{self._evidence()}. Import it as {self._type()}, or remove "
+            f"{'those columns' if len(self.columns) > 1 else 'that column'}."
+        )
+
+
+def _resemblance(spec: SheetSpec, ignored: list[str], *, stamped: UserType | None) -> _Resemblance | None:
+    """The other sheet the header's unknown columns (or the stamp) belong to, if any."""
+    for other in all_sheets():
+        if other.user_type is spec.user_type:
+            continue
+        lookup = header_lookup(other)
+        keys = [lookup.get(normalize_header(text)) for text in ignored]
+        columns = [text for text, key in zip(ignored, keys, strict=True) if key is not None]
+        decisive = any(key is not None and other.column(key).required for key in keys)
+        if columns or stamped is other.user_type:
+            return _Resemblance(other, columns, decisive, stamped is other.user_type)
+    return None
+
+
+def _stamped_type(path: Path) -> UserType | None:
+    """The user type named by an upload's sample-sheet stamp, if it has one."""
+    stamp = read_template_stamp(path)
+    match = STAMP_PATTERN.fullmatch(stamp) if stamp else None
+    try:
+        return UserType(match.group("type")) if match else None
+    except ValueError:
+        return None
 
 
 def _clean_blocks(

@@ -49,6 +49,7 @@ _environment = Environment(
     trim_blocks=True,
     lstrip_blocks=True,
 )
+_environment.filters["thousands"] = "{:,}".format
 
 
 def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]], *, mode: int = 0o644) -> None:
@@ -61,8 +62,8 @@ def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]], 
             writer.writerow([neutralize("" if v is None else str(v)) for v in row])
 
 
-def write_report(result: ImportResult, *, spec: SheetSpec) -> Path:
-    """Write the batch's report folder; return its path."""
+def write_report(result: ImportResult, *, spec: SheetSpec, teams: Sequence[str] = ()) -> Path:
+    """Write the batch's report folder; return its path. `teams` fill rejected.xlsx's Team dropdown."""
     if result.report_dir is None:
         raise ValueError("the result has no report_dir")
     folder = result.report_dir
@@ -98,7 +99,9 @@ def write_report(result: ImportResult, *, spec: SheetSpec) -> Path:
             for r in result.rejected_rows
         ),
     )
-    with _alongside(write_rejected_xlsx, result, folder / "rejected.xlsx", pin_columns=pin_columns):
+    with _alongside(
+        write_rejected_xlsx, result, folder / "rejected.xlsx", pin_columns=pin_columns, spec=spec, teams=teams
+    ):
         if result.generated_pins:
             write_csv(
                 folder / "pins.csv",

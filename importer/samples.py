@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from openpyxl import Workbook
@@ -29,6 +30,10 @@ INSTRUCTIONS_SHEET = "Instructions"
 STAMP_PREFIX = "member-importer"
 # What sample workbooks carry in their document keywords (File > Properties in Excel).
 STAMP_PATTERN = re.compile(rf"{STAMP_PREFIX}/(?P<type>[a-z][a-z-]*)/v(?P<version>\d{{1,6}})")
+# The sheets our workbooks carry besides the data, each with the template's stamp in a cell.
+SAMPLE_WORKBOOK_SHEETS = frozenset({INSTRUCTIONS_SHEET, LISTS_SHEET})
+# An instructions sheet is read this far when an upload is checked for one (it is about 30 rows).
+INSTRUCTIONS_ROWS = 100
 # Fixed so a template written today is byte-for-byte the one in sample_files/ (no "now" inside).
 _STAMP_TIME = dt.datetime(2026, 1, 1)
 _TEXT = "@"
@@ -37,6 +42,13 @@ _TEXT = "@"
 def template_stamp(spec: SheetSpec) -> str:
     """The version stamp written into sample workbooks."""
     return f"{STAMP_PREFIX}/{spec.user_type.value}/v{spec.version}"
+
+
+def holds_template_stamp(rows: Iterable[Sequence[object]]) -> bool:
+    """Whether these rows hold a template stamp in a cell of their own, as the instructions sheet does."""
+    return any(
+        isinstance(value, str) and STAMP_PATTERN.fullmatch(value.strip()) for row in rows for value in row
+    )
 
 
 def template_file_name(spec: SheetSpec, fmt: str) -> str:
@@ -52,6 +64,47 @@ def write_template(spec: SheetSpec, path: Path, *, fmt: str, teams: Sequence[str
     else:
         _workbook(spec, teams=teams).save(path)
     return path
+
+
+@dataclass(frozen=True, slots=True)
+class Dropdown:
+    """A list a column's cells are chosen from, offered the same way by every workbook we write."""
+
+    column: ColumnSpec
+    values: tuple[str, ...]
+    # Kept on the hidden Lists sheet: a list in a range has no length limit, unlike "a,b" (255).
+    on_lists_sheet: bool
+
+    @property
+    def title(self) -> str:
+        """The note's title when a cell is selected (Excel's limit: 32 characters)."""
+        return self.column.header[:32]
+
+    @property
+    def prompt(self) -> str:
+        """The note shown when a cell of the column is selected."""
+        return "Choose from the list."
+
+    @property
+    def error_title(self) -> str:
+        """The title of the box shown when a value not in the list is typed."""
+        return f"Unknown {self.column.header}"[:32]
+
+    @property
+    def error(self) -> str:
+        """The box shown when a value not in the list is typed."""
+        return f"Choose a {self.column.header} from the list."
+
+
+def dropdowns(spec: SheetSpec, *, teams: Sequence[str]) -> list[Dropdown]:
+    """The sheet's dropdowns: Role from its allowed values, Team from the organization's teams."""
+    found: list[Dropdown] = []
+    for column in spec.columns:
+        if column.kind is ColumnKind.ROLE and column.allowed:
+            found.append(Dropdown(column, column.allowed, on_lists_sheet=False))
+        elif column.kind is ColumnKind.TEAM and teams:
+            found.append(Dropdown(column, tuple(teams), on_lists_sheet=True))
+    return found
 
 
 def plain_rule(column: ColumnSpec) -> str:
@@ -71,7 +124,8 @@ def _workbook(spec: SheetSpec, *, teams: Sequence[str]) -> Workbook:
     workbook.properties.keywords = template_stamp(spec)
     workbook.properties.created = _STAMP_TIME
     workbook.properties.modified = _STAMP_TIME
-    lists = _lists_sheet(workbook, teams) if teams else None
+    lists = _lists_sheet(workbook, spec, teams) if teams else None
+    lists_of = {d.column.key: d for d in dropdowns(spec, teams=teams)}
     for position, column in enumerate(spec.columns, start=1):
         cell = sheet.cell(row=1, column=position, value=column.sample_header)
         cell.fill, cell.font = HEADER_FILL, HEADER_FONT
@@ -94,31 +148,35 @@ def _workbook(spec: SheetSpec, *, teams: Sequence[str]) -> Workbook:
             _describe(pin_check, column, f"{low} to {high} digits, or leave blank to have one generated.")
             pin_check.add(cells)
             sheet.add_data_validation(pin_check)
-        elif column.kind is ColumnKind.ROLE and column.allowed:
-            _dropdown(sheet, cells, '"' + ",".join(column.allowed) + '"', column)
-        elif column.kind is ColumnKind.TEAM and lists is not None:
-            source = f"{quote_sheetname(LISTS_SHEET)}!$A$1:$A${len(teams)}"
-            _dropdown(sheet, cells, source, column)
+        elif column.key in lists_of:
+            dropdown = lists_of[column.key]
+            source = (
+                f"{quote_sheetname(LISTS_SHEET)}!$A$1:$A${len(dropdown.values)}"
+                if dropdown.on_lists_sheet and lists is not None
+                else '"' + ",".join(dropdown.values) + '"'
+            )
+            _dropdown(sheet, cells, source, dropdown)
     sheet.freeze_panes = "A2"
     sheet.row_dimensions[1].height = 22
     _instructions(workbook, spec, teams=teams)
     return workbook
 
 
-def _lists_sheet(workbook: Workbook, teams: Sequence[str]) -> Worksheet:
-    """A hidden sheet of dropdown values: a list in a range has no length limit, unlike a "a,b" list."""
+def _lists_sheet(workbook: Workbook, spec: SheetSpec, teams: Sequence[str]) -> Worksheet:
+    """A hidden sheet of dropdown values (column A), marked as ours by the stamp beside them (B1)."""
     lists: Worksheet = workbook.create_sheet(LISTS_SHEET)
     lists.sheet_state = "hidden"
     for row, name in enumerate(teams, start=1):
         lists.cell(row=row, column=1, value=neutralize(name))
+    lists.cell(row=1, column=2, value=template_stamp(spec))
     return lists
 
 
-def _dropdown(sheet: Worksheet, cells: str, source: str, column: ColumnSpec) -> None:
+def _dropdown(sheet: Worksheet, cells: str, source: str, dropdown: Dropdown) -> None:
     validation = DataValidation(type="list", formula1=source, allow_blank=True)
-    validation.error = f"Choose a {column.header} from the list."
-    validation.errorTitle = f"Unknown {column.header}"
-    _describe(validation, column, "Choose from the list.")
+    validation.error = dropdown.error
+    validation.errorTitle = dropdown.error_title
+    _describe(validation, dropdown.column, dropdown.prompt)
     validation.add(cells)
     sheet.add_data_validation(validation)
 

@@ -20,6 +20,7 @@ import python_calamine
 
 from importer.errors import FileLevelError, LimitExceededError, UnreadableFileError
 from importer.guard import first_line, password_protected
+from importer.samples import INSTRUCTIONS_ROWS, SAMPLE_WORKBOOK_SHEETS, holds_template_stamp
 from importer.settings import Settings
 
 DELIMITERS = (",", ";", "\t", "|")
@@ -96,13 +97,13 @@ def detect_delimiter(first_line: str, *, extension: str) -> str:
 def sniff_delimiter(path: Path, *, encoding: str, settings: Settings) -> str:
     """The delimiter of a text file, judged on its first non-blank line."""
     with path.open(encoding=encoding, newline="") as f:
-        first_line = ""
         lines = _capped_lines(f, settings=settings, file_name=path.name)
-        for line in itertools.islice(lines, 2 * settings.max_rows + 1):
-            if line.strip():
-                first_line = line
-                break
-    return detect_delimiter(first_line, extension=path.suffix.lower())
+        numbered = enumerate(itertools.islice(lines, 2 * settings.max_rows + 1), start=1)
+        number, first_line = next(((n, line) for n, line in numbered if line.strip()), (0, ""))
+    try:
+        return detect_delimiter(first_line, extension=path.suffix.lower())
+    except csv.Error as exc:
+        raise _csv_error(exc, file_name=path.name, line=number, settings=settings, spans_lines=False) from exc
 
 
 def _line_cap(settings: Settings) -> int:
@@ -226,9 +227,6 @@ def csv_blocks(
 
     At the end of the file, `on_end(records, lines)` is told how many of each were read.
     """
-    # The csv module's own cap on a field (131,072 by default) must not undercut --max-cell-chars.
-    if csv.field_size_limit() <= settings.max_cell_chars:
-        csv.field_size_limit(settings.max_cell_chars + 1)
     with path.open(encoding=encoding, newline="") as f:
         lines: Iterable[str] = f if within_cap else _capped_lines(f, settings=settings, file_name=path.name)
         reader = csv.reader(lines, delimiter=delimiter, strict=False)
@@ -240,36 +238,90 @@ def csv_blocks(
                 number += len(records)
                 last = records[-1]
         except csv.Error as exc:
-            if "field limit" in str(exc):
-                raise LimitExceededError(
-                    f"{path.name}: a cell near line {reader.line_num:,} is longer than "
-                    f"{csv.field_size_limit():,} characters; the limit is "
-                    f"{settings.max_cell_chars:,} (Excel's own; raise it with --max-cell-chars). "
-                    "A cell that long is often a quote that is never closed."
-                ) from exc
-            raise UnreadableFileError(
-                f"{path.name}: cannot parse the file near line {reader.line_num} ({exc}). "
-                "Check for an unterminated quote."
+            raise _csv_error(
+                exc, file_name=path.name, line=reader.line_num, settings=settings, spans_lines=True
             ) from exc
         # The lenient reader ends a quote left open at the end of the file silently, having
-        # swallowed every row after it into one cell: refuse that rather than lose the rows.
-        # Only a last record that spans lines can have swallowed any (a line break in a cell first).
+        # swallowed every row after it into one cell (or, on the last line, the rest of that row):
+        # refuse that rather than read a row the user never wrote.
         line_count = reader.line_num
-        if any(map(_LINE_BREAK.search, last)):
+        opens: int | None = None
+        if any(map(_LINE_BREAK.search, last)):  # the last record spans lines: read where it starts
             f.seek(0)
             last_start = _last_record_line(f, delimiter=delimiter, settings=settings, file_name=path.name)
             f.seek(0)
             lines = _capped_lines(f, settings=settings, file_name=path.name)
-            if line_count > last_start and ends_inside_quote(
-                "".join(itertools.islice(lines, last_start - 1, None)), delimiter=delimiter
-            ):
-                raise UnreadableFileError(
-                    f"{path.name}: the quote that opens in row {number} (line {last_start:,}) is never "
-                    "closed, so every line after it would be read as one cell. Close that quote, or "
-                    "remove it, and upload the file again."
-                )
+            if ends_inside_quote("".join(itertools.islice(lines, last_start - 1, None)), delimiter=delimiter):
+                opens = last_start
+        elif last:  # one line; a quote left open there has taken the final line break in, if any
+            tail = unended_last_line(path, encoding=encoding)
+            if tail is not None and ends_inside_quote(tail, delimiter=delimiter):
+                opens = line_count
+        if opens is not None:
+            raise UnreadableFileError(
+                f"{path.name}: the quote that opens in row {number} (line {opens:,}) is never closed, "
+                "so the rest of the file would be read as one cell. Close that quote, or remove it, "
+                "and upload the file again."
+            )
     if on_end is not None:
         on_end(number, line_count)
+
+
+def _csv_error(
+    exc: csv.Error, *, file_name: str, line: int, settings: Settings, spans_lines: bool
+) -> FileLevelError:
+    """The csv module's complaint, as the user's problem: a cell too long, or unparsable text.
+
+    The module's own cap on a field (csv.field_size_limit, 131,072 by default) is process-wide
+    state, raised by the entry points for a --max-cell-chars above it, never here.
+    """
+    if "field limit" not in str(exc):
+        return UnreadableFileError(
+            f"{file_name}: cannot parse the file near line {line} ({exc}). Check for an unterminated quote."
+        )
+    most = csv.field_size_limit()
+    hint = " A cell that long is often a quote that is never closed." if spans_lines else ""
+    if settings.max_cell_chars < most:
+        return LimitExceededError(
+            f"{file_name}: a cell near line {line:,} is longer than {most:,} characters; the limit is "
+            f"{settings.max_cell_chars:,} (Excel's own; raise it with --max-cell-chars).{hint}"
+        )
+    return LimitExceededError(
+        f"{file_name}: a cell near line {line:,} is longer than {most:,} characters, the most the CSV "
+        f"reader of this process takes (csv.field_size_limit), below the cell limit of "
+        f"{settings.max_cell_chars:,}.{hint}"
+    )
+
+
+_TAIL_BYTES = 64 * 1024
+
+
+def unended_last_line(path: Path, *, encoding: str) -> str | None:
+    """The text file's last line when the file does not end with a line break, else None.
+
+    Read from the end, a block at a time, until a line break (a file's last line is short).
+    """
+    with path.open("rb") as f:
+        start = 0
+        codec = encoding.removesuffix("-sig")
+        if encoding == "utf-16":
+            start = 2  # past the byte-order mark, which says the byte order
+            codec = "utf-16-le" if f.read(2) == codecs.BOM_UTF16_LE else "utf-16-be"
+        elif encoding == "utf-8-sig":
+            start = len(codecs.BOM_UTF8)
+        end = f.seek(0, 2)
+        size = _TAIL_BYTES
+        while True:
+            offset = max(start, end - size)
+            offset += (offset - start) % 2 if encoding == "utf-16" else 0  # whole UTF-16 units
+            f.seek(offset)
+            text = f.read(end - offset).decode(codec, errors="replace")
+            if text.endswith(("\n", "\r")):
+                return None
+            breaks = max(text.rfind("\n"), text.rfind("\r"))
+            if breaks >= 0 or offset <= start:
+                return text[breaks + 1 :]
+            size *= 2
 
 
 def _last_record_line(f: IO[str], *, delimiter: str, settings: Settings, file_name: str) -> int:
@@ -334,7 +386,7 @@ def workbook_blocks(
     warnings: list[str] = []
     if sheet_name is None:
         chosen = names[0]
-        if len(names) > 1:
+        if set(names[1:]) - _sample_workbooks_own(workbook, names):
             warnings.append(
                 f"{path.name} has {len(names)} sheets; read the first, {chosen!r} "
                 "(choose another with --sheet)."
@@ -351,6 +403,23 @@ def workbook_blocks(
     except Exception as exc:
         raise UnreadableFileError(f"{path.name}: cannot read sheet {chosen!r} ({first_line(exc)}).") from exc
     return _sheet_blocks(sheet, path=path), warnings, int(getattr(sheet, "height", 0) or 0) or None
+
+
+def _sample_workbooks_own(workbook: Any, names: list[str]) -> set[str]:
+    """The sheets that come with our workbooks: a sample sheet's instructions, the hidden list of teams.
+
+    Known by name and content (each holds its template's stamp in a cell): whatever saved the file
+    (Excel, LibreOffice, Google Sheets) keeps the cells, not always the document properties.
+    """
+    return {name for name in SAMPLE_WORKBOOK_SHEETS & set(names) if _holds_stamp(workbook, name)}
+
+
+def _holds_stamp(workbook: Any, name: str) -> bool:
+    try:
+        rows = workbook.get_sheet_by_name(name).iter_rows()
+        return holds_template_stamp(itertools.islice(rows, INSTRUCTIONS_ROWS))
+    except Exception:  # unreadable: then it is not ours, and the warning names it
+        return False
 
 
 def _sheet_blocks(sheet: Any, *, path: Path) -> Iterator[RawBlock]:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -67,3 +69,48 @@ def test_readme_error_codes_match_product_codes() -> None:
     from importer.results import ErrorCode
 
     assert {c.value for c in ErrorCode} <= documented
+
+
+def _tour() -> str:
+    section = README.split("## A short tour\n", 1)[1].split("\n## ", 1)[0]
+    return section.split("```sh\n", 1)[1].split("```", 1)[0]
+
+
+def test_the_tour_says_where_importer_comes_from() -> None:
+    tour = _tour()
+    first = tour.splitlines()[0]
+    assert first == "make venv && . .venv/bin/activate"
+    assert "`.venv/bin/`" in README and "pip install ." in README
+
+
+def test_the_tour_is_true_when_followed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every `importer` line of the tour, run in order: each succeeds as shown, and the import prints
+    what the tour says it prints (batch ids aside)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sample_files").symlink_to(ROOT / "sample_files")
+    lines = _tour().replace("\\\n", " ").splitlines()
+    runner = CliRunner()
+    db = f"sqlite:///{tmp_path / 'tour.db'}"
+    ran = []
+    for index, line in enumerate(lines):
+        if not line.startswith("importer "):
+            continue
+        command = line.split("  #")[0].split(" # ")[0]
+        if command.strip() == "importer activate TOKEN":
+            continue  # the token is in the emails; tests/test_activation.py follows such a link
+        args = shlex.split(command)[1:]
+        result = runner.invoke(cli, ["--db", db, *args], catch_exceptions=False)
+        ran.append(args[0])
+        shown = [
+            text.removeprefix("#   ")
+            for text in itertools.takewhile(lambda t: t.startswith("#   "), lines[index + 1 :])
+        ]
+        if args[0] == "import":
+            assert result.exit_code == 3  # some rows rejected, as the tour shows
+            batch = re.compile(r"\d{8}-\d{6}-[0-9a-f]{6}")
+            assert batch.sub("ID", result.output).splitlines() == [batch.sub("ID", t) for t in shown]
+        else:
+            assert result.exit_code == 0, (line, result.output)
+    assert ran == ["org", "team", "template", "import", "members", "batches", "send-activations"]
+    assert (tmp_path / "portal-users.xlsx").is_file()
+    assert any("/activate?token=" in p.read_text() for p in (tmp_path / "outbox").glob("*.eml"))

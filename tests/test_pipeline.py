@@ -5,23 +5,34 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import re
 import stat
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import sqlalchemy.exc
+from click.testing import CliRunner, Result
+from openpyxl import load_workbook
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from importer.checking import verify_pin
+from importer.cli import cli
 from importer.db import parents_checked_by_writer
-from importer.errors import MissingColumnsError, NotFoundError, PermissionDeniedError
+from importer.errors import (
+    FileLevelError,
+    MissingColumnsError,
+    NotFoundError,
+    PermissionDeniedError,
+    WrongSheetTypeError,
+)
 from importer.models import Batch, Member, Role, Status
 from importer.orgs import create_organization, list_members
 from importer.results import ErrorCode, Outcome
+from importer.samples import write_template
 from importer.settings import Settings
-from importer.sheets import UserType
+from importer.sheets import UserType, load_sheet
 
 from .conftest import SUMMARY_KEYS, Org, do_import, errors_of
 
@@ -522,3 +533,129 @@ def test_foreign_keys_are_on_again_on_the_same_connection_after_a_bulk_write(org
         insert = "INSERT INTO teams (organization_id, name, name_key) VALUES (998, 'Y', 'y')"
         with pytest.raises(sqlalchemy.exc.IntegrityError), conn.begin():  # enforced again here
             conn.exec_driver_sql(insert)
+
+
+# --- what a newcomer meets first ---------------------------------------------------------------
+
+
+def batch_count(org: Org) -> int:
+    with Session(org.engine) as session:
+        return session.scalar(select(func.count()).select_from(Batch)) or 0
+
+
+def import_on_the_command_line(org: Org, path: Path, tmp_path: Path, *args: str) -> Result:
+    url = org.engine.url.render_as_string(hide_password=False)
+    reports = str(tmp_path / "reports")
+    return CliRunner().invoke(
+        cli,
+        [
+            "--db",
+            url,
+            "import",
+            str(path),
+            "--org",
+            org.name,
+            "--as",
+            org.owner,
+            "--report-dir",
+            reports,
+            *args,
+        ],
+    )
+
+
+def filled_sample(path: Path, user_type: UserType, *rows: list[str]) -> Path:
+    """The sample workbook as `importer template TYPE --format xlsx` writes it, filled in."""
+    write_template(load_sheet(user_type), path, fmt="xlsx")
+    book = load_workbook(path)
+    for row in rows:
+        book.worksheets[0].append(row)
+    book.save(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("sheet_type", "imported_as", "says"),
+    [
+        (UserType.PORTAL, UserType.NO_PORTAL, "looks like a Portal Access sheet, not a No Portal Access"),
+        (UserType.NO_PORTAL, UserType.PORTAL, "looks like a No Portal Access sheet: it has the column 'PIN'"),
+    ],
+)
+def test_a_sheet_imported_as_the_other_type_is_refused_and_writes_nothing(
+    org: Org, tmp_path: Path, sheet_type: UserType, imported_as: UserType, says: str
+) -> None:
+    rows = (
+        [
+            ["Ada Lovelace", "ada@example.com", "Member", "Sales"],
+            ["Grace Hopper", "grace@example.org", "Admin"],
+        ]
+        if sheet_type is UserType.PORTAL
+        else [["Lobby Phone", "Sales", "0042"], ["Front Desk", "", ""]]
+    )
+    path = filled_sample(tmp_path / "people.xlsx", sheet_type, *rows)
+    with pytest.raises((WrongSheetTypeError, MissingColumnsError)) as caught:
+        do_import(org, path, tmp_path, user_type=imported_as)
+    assert caught.value.looks_like is sheet_type
+    assert says in str(caught.value)
+    assert f"(type {sheet_type.value})" in str(caught.value)
+
+    result = import_on_the_command_line(org, path, tmp_path, "--type", imported_as.value)
+    assert result.exit_code == 1
+    assert says in result.output and len(result.output.splitlines()) == 1
+    assert (member_count(org), batch_count(org)) == (1, 0)  # the Owner alone, no batch
+    assert not (tmp_path / "reports").exists()
+
+
+@pytest.mark.parametrize("name", ["people.csv", "people.xlsx"])
+def test_a_sheet_with_no_rows_below_the_header_is_refused_and_writes_nothing(
+    org: Org, tmp_path: Path, name: str
+) -> None:
+    if name.endswith(".csv"):
+        path = tmp_path / name
+        path.write_text("Name,Email,Role,Team\n,,,\n", encoding="utf-8")
+    else:
+        path = filled_sample(tmp_path / name, UserType.PORTAL)  # the sample sheet as downloaded
+    with pytest.raises(FileLevelError, match="has no rows below the header"):
+        do_import(org, path, tmp_path, dry_run=True)
+
+    result = import_on_the_command_line(org, path, tmp_path, "--type", "portal")
+    assert result.exit_code == 1
+    assert result.output == (
+        f"Error: {name} has no rows below the header (row 1): nothing to import. "
+        "Fill in one member per row below the header and upload it again.\n"
+    )
+    assert (member_count(org), batch_count(org)) == (1, 0)
+    assert not (tmp_path / "reports").exists()
+
+
+def test_report_html_says_how_many_of_the_rejected_rows_it_shows(org: Org, tmp_path: Path, write_csv) -> None:  # type: ignore[no-untyped-def]
+    rows = [f"P{i},p{i}@example.com,Boss" for i in range(3_046)]
+    result = do_import(org, write_csv("many.csv", "Name,Email,Role", *rows), tmp_path)
+    assert result.rejected == 3_046
+    html = (result.report_dir / "report.html").read_text(encoding="utf-8")  # type: ignore[operator]
+    text = " ".join(re.sub(r"<[^>]+>", " ", html).split())
+    assert "Rejected rows (3,046)" in text
+    assert (
+        "Showing the first 2,000 of 3,046 rejected rows. All 3,046 are in rejected.csv and errors.csv "
+        "beside this report."
+    ) in text
+    assert html.count('<tr id="row-') == 2_000
+    # The filter's "All" counts the rows listed, and the script knows how many there are in all.
+    assert re.search(r'data-code="" aria-pressed="true">All<span class="c">2,000</span>', html)
+    assert 'data-total="3046"' in html
+
+
+def test_a_cell_limit_above_the_csv_modules_own_is_honoured_on_the_command_line(
+    org: Org, tmp_path: Path, write_csv
+) -> None:  # type: ignore[no-untyped-def]
+    # The csv module's cap (131,072 characters) is process-wide: the CLI raises it, not the library.
+    path = write_csv("long.csv", "Name,Email,Role", f"{'x' * 150_000},long@example.com,Member")
+    before = csv.field_size_limit()
+    try:
+        result = import_on_the_command_line(
+            org, path, tmp_path, "--type", "portal", "--max-cell-chars", "200000", "--json"
+        )
+    finally:
+        csv.field_size_limit(before)
+    assert result.exit_code == 3, result.output
+    assert json.loads(result.output)["errors_by_code"] == {"name.too_long": 1}

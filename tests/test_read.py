@@ -5,6 +5,7 @@ The files in tests/data/ are built by tests/data/make_read_cases.py.
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import io
 import zipfile
@@ -13,6 +14,7 @@ from types import ModuleType
 
 import pandas as pd
 import pytest
+from openpyxl import Workbook, load_workbook
 
 from importer.errors import (
     FileLevelError,
@@ -20,8 +22,10 @@ from importer.errors import (
     MissingColumnsError,
     UnreadableFileError,
     UnsupportedFileError,
+    WrongSheetTypeError,
 )
 from importer.read import OpenedSheet, open_sheet
+from importer.samples import write_template
 from importer.settings import Settings
 from importer.sheets import UserType, load_sheet
 
@@ -156,6 +160,60 @@ def test_first_sheet_is_read_with_a_warning_naming_it(data_dir: Path) -> None:
     ]
 
 
+def _filled_sample(path: Path, user_type: UserType, *, teams: list[str], stamped: bool = True) -> Path:
+    """The sample workbook as `importer template ... --format xlsx` writes it, with one member typed in."""
+    write_template(load_sheet(user_type), path, fmt="xlsx", teams=teams)
+    book = load_workbook(path)
+    book.worksheets[0].append(
+        ["Ada Lovelace", "ada@example.com", "Member", *teams[:1]]
+        if user_type is UserType.PORTAL
+        else ["Lobby Phone", *teams[:1], "0042"]
+    )
+    if not stamped:  # as a program that drops the document properties would save it
+        book.properties.keywords = None
+    book.save(path)
+    return path
+
+
+@pytest.mark.parametrize("user_type", list(UserType))
+@pytest.mark.parametrize("teams", [[], ["Sales", "Support"]], ids=["no-teams", "teams-sheet"])
+@pytest.mark.parametrize("stamped", [True, False], ids=["stamped", "unstamped"])
+def test_the_sample_workbooks_own_sheets_bring_no_warning(
+    tmp_path: Path, user_type: UserType, teams: list[str], stamped: bool
+) -> None:
+    path = _filled_sample(tmp_path / "filled.xlsx", user_type, teams=teams, stamped=stamped)
+    sheet, rows = read_rows(path, user_type)
+    assert len(rows) == 1
+    assert sheet.warnings == []
+
+
+def test_a_real_sheet_beside_the_sample_workbooks_own_is_still_named(tmp_path: Path) -> None:
+    path = _filled_sample(tmp_path / "filled.xlsx", UserType.PORTAL, teams=["Sales"])
+    book = load_workbook(path)
+    book.create_sheet("More members").append(["Name", "Email", "Role"])
+    book.save(path)
+    sheet, _ = read_rows(path)
+    assert sheet.warnings == [
+        "filled.xlsx has 4 sheets; read the first, 'Portal Access' (choose another with --sheet)."
+    ]
+
+
+def test_a_sheet_named_instructions_that_is_not_ours_is_a_real_sheet(tmp_path: Path) -> None:
+    path = tmp_path / "own.xlsx"
+    book = Workbook()
+    first = book.active
+    assert first is not None
+    first.title = "Members"
+    first.append(["Name", "Email", "Role"])
+    first.append(["Ada", "ada@example.com", "Admin"])
+    book.create_sheet("Instructions").append(["Fill in one row per person."])
+    book.save(path)
+    sheet, _ = read_rows(path)
+    assert sheet.warnings == [
+        "own.xlsx has 2 sheets; read the first, 'Members' (choose another with --sheet)."
+    ]
+
+
 def test_sheet_is_chosen_by_name(data_dir: Path) -> None:
     sheet, rows = read_rows(data_dir / "portal-two-sheets.xlsx", sheet_name="More members")
     assert rows == [
@@ -235,10 +293,57 @@ def test_sample_headers_match_and_report_errors_column_is_ignored_quietly(
     assert sheet.warnings == []
 
 
-def test_portal_columns_in_a_no_portal_sheet_are_ignored_with_a_warning(data_dir: Path) -> None:
-    sheet, rows = read_rows(data_dir / "portal-utf8.csv", UserType.NO_PORTAL)
-    assert rows == [(row, name, team) for row, name, _, _, team in PEOPLE_ROWS]
-    assert sheet.warnings == ["Ignored columns not in the No Portal Access sheet: 'Email', 'Role'."]
+@pytest.mark.parametrize(
+    ("name", "columns"),
+    [
+        ("portal-utf8.csv", "the columns 'Email', 'Role'"),
+        ("portal.xlsx", "the columns 'Email', 'Role'"),
+        ("portal-aliases.csv", "the columns 'E-mail Address', 'role (required)'"),
+    ],
+)
+def test_a_portal_sheet_read_as_no_portal_is_refused_naming_its_type(
+    data_dir: Path, name: str, columns: str
+) -> None:
+    # Read as No Portal Access, every row would become a phone user with a generated PIN.
+    error = file_error(data_dir / name, UserType.NO_PORTAL)
+    assert isinstance(error, WrongSheetTypeError)
+    assert (error.expected, error.looks_like) == (UserType.NO_PORTAL, UserType.PORTAL)
+    assert str(error) == (
+        f"{name} looks like a Portal Access sheet, not a No Portal Access sheet: it has {columns}, "
+        "which only a Portal Access sheet has. Import it as a Portal Access sheet (type portal), "
+        "or remove those columns."
+    )
+
+
+def test_a_no_portal_sheet_read_as_portal_says_which_type_it_looks_like(data_dir: Path) -> None:
+    error = file_error(data_dir / "no-portal.xlsx", UserType.PORTAL)
+    assert isinstance(error, MissingColumnsError)
+    assert (error.expected, error.looks_like) == (UserType.PORTAL, UserType.NO_PORTAL)
+    assert "missing required columns Email, Role in the header row (row 1)." in str(error)
+    assert (
+        "It looks like a No Portal Access sheet: it has the column 'PIN', which only a No Portal "
+        "Access sheet has. Import it as a No Portal Access sheet (type no-portal)."
+    ) in str(error)
+
+
+@pytest.mark.parametrize("user_type", list(UserType))
+def test_a_filled_in_sample_sheet_read_as_the_other_type_names_its_stamp(
+    tmp_path: Path, user_type: UserType
+) -> None:
+    path = write_template(load_sheet(user_type), tmp_path / "filled.xlsx", fmt="xlsx")
+    book = load_workbook(path)
+    book.worksheets[0].append(
+        ["Ada Lovelace", "ada@example.com", "Member"]
+        if user_type is UserType.PORTAL
+        else ["Lobby", "", "0042"]
+    )
+    book.save(path)
+    other = UserType.NO_PORTAL if user_type is UserType.PORTAL else UserType.PORTAL
+    error = file_error(path, other)
+    assert isinstance(error, WrongSheetTypeError | MissingColumnsError)
+    assert error.looks_like is user_type
+    assert f", and the stamp of the {load_sheet(user_type).title} sample sheet" in str(error)
+    assert f"(type {user_type.value})" in str(error)
 
 
 # --- blank rows and row numbers ----------------------------------------------------------------
@@ -256,9 +361,29 @@ def test_blank_rows_are_skipped_but_counted(data_dir: Path, name: str) -> None:
     assert sheet.warnings == []
 
 
-def test_header_only_file_has_no_rows_and_no_error(data_dir: Path) -> None:
-    sheet, rows = read_rows(data_dir / "portal-header-only.csv")
-    assert (sheet.headers, rows, sheet.warnings) == (("Name", "Email", "Role", "Team"), [], [])
+@pytest.mark.parametrize(
+    ("name", "user_type"),
+    [
+        ("portal-header-only.csv", UserType.PORTAL),
+        ("header-and-blank-rows.csv", UserType.PORTAL),
+        ("portal-template.xlsx", UserType.PORTAL),
+        ("no-portal-template.xlsx", UserType.NO_PORTAL),  # PIN cells formatted as text, all empty
+    ],
+)
+def test_a_sheet_with_no_rows_below_the_header_is_a_file_level_error(
+    data_dir: Path, tmp_path: Path, name: str, user_type: UserType
+) -> None:
+    path = data_dir / name
+    if name == "header-and-blank-rows.csv":
+        path = tmp_path / name
+        path.write_text("Name,Email,Role,Team\n,,,\n\n  ,\t,,\n", encoding="utf-8")
+    elif name.endswith("template.xlsx"):
+        path = write_template(load_sheet(user_type), tmp_path / name, fmt="xlsx", teams=["Sales"])
+    error = file_error(path, user_type)
+    assert str(error) == (
+        f"{name} has no rows below the header (row 1): nothing to import. "
+        "Fill in one member per row below the header and upload it again."
+    )
 
 
 # --- every cell is text ------------------------------------------------------------------------
@@ -409,12 +534,68 @@ def test_data_files_match_their_generator(data_dir: Path) -> None:
     assert stale == [], "run: python tests/data/make_read_cases.py"
 
 
-def test_an_open_quote_in_the_last_line_swallows_nothing_and_is_read(tmp_path: Path) -> None:
-    # Only a quote that swallows later lines is refused; here the cell just runs to the end.
+@pytest.mark.parametrize(
+    "last_line",
+    [
+        'Bob,"bob@example.com\n',  # would be read as an email with no role
+        '"Bob Brügger,bob@example.com,Member\n',  # would be read as a name with no email or role
+        '"Bob Brügger,bob@example.com,Member',  # and without a final line break
+        '"Bob Brügger,bob@example.com,Member\r\n',
+        'Bob,bob@example.com,"Member',
+    ],
+)
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-8-sig", "cp1252", "utf-16"])
+def test_a_quote_left_open_on_the_last_line_is_never_closed(
+    tmp_path: Path, last_line: str, encoding: str
+) -> None:
     path = tmp_path / "last.csv"
-    path.write_text('Name,Email,Role\nAda,ada@example.com,Admin\nBob,"bob@example.com\n', encoding="utf-8")
+    path.write_bytes(f"Name,Email,Role\nAda,ada@example.com,Admin\n{last_line}".encode(encoding))
+    error = file_error(path)
+    assert isinstance(error, UnreadableFileError)
+    assert str(error) == (
+        "last.csv: the quote that opens in row 3 (line 3) is never closed, so the rest of the file "
+        "would be read as one cell. Close that quote, or remove it, and upload the file again."
+    )
+
+
+@pytest.mark.parametrize(
+    "last_line",
+    ['"Bob",bob@example.com,Member', 'Bob,"bob@example.com",Member\n', 'Bob "B",bob@example.com,Member'],
+)
+def test_quotes_closed_on_the_last_line_are_read(tmp_path: Path, last_line: str) -> None:
+    path = tmp_path / "last.csv"
+    path.write_text(f"Name,Email,Role\nAda,ada@example.com,Admin\n{last_line}", encoding="utf-8")
     _, rows = read_rows(path)
-    assert rows == [(2, "Ada", "ada@example.com", "Admin"), (3, "Bob", "bob@example.com", "")]
+    assert rows[-1][2:] == ("bob@example.com", "Member")
+
+
+@pytest.mark.parametrize("cell", ["header", "data"])
+def test_a_cell_past_the_csv_modules_own_limit_is_the_cell_limit(tmp_path: Path, cell: str) -> None:
+    # 131,072 characters is the csv module's own cap on a field; past it, the cell limit answers.
+    huge = "x" * 140_000
+    path = tmp_path / "huge.csv"
+    header, row = (
+        ("Name,Email,Role," + huge, "Ada,ada@example.com,Admin,")
+        if cell == "header"
+        else ("Name,Email,Role", f"{huge},ada@example.com,Admin")
+    )
+    path.write_text(f"{header}\n{row}\n", encoding="utf-8")
+    before = csv.field_size_limit()
+    error = file_error(path)
+    assert isinstance(error, LimitExceededError)
+    message = str(error)
+    assert message.startswith("huge.csv: ") and "\n" not in message and len(message) < 300
+    assert "the limit is 32,767 (Excel's own; raise it with --max-cell-chars)" in message
+    assert csv.field_size_limit() == before
+
+
+def test_the_library_leaves_the_csv_modules_limit_alone(tmp_path: Path) -> None:
+    # Process-wide state belongs to the entry points (the CLI raises it for --max-cell-chars).
+    path = tmp_path / "people.csv"
+    path.write_text("Name,Email,Role\nAda,ada@example.com,Admin\n", encoding="utf-8")
+    before = csv.field_size_limit()
+    read_rows(path, settings=Settings(max_cell_chars=before + 10))
+    assert csv.field_size_limit() == before
 
 
 @pytest.mark.parametrize(

@@ -305,3 +305,41 @@ def _unfilter_slow(kind: int, line: bytes, above: bytes, channels: int) -> np.nd
         da, db, dc = abs(guess - left), abs(guess - up), abs(guess - corner)
         out[i] = (value + (left if da <= db and da <= dc else up if db <= dc else corner)) & 255
     return np.frombuffer(bytes(out), np.uint8)
+
+
+def test_a_report_listing_the_first_rejected_rows_says_so(
+    chromium: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """More rejected rows than the page lists: its counts never contradict each other."""
+    tmp = tmp_path_factory.mktemp("many")
+    engine = open_database(f"sqlite:///{tmp / 't.db'}")
+    create_organization(engine, "Acme Corp", owner_email=OWNER, owner_name="Olive Owner")
+    create_teams(engine, "Acme Corp", ["Sales"])
+    sheet = tmp / "many.csv"
+    rows = [
+        f"P{i},p{i}@example.com,{'Boss' if i % 2 else 'Member'},{'Sails' if i % 3 == 0 else ''}"
+        for i in range(3_046)
+    ]
+    sheet.write_text("Name,Email,Role,Team\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    options = {"org_ref": "Acme Corp", "actor_email": OWNER, "user_type": UserType.PORTAL}
+    result = run_import(engine, sheet, settings=Settings(report_dir=tmp / "reports"), **options)  # type: ignore[arg-type]
+    engine.dispose()
+    assert result.report_dir is not None and result.rejected > 2_000
+    url = (result.report_dir / "report.html").as_uri()
+    jobs = {
+        name: run_chromium(chromium, "--dump-dom", url=url + fragment, profile=tmp / f"profile-{name}")
+        for name, fragment in (("all", ""), ("filtered", "#code=team.unknown"))
+    }
+    pages = {}
+    for name, job in jobs.items():
+        stdout, _ = job.communicate(timeout=60)
+        assert job.returncode == 0
+        pages[name] = Page(stdout.decode("utf-8"))
+
+    total = f"{result.rejected:,}"
+    shown_team = sum(1 for row in result.rejected_rows[:2_000] if row.values[3] == "Sails")
+    assert pages["all"].text("status") == f"Showing the first 2,000 of {total} rejected rows."
+    assert pages["all"].text("shown").startswith(f"Showing the first 2,000 of {total} rejected rows.")
+    assert pages["filtered"].text("status") == (
+        f"Showing {shown_team:,} with team.unknown among the first 2,000 of {total} rejected rows."
+    )

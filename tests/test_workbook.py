@@ -423,3 +423,61 @@ def test_rejected_rows_past_a_worksheets_last_row_are_in_the_csv_and_said(
     )
     assert said in result.warnings
     assert said in (result.report_dir / "report.html").read_text(encoding="utf-8")
+
+
+def test_rejected_xlsx_offers_the_sample_sheets_dropdowns_in_the_admins_columns(
+    acme: Engine, write_csv: WriteCsv, tmp_path: Path
+) -> None:
+    # Columns in the admin's order and words: each dropdown goes where its column is.
+    path = write_csv(
+        "people.csv",
+        "Team Name,Full Name,E-mail,User Role,Notes",
+        "Sails,Ada Lovelace,ada@example.com,Admn,",
+        "Sales,Bob Builder,bob@example,Member,",
+        ",Carol Chen,carol@example.com,Boss,",
+    )
+    result = do_import(acme, path, tmp_path)
+    assert result.rejected == 3 and result.report_dir is not None
+    book = load_workbook(result.report_dir / "rejected.xlsx")
+
+    assert book.sheetnames == ["Rejected rows", "Lists"]
+    assert book["Lists"].sheet_state == "hidden"
+    assert [c.value for c in book["Lists"]["A"]] == sorted(TEAMS)  # the organization's teams
+    assert validations(book["Rejected rows"]) == {
+        ("list", '"Admin,Member"', None, "D2:D4"),
+        ("list", "Lists!$A$1:$A$4", None, "A2:A4"),
+    }
+    sample = load_workbook(
+        write_template(load_sheet(UserType.PORTAL), tmp_path / "s.xlsx", fmt="xlsx", teams=TEAMS)
+    )
+    assert {v.formula1 for v in sample["Portal Access"].data_validations.dataValidation} == {
+        '"Admin,Member"',
+        "'Lists'!$A$1:$A$4",
+    }
+
+    # Fixed with the dropdowns and uploaded again: the hidden list is ours, not a second sheet.
+    sheet = book["Rejected rows"]
+    for row, team, email, role in (
+        (2, "Sales", "ada@example.com", "Admin"),
+        (3, "Sales", "bob@example.com", "Member"),
+        (4, "", "carol@example.com", "Member"),
+    ):
+        sheet.cell(row=row, column=1, value=team or None)
+        sheet.cell(row=row, column=3, value=email)
+        sheet.cell(row=row, column=4, value=role)
+    book.save(tmp_path / "fixed.xlsx")
+    again = do_import(acme, tmp_path / "fixed.xlsx", tmp_path)
+    assert (again.created, again.rejected) == (3, 0)
+    assert again.warnings == ["Ignored column not in the Portal Access sheet: 'Notes'."]  # no "2 sheets"
+
+
+def test_rejected_xlsx_has_no_team_dropdown_without_teams(tmp_path: Path, write_csv: WriteCsv) -> None:
+    engine = open_database(f"sqlite:///{tmp_path / 'empty.db'}")
+    create_organization(engine, "Acme Corp", owner_email=OWNER, owner_name="Olive Owner")
+    path = write_csv("people.csv", "Name,Email,Role,Team", "Ada,ada@example,Member,Sales")
+    result = do_import(engine, path, tmp_path)
+    engine.dispose()
+    assert result.report_dir is not None
+    book = load_workbook(result.report_dir / "rejected.xlsx")
+    assert book.sheetnames == ["Rejected rows"]
+    assert validations(book["Rejected rows"]) == {("list", '"Admin,Member"', None, "C2")}
