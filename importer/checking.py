@@ -19,9 +19,9 @@ from importer.errors import CheckingStoppedError
 from importer.forked import Helper
 from importer.models import Role
 from importer.read import Chunk, OpenedSheet
-from importer.results import ErrorCode, Members, RejectedRow, RowError
+from importer.results import ErrorCode, Members, Notice, RejectedRow, RowError
 from importer.sheets import SheetSpec, UserType
-from importer.validate import DuplicateTracker, RuleContext, Validator, duplicate_keys
+from importer.validate import DuplicateTracker, RuleContext, Team, Validator, duplicate_keys
 
 PIN_DIGITS = 6
 
@@ -34,7 +34,7 @@ class Checked:
     errors: list[RowError]
     rejected: list[RejectedRow]
     members: Members
-    pins: dict[int, tuple[str, str]]
+    pins: dict[int, tuple[str, str, str]]  # row -> (name, team, generated PIN)
     # (row, address) of the members whose address is at a near-miss of a big mail provider
     typos: list[tuple[int, str]] = field(default_factory=list)
 
@@ -46,7 +46,7 @@ class Settled:
     late: set[int]
     recovered: list[RejectedRow]
     errors: list[RowError]
-    warnings: list[str]
+    warnings: list[Notice]
 
 
 class Checker:
@@ -74,7 +74,7 @@ class Checker:
             if row in rejected
         ]
         candidates = frame[~frame.index.isin(list(rejected))] if rejected else frame
-        pins: dict[int, tuple[str, str]] = {}
+        pins: dict[int, tuple[str, str, str]] = {}
         members = self._members(candidates, pins)
         return Checked(len(frame), errors, rejected_rows, members, pins, _provider_typos(members))
 
@@ -117,7 +117,7 @@ class Checker:
         valid = shown.ne("") & ~frame.index.isin(bad)
         return duplicate_keys(frame, user_type=self.user_type, valid=valid), shown
 
-    def _members(self, frame: pd.DataFrame, pins: dict[int, tuple[str, str]]) -> Members:
+    def _members(self, frame: pd.DataFrame, pins: dict[int, tuple[str, str, str]]) -> Members:
         """The hot path: plain lists per column, C-level maps (cells are NFC already)."""
         names = frame["name"].tolist()
         cells = frame["team"].tolist()
@@ -134,17 +134,19 @@ class Checker:
             }
             members.roles = list(map(by_cell.__getitem__, frame["role"].tolist()))
         else:
+            rows = zip(members.source_rows, names, cells, frame["pin"].tolist(), strict=True)
             members.pin_hashes = [
-                self._pin_hash(row, name, pin, pins)
-                for row, name, pin in zip(members.source_rows, names, frame["pin"].tolist(), strict=True)
+                self._pin_hash(row, name, teams[cell], pin, pins) for row, name, cell, pin in rows
             ]
         return members
 
     @staticmethod
-    def _pin_hash(row: int, name: str, pin: str, pins: dict[int, tuple[str, str]]) -> str:
+    def _pin_hash(
+        row: int, name: str, team: Team | None, pin: str, pins: dict[int, tuple[str, str, str]]
+    ) -> str:
         if not pin:
             pin = f"{secrets.randbelow(10**PIN_DIGITS):0{PIN_DIGITS}d}"
-            pins[row] = (name, pin)
+            pins[row] = (name, team.name if team else "", pin)  # the team tells two "Lobby Phone"s apart
         return hash_pin(pin)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import enum
 import io
 import json
 import os
@@ -19,10 +20,10 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from importer import __version__
-from importer.activation import activate, send_activations
-from importer.cells import neutralize
+from importer.activation import activate, check_token, send_activations
+from importer.cells import neutralize, visible
 from importer.db import current_revision, open_database
-from importer.errors import ImporterError, TransportError
+from importer.errors import ImporterError, NoDatabaseError, TransportError
 from importer.mail import FileTransport, SmtpSecurity, SmtpTransport
 from importer.models import Status
 from importer.orgs import (
@@ -38,7 +39,7 @@ from importer.orgs import (
 from importer.passwords import get_password_policy, set_password_policy
 from importer.pipeline import run_import
 from importer.results import ImportResult
-from importer.samples import template_file_name, write_template
+from importer.samples import render_template, template_file_name
 from importer.settings import DEFAULT_DATABASE_URL, DEFAULT_REPORT_DIR, Settings
 from importer.sheets import UserType, load_sheet
 
@@ -48,31 +49,79 @@ USER_TYPES = click.Choice([t.value for t in UserType])
 PROGRESS_MIN_BYTES = 2 * 1024 * 1024
 
 
+class ExitCode(enum.IntEnum):
+    """The exit status of every command (an import's 0 and 3 come from its result)."""
+
+    OK = 0
+    FAILED = 1
+    USAGE = 2
+    INTERRUPTED = 130  # 128 + SIGINT: what a shell reports for a program stopped by Ctrl-C
+
+
+# What an interrupt leaves behind, unless the command says otherwise (ctx.meta[INTERRUPTED]):
+# every other command writes in one transaction, which an interrupt rolls back.
+INTERRUPTED = "importer.interrupted"
+NOTHING_WRITTEN = "nothing was written."
+
+
+def say(*lines: str, err: bool = False) -> None:
+    """Print lines; whatever a user supplied in them (file names, cells, team names) is shown, not
+    obeyed: control characters, line breaks included, are printed as ⟨U+XXXX⟩, so a file name
+    cannot clear the screen or forge a line of output."""
+    for line in lines:
+        click.echo(visible(line, one_line=True), err=err)
+
+
+def answer(exc: BaseException, *, interrupted: str = NOTHING_WRITTEN) -> int:
+    """The one mapping of everything that stops a command to one line on stderr and an exit code."""
+    if isinstance(exc, KeyboardInterrupt | click.exceptions.Abort):  # Ctrl-C, also at a prompt
+        if sys.stderr.isatty():
+            click.echo(err=True)  # past the terminal's "^C"
+        say(f"Interrupted; {interrupted}", err=True)
+        return ExitCode.INTERRUPTED
+    if isinstance(exc, click.exceptions.NoArgsIsHelpError):
+        exc.show()  # a group without its command: its help
+        return exc.exit_code
+    if isinstance(exc, click.UsageError):
+        command = exc.ctx.command_path if exc.ctx else "importer"
+        say(f"Error: {exc.format_message()} (see `{command} --help`)", err=True)
+        return exc.exit_code
+    if isinstance(exc, click.ClickException):
+        say(f"Error: {exc.format_message()}", err=True)
+        return exc.exit_code
+    if isinstance(exc, NoDatabaseError):
+        say(
+            f"Error: {exc}: give the database with --db URL (or IMPORTER_DATABASE_URL), or create "
+            "one with `importer org create` or `importer db upgrade`.",
+            err=True,
+        )
+    elif isinstance(exc, ImporterError):
+        say(f"Error: {exc}", err=True)
+    elif isinstance(exc, SQLAlchemyError):
+        first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        say(f"Error: database error: {first}", err=True)
+    elif isinstance(exc, OSError):
+        say(f"Error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
+    else:
+        say(
+            f"Error: unexpected internal error ({type(exc).__name__}: {exc}). Nothing was "
+            "written; please report this with the file that caused it.",
+            err=True,
+        )
+    return ExitCode.FAILED
+
+
 class ImporterGroup(click.Group):
-    """A group that turns every library error into one clear line and exit 1, never a traceback."""
+    """A group whose commands end in one clear line and an exit code (see answer), never a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        except click.exceptions.Exit:
             raise
-        except ImporterError as exc:
-            click.echo(f"Error: {exc}", err=True)
-            ctx.exit(1)
-        except SQLAlchemyError as exc:
-            first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-            click.echo(f"Error: database error: {first}", err=True)
-            ctx.exit(1)
-        except OSError as exc:
-            click.echo(f"Error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), err=True)
-            ctx.exit(1)
-        except Exception as exc:
-            click.echo(
-                f"Error: unexpected internal error ({type(exc).__name__}: {exc}). Nothing was "
-                "written; please report this with the file that caused it.",
-                err=True,
-            )
-            ctx.exit(1)
+        except (Exception, KeyboardInterrupt) as exc:  # SystemExit (a command's exit code) passes
+            code = answer(exc, interrupted=ctx.meta.get(INTERRUPTED, NOTHING_WRITTEN))
+            raise click.exceptions.Exit(code) from None
 
 
 class Obj:
@@ -82,11 +131,10 @@ class Obj:
         self.url = url
         self._engine: Engine | None = None
 
-    @property
-    def engine(self) -> Engine:
-        """The engine, schema created on first use."""
+    def engine(self, *, create: bool = False) -> Engine:
+        """The engine; only a command that creates data (`create`) may create the database."""
         if self._engine is None:
-            self._engine = open_database(self.url)
+            self._engine = open_database(self.url, create=create)
         return self._engine
 
 
@@ -132,8 +180,10 @@ def org() -> None:
 @pass_obj
 def org_create(obj: Obj, name: str, owner_email: str, owner_name: str) -> None:
     """Create an organization and its active Owner."""
-    org_id = create_organization(obj.engine, name, owner_email=owner_email, owner_name=owner_name)
-    click.echo(f"Created organization {name!r} (id {org_id}) with Owner {owner_email}.")
+    org_id = create_organization(
+        obj.engine(create=True), name, owner_email=owner_email, owner_name=owner_name
+    )
+    say(f"Created organization {name!r} (id {org_id}) with Owner {owner_email}.")
 
 
 @cli.group()
@@ -147,9 +197,9 @@ def team() -> None:
 @pass_obj
 def team_create(obj: Obj, org_ref: str, names: tuple[str, ...]) -> None:
     """Create one or more teams in an organization (existing ones are left alone)."""
-    created = create_teams(obj.engine, org_ref, names)
+    created = create_teams(obj.engine(create=True), org_ref, names)
     existing = len(names) - len(created)
-    click.echo(
+    say(
         f"Created {len(created)} team{'s' if len(created) != 1 else ''}"
         + (f": {', '.join(created)}" if created else "")
         + (f" ({existing} already existed)" if existing else "")
@@ -161,18 +211,38 @@ def team_create(obj: Obj, org_ref: str, names: tuple[str, ...]) -> None:
 @click.argument("user_type", type=USER_TYPES, metavar="portal|no-portal")
 @click.option("--format", "fmt", type=click.Choice(["csv", "xlsx"]), default="xlsx", show_default=True)
 @click.option("--org", "org_ref", metavar="ORG", help="Add the organization's teams as a dropdown.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Where to write it.")
-@click.pass_context
-def template(ctx: click.Context, user_type: str, fmt: str, org_ref: str | None, output: Path | None) -> None:
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, allow_dash=True, path_type=Path),
+    help="Where to write it; - for standard output.",
+)
+@pass_obj
+def template(obj: Obj, user_type: str, fmt: str, org_ref: str | None, output: Path | None) -> None:
     """Write the sample sheet for Portal Access or No Portal Access users."""
     spec = load_sheet(UserType(user_type))
     teams: list[str] = []
     if org_ref:
-        engine = ctx.find_object(Obj).engine  # type: ignore[union-attr]
-        with Session(engine) as session:
+        with Session(obj.engine()) as session:
             teams = [t.name for t in list_teams(session, find_organization(session, org_ref).id)]
-    path = write_template(spec, output or Path(template_file_name(spec, fmt)), fmt=fmt, teams=teams)
-    click.echo(f"Wrote {path}")
+    to_stdout = output is not None and str(output) == "-"
+    if to_stdout and fmt == "xlsx" and sys.stdout.isatty():
+        raise click.UsageError(
+            "an XLSX workbook is binary and would garble the terminal: redirect it "
+            "(`-o - > sheet.xlsx`), give -o PATH, or choose --format csv."
+        )
+    data = render_template(spec, fmt=fmt, teams=teams)
+    if to_stdout:
+        if fmt == "csv":
+            click.echo(data.decode("utf-8"), nl=False)
+        else:
+            sys.stdout.flush()
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        return
+    path = output or Path(template_file_name(spec, fmt))
+    path.write_bytes(data)
+    say(f"Wrote {path}")
 
 
 # Each limit of Settings is raised by an option of the same name; the error that names a limit
@@ -259,7 +329,7 @@ def import_(
             bar.update(rows)
 
         result = run_import(
-            obj.engine,
+            obj.engine(create=True),
             file,
             org_ref=org_ref,
             actor_email=actor,
@@ -273,11 +343,11 @@ def import_(
     if as_json:
         click.echo(json.dumps(result.to_dict()))
     else:
-        click.echo(render_summary(result))
+        say(*summary_lines(result))
     sys.exit(result.exit_code)
 
 
-def render_summary(result: ImportResult) -> str:
+def summary_lines(result: ImportResult) -> list[str]:
     """The human summary of an import."""
     summary = result.to_dict()
     verb = "would be created" if result.dry_run else "created"
@@ -293,7 +363,12 @@ def render_summary(result: ImportResult) -> str:
     for warning in result.warnings:
         lines.append(f"Warning: {warning}")
     lines.append(f"Batch {result.batch_id}; report: {result.report_dir}/report.html")
-    return "\n".join(lines)
+    if result.generated_pins and result.report_dir is not None:
+        lines.append(
+            f"Generated PINs of {len(result.generated_pins)} member(s): {result.report_dir}/pins.csv "
+            "(mode 0600). It is the only copy, shown nowhere else: hand them out, then delete it."
+        )
+    return lines
 
 
 @cli.command()
@@ -311,7 +386,7 @@ def render_summary(result: ImportResult) -> str:
 def members(obj: Obj, org_ref: str, status: str | None, user_type: str | None, fmt: str) -> None:
     """List an organization's members (PINs and passwords are never shown)."""
     rows = list_members(
-        obj.engine,
+        obj.engine(),
         org_ref,
         status=Status(status) if status else None,
         user_type=UserType(user_type) if user_type else None,
@@ -325,7 +400,7 @@ def members(obj: Obj, org_ref: str, status: str | None, user_type: str | None, f
         # A refused activation email shows where the admin looks first.
         if any(row["invite_error"] for row in rows):
             keys = (*keys, "invite_error")
-        click.echo(_table(rows, keys))
+        say(*_table(rows, keys))
 
 
 @cli.command()
@@ -334,12 +409,12 @@ def members(obj: Obj, org_ref: str, status: str | None, user_type: str | None, f
 @pass_obj
 def batches(obj: Obj, org_ref: str, as_json: bool) -> None:
     """List an organization's past imports, newest first."""
-    rows = list_batches(obj.engine, org_ref)
+    rows = list_batches(obj.engine(), org_ref)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
     else:
-        click.echo(
-            _table(
+        say(
+            *_table(
                 rows,
                 (
                     "id",
@@ -405,6 +480,10 @@ def send_activations_command(
     Exit status: 0 all sent; 3 some recipients refused (recorded on the member, shown by
     `members`); 1 nothing could be sent (server unreachable, login refused).
     """
+    # Each member's state is committed as its message goes: an interrupt keeps what was sent.
+    click.get_current_context().meta[INTERRUPTED] = (
+        "the messages sent before it are recorded; run it again to send the rest."
+    )
     if not sender:
         raise click.UsageError("--from ADDRESS (or IMPORTER_FROM) is required.")
     if not base_url:
@@ -422,7 +501,7 @@ def send_activations_command(
     try:
         with chosen:
             result = send_activations(
-                obj.engine, org_ref, transport=chosen, sender=sender, base_url=base_url,
+                obj.engine(), org_ref, transport=chosen, sender=sender, base_url=base_url,
                 batch_id=batch_id, resend=resend,
             )  # fmt: skip
     except TransportError as exc:
@@ -433,29 +512,64 @@ def send_activations_command(
         click.echo(json.dumps(result.to_dict()))
     else:
         where = f" to {outbox}/" if transport == "file" else f" via {smtp_host}"
-        click.echo(
+        say(
             f"Sent {result.sent}{where}; {result.failed} failed; "
-            f"{result.skipped} already emailed (see --resend)."
+            f"{result.skipped} already emailed (see --resend).",
+            *(f"  refused: {failure.email}: {failure.error}" for failure in result.failures),
         )
-        for failure in result.failures:
-            click.echo(f"  refused: {failure.email}: {failure.error}")
     sys.exit(result.exit_code)
 
 
-@cli.command("activate")
-@click.argument("token")
-@click.option("--password-stdin", is_flag=True, help="Read the password from standard input (one line).")
+class LiteralArguments(click.Command):
+    """A command whose arguments are taken as given, even when they start with `-` (as older
+    activation tokens may): only the command's own flags, spelt exactly, are options, and `--`
+    ends them as usual. For commands whose options are all flags."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        flags = {
+            name
+            for param in self.get_params(ctx)
+            if isinstance(param, click.Option)
+            for name in (*param.opts, *param.secondary_opts)
+        }
+        own: list[str] = []
+        given: list[str] = []
+        for position, arg in enumerate(args):
+            if arg == "--":
+                given += args[position + 1 :]
+                break
+            (own if arg in flags else given).append(arg)
+        return super().parse_args(ctx, [*own, "--", *given])
+
+
+@cli.command("activate", cls=LiteralArguments)
+@click.argument("token", required=False)
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input (its next line).")
 @pass_obj
-def activate_command(obj: Obj, token: str, password_stdin: bool) -> None:
-    """Set the password from an activation link's token; the member becomes active."""
+def activate_command(obj: Obj, token: str | None, password_stdin: bool) -> None:
+    """Set the password from an activation link (or its token); the member becomes active.
+
+    Without TOKEN the link is asked for without echo, or read from the first line of standard
+    input when that is not a terminal: it then never shows in the process list. The link is
+    checked before the password is asked for.
+    """
+    terminal = sys.stdin.isatty()
+    if not (terminal or password_stdin):
+        raise click.UsageError(
+            "there is no terminal to ask for the password: give it on standard input with --password-stdin."
+        )
+    if token is None:
+        token = click.prompt("Activation link", hide_input=True) if terminal else sys.stdin.readline()
+        if not token.strip():
+            raise click.UsageError("no activation link given: paste the link from the email.")
+    member = check_token(obj.engine(), token)
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
+        say(f"Choose the password of {member.email} in {member.organization}.")
         password = click.prompt("New password", hide_input=True, confirmation_prompt="Repeat the password")
-    member = activate(obj.engine, token, password)
-    click.echo(
-        f"{member.email} is now active in {member.organization}. Sign in with your email and password."
-    )
+    member = activate(obj.engine(), token, password)
+    say(f"{member.email} is now active in {member.organization}. Sign in with your email and password.")
 
 
 @org.command("password-policy")
@@ -469,12 +583,12 @@ def org_password_policy(
 ) -> None:
     """Show or change the organization's password policy (only its Owner may change it)."""
     if min_length is None and require_symbol is None:
-        policy = get_password_policy(obj.engine, org_ref)
+        policy = get_password_policy(obj.engine(), org_ref)
     else:
         policy = set_password_policy(
-            obj.engine, org_ref, actor_email=actor, min_length=min_length, require_symbol=require_symbol
+            obj.engine(), org_ref, actor_email=actor, min_length=min_length, require_symbol=require_symbol
         )
-    click.echo(f"Password policy: {policy.describe()}.")
+    say(f"Password policy: {policy.describe()}.")
 
 
 @cli.group()
@@ -488,12 +602,11 @@ def batch() -> None:
 @pass_obj
 def batch_show(obj: Obj, batch_id: str, as_json: bool) -> None:
     """Who imported what and when: file name and hash, counts, report path."""
-    info = show_batch(obj.engine, batch_id)
+    info = show_batch(obj.engine(), batch_id)
     if as_json:
         click.echo(json.dumps(info, indent=2))
         return
-    for key, value in info.items():
-        click.echo(f"{key + ':':<17} {'' if value is None else value}")
+    say(*(f"{key + ':':<17} {'' if value is None else value}" for key, value in info.items()))
 
 
 @batch.command("undo")
@@ -502,13 +615,13 @@ def batch_show(obj: Obj, batch_id: str, as_json: bool) -> None:
 @pass_obj
 def batch_undo(obj: Obj, batch_id: str, as_json: bool) -> None:
     """Remove a batch's members that are still pending and revoke their links; active ones stay."""
-    result = undo_batch(obj.engine, batch_id)
+    result = undo_batch(obj.engine(), batch_id)
     if as_json:
         click.echo(json.dumps(result.to_dict()))
         return
-    click.echo(f"Batch {result.batch_id}: removed {result.removed} pending member(s).")
+    say(f"Batch {result.batch_id}: removed {result.removed} pending member(s).")
     if result.kept_active:
-        click.echo(f"Kept {len(result.kept_active)} already active: {', '.join(result.kept_active)}")
+        say(f"Kept {len(result.kept_active)} already active: {', '.join(result.kept_active)}")
 
 
 @cli.group()
@@ -520,8 +633,7 @@ def db() -> None:
 @pass_obj
 def db_upgrade(obj: Obj) -> None:
     """Create or upgrade the database schema to the newest revision (also done on first use)."""
-    engine = open_database(obj.url)
-    click.echo(f"Database schema at revision {current_revision(engine)}.")
+    say(f"Database schema at revision {current_revision(obj.engine(create=True))}.")
 
 
 def _csv_text(rows: list[dict[str, Any]]) -> str:
@@ -530,20 +642,24 @@ def _csv_text(rows: list[dict[str, Any]]) -> str:
         writer = csv.writer(out)
         writer.writerow(list(rows[0]))
         for row in rows:
-            writer.writerow([neutralize("" if v is None else str(v)) for v in row.values()])
+            # A cell may hold a line break (quoted); nothing that would act on a terminal.
+            writer.writerow([visible(neutralize("" if v is None else str(v))) for v in row.values()])
     return out.getvalue()
 
 
-def _table(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> str:
+def _table(rows: list[dict[str, Any]], keys: tuple[str, ...]) -> list[str]:
     if not rows:
-        return "(none)"
-    cells = [[("" if row[k] is None else str(row[k])) for k in keys] for row in rows]
+        return ["(none)"]
+    # Made visible before measuring, so the columns line up as printed.
+    cells = [[visible("" if row[k] is None else str(row[k]), one_line=True) for k in keys] for row in rows]
     widths = [max(len(k), *(len(c[i]) for c in cells)) for i, k in enumerate(keys)]
     lines = ["  ".join(k.ljust(w) for k, w in zip(keys, widths, strict=True))]
     lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
-    return "\n".join(line.rstrip() for line in lines)
+    return [line.rstrip() for line in lines]
 
 
-def main() -> None:
-    """Console-script entry point."""
+def main(*, interrupted: bool = False) -> None:
+    """Run the command line; `interrupted`: Ctrl-C was pressed while it loaded (importer/__main__.py)."""
+    if interrupted:
+        sys.exit(answer(KeyboardInterrupt()))
     cli(prog_name="importer")

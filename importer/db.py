@@ -15,7 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from importer.errors import ImporterError
+from importer.errors import ImporterError, NoDatabaseError
 from importer.settings import DEFAULT_SQLITE_BUSY_SECONDS
 
 # The newest migration in importer/migrations/versions (tests/test_db.py keeps them in step).
@@ -23,15 +23,27 @@ HEAD_REVISION = "0003"
 _MIGRATION_LOCK = 0x1D_0C_0B_1E
 
 
-def open_database(url: str, *, busy_seconds: float = DEFAULT_SQLITE_BUSY_SECONDS) -> Engine:
-    """An engine for any SQLAlchemy URL, its schema created or upgraded (Alembic)."""
+def open_database(
+    url: str, *, create: bool = True, busy_seconds: float = DEFAULT_SQLITE_BUSY_SECONDS
+) -> Engine:
+    """An engine for any SQLAlchemy URL, its schema created or upgraded (Alembic).
+
+    With `create=False` a database that is not there (no SQLite file, or no schema) is a
+    NoDatabaseError, and nothing is created: a command that only reads must not leave an empty
+    database behind in whatever directory it ran.
+    """
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
         raise ImporterError(f"--db: {url!r} is not a database URL ({exc}).") from exc
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
+    where = parsed.render_as_string(hide_password=True)
     if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:" and not parsed.query.get("uri"):
+            where = os.path.abspath(parsed.database)
+            if not create and not os.path.exists(where):
+                raise NoDatabaseError(where)
         engine = create_engine(parsed, connect_args={"timeout": busy_seconds}, poolclass=NullPool)
         _configure_sqlite(engine)
     else:
@@ -43,6 +55,9 @@ def open_database(url: str, *, busy_seconds: float = DEFAULT_SQLITE_BUSY_SECONDS
             connect_args={"prepare_threshold": None} if parsed.drivername.endswith("psycopg") else {},
         )
     try:
+        if not create and current_revision(engine) is None:
+            engine.dispose()
+            raise NoDatabaseError(where)
         upgrade_schema(engine)
     except OperationalError as exc:
         raise ImporterError(

@@ -8,6 +8,7 @@ ImporterError                 anything the CLI turns into one clear line and exi
 │   ├── WrongSheetTypeError   the sheet is another user type's (its columns say so)
 │   └── LimitExceededError    over a size limit (names the option that raises it)
 ├── NotFoundError             an organization, team, batch or token that does not exist
+│   └── NoDatabaseError       no database where the command looked (a reading command creates none)
 ├── PermissionDeniedError     the actor may not do this (not an active Owner or Admin)
 ├── ConflictError             the thing already exists
 ├── ActivationError           token unknown, used or expired; weak password
@@ -71,6 +72,14 @@ class LimitExceededError(FileLevelError):
 
 class NotFoundError(ImporterError):
     """An organization, team, batch or token does not exist."""
+
+
+class NoDatabaseError(NotFoundError):
+    """There is no database (or no schema in it) where a command that only reads looked."""
+
+    def __init__(self, where: str) -> None:
+        super().__init__(f"no database at {where}")
+        self.where = where
 
 
 class PermissionDeniedError(ImporterError):

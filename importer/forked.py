@@ -68,9 +68,14 @@ class Helper:
             target=_run, args=(work, args, sender, self._receiver, doing, tail), daemon=True
         )
         gc.freeze()  # the child's collections then leave the parent's objects (and their pages) alone
+        # Ctrl-C belongs to the importing process. It waits until the fork is done, so neither
+        # process is interrupted inside multiprocessing's bookkeeping (which would swallow it or
+        # print a traceback), and the helper ignores it: it stops with the importing process.
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             self._process.start()
         finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
             gc.unfreeze()
         sender.close()
 
@@ -102,6 +107,8 @@ def _run(
     work: Callable[..., None], args: tuple[Any, ...], sender: Any, receiver: Any, doing: str, tail: str
 ) -> None:
     """The helper's side: do the work; send what went wrong instead, if anything."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # an interrupt pending since the fork is dropped
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     receiver.close()  # else its own copy would keep the pipe open after the importing process died
     _die_with_parent()
     try:

@@ -24,7 +24,17 @@ from importer.models import utcnow
 from importer.orgs import Actor, find_actor, find_organization, list_teams
 from importer.read import open_sheet
 from importer.report import write_report
-from importer.results import ErrorCode, ImportResult, Outcome, RejectedRow, RowError, SkippedRow
+from importer.results import (
+    ErrorCode,
+    GeneratedPin,
+    ImportResult,
+    Notice,
+    Outcome,
+    RejectedRow,
+    RowError,
+    SkippedRow,
+    WarningCode,
+)
 from importer.settings import Settings
 from importer.sheets import SheetSpec, UserType, load_sheet
 from importer.validate import RuleContext, Team, provider_hint
@@ -130,7 +140,7 @@ def _run_import(
                     progress(checked.rows, opened.row_estimate)
             stamp = describe_template_stamp(read_template_stamp(path), spec=spec)
             result.warnings = [
-                *([stamp] if stamp else []),
+                *([Notice(WarningCode.TEMPLATE_MISMATCH, stamp)] if stamp else []),
                 *run.warnings,
                 *_capped(run.typo_warnings, limit=TYPO_WARNINGS_SHOWN),
             ]
@@ -176,10 +186,10 @@ class _Run:
         self.rejected: dict[int, RejectedRow] = {}
         self.errors: list[RowError] = []
         self.created = 0
-        self.pins: dict[int, tuple[str, str]] = {}
+        self.pins: dict[int, tuple[str, str, str]] = {}
         self.typos: list[tuple[int, str]] = []  # (row, address) created at a mistyped provider?
-        self.typo_warnings: list[str] = []
-        self.warnings: list[str] = []
+        self.typo_warnings: list[Notice] = []
+        self.warnings: list[Notice] = []
 
     def process(self, checked: Checked) -> None:
         """Record a checked chunk's rejections; write its members, skipping those that exist."""
@@ -224,7 +234,9 @@ class _Run:
         result.skipped = [self.skipped[r] for r in sorted(self.skipped)]
         result.created = self.created
         result.generated_pins = [
-            (row, name, pin) for row, (name, pin) in sorted(self.pins.items()) if row not in late
+            GeneratedPin(row, name, team, pin)
+            for row, (name, team, pin) in sorted(self.pins.items())
+            if row not in late
         ]
 
     def _warn_provider_typos(self, late: set[int]) -> None:
@@ -233,20 +245,26 @@ class _Run:
             hint = provider_hint(email)
             if hint and row not in late:
                 self.typo_warnings.append(
-                    f"Row {row}: {email} was accepted.{hint} If it is a typo, undo this batch "
-                    f"(importer batch undo {self.result.batch_id}), fix the sheet and import it again."
+                    Notice(
+                        WarningCode.EMAIL_PROVIDER_TYPO,
+                        f"Row {row}: {email} was accepted.{hint} If it is a typo, undo this batch "
+                        f"(importer batch undo {self.result.batch_id}), fix the sheet and import it again.",
+                    )
                 )
 
     def _skip(self, row: int, shown: str) -> None:
         self.skipped[row] = SkippedRow(row, ErrorCode.MEMBER_EXISTS, ErrorCode.MEMBER_EXISTS.template, shown)
 
 
-def _capped(lines: list[str], *, limit: int) -> list[str]:
+def _capped(lines: list[Notice], *, limit: int) -> list[Notice]:
     if len(lines) <= limit:
         return lines
     return [
         *lines[:limit],
-        f"... and {len(lines) - limit} more addresses that look like mail-provider typos.",
+        Notice(
+            WarningCode.EMAIL_PROVIDER_TYPO,
+            f"... and {len(lines) - limit} more addresses that look like mail-provider typos.",
+        ),
     ]
 
 

@@ -26,6 +26,7 @@ from importer.errors import (
     WrongSheetTypeError,
 )
 from importer.guard import check_workbook_file
+from importer.results import Notice, WarningCode
 from importer.samples import STAMP_PATTERN
 from importer.settings import Settings
 from importer.sheets import ERRORS_HEADER, SheetSpec, UserType, all_sheets, header_lookup, normalize_header
@@ -108,7 +109,7 @@ class OpenedSheet:
     encoding: str | None
     delimiter: str | None
     header_row: int
-    warnings: list[str] = field(default_factory=list)
+    warnings: list[Notice] = field(default_factory=list)
     row_estimate: int | None = None
     _blocks: Iterator[Block] | None = None
     _reopen: Callable[[], Iterator[RawBlock]] | None = None
@@ -134,8 +135,11 @@ class OpenedSheet:
                 overlong += 1
                 if overlong <= _OVERLONG_SHOWN:
                     self.warnings.append(
-                        f"Row {number} has more cells than the header row; the cells past "
-                        f"column {width} were ignored."
+                        Notice(
+                            WarningCode.ROW_TOO_LONG,
+                            f"Row {number} has more cells than the header row; the cells past "
+                            f"column {width} were ignored.",
+                        )
                     )
             numbers.extend(block.numbers)
             for column, cells in zip(columns, block.columns, strict=True):
@@ -147,7 +151,10 @@ class OpenedSheet:
             yield self._chunk(numbers, columns)
         if overlong > _OVERLONG_SHOWN:
             self.warnings.append(
-                f"{overlong} rows in all had more cells than the header row; the extras were ignored."
+                Notice(
+                    WarningCode.ROW_TOO_LONG,
+                    f"{overlong} rows in all had more cells than the header row; the extras were ignored.",
+                )
             )
 
     def pick_rows(self, wanted: set[int]) -> dict[int, tuple[str, ...]]:
@@ -291,7 +298,7 @@ def open_sheet(
             "(raise it with --max-file-bytes)."
         )
     blocks: Iterator[RawBlock]
-    warnings: list[str]
+    warnings: list[Notice]
     reopen: Callable[[], Iterator[RawBlock]] | None = None
     pick: Callable[[list[int]], RawPicks | None] | None = None
     estimate: int | None = None
@@ -300,7 +307,7 @@ def open_sheet(
         blocks, encoding, delimiter, warnings = iter(()), None, None, []
     elif extension in TEXT_EXTENSIONS:
         encoding, warning = detect_encoding(path)
-        warnings = [warning] if warning else []
+        warnings = [Notice(WarningCode.ENCODING_GUESSED, warning)] if warning else []
         scan = scan_lines(path, encoding=encoding, settings=settings)
         estimate = scan.estimate if scan else None
         delimiter = sniff_delimiter(path, encoding=encoding, settings=settings)
@@ -354,7 +361,7 @@ def _map_header(
     header_row: int,
     encoding: str | None,
     delimiter: str | None,
-    warnings: list[str],
+    warnings: list[Notice],
     settings: Settings,
     stamped: UserType | None,
 ) -> OpenedSheet:
@@ -397,8 +404,11 @@ def _map_header(
         )
     if ignored:
         warnings.append(
-            f"Ignored column{'s' if len(ignored) > 1 else ''} not in the {spec.title} sheet: "
-            f"{', '.join(repr(t) for t in ignored)}."
+            Notice(
+                WarningCode.COLUMN_IGNORED,
+                f"Ignored column{'s' if len(ignored) > 1 else ''} not in the {spec.title} sheet: "
+                f"{', '.join(repr(t) for t in ignored)}.",
+            )
         )
     return OpenedSheet(
         path=path,

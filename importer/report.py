@@ -6,7 +6,6 @@ import contextlib
 import csv
 import json
 import os
-import re
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -14,9 +13,9 @@ from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from importer.cells import neutralize
+from importer.cells import neutralize, visible
 from importer.forked import Helper, can_fork
-from importer.results import ErrorCode, ImportResult, RowError
+from importer.results import ErrorCode, GeneratedPin, ImportResult, Notice, RowError, WarningCode
 from importer.sheets import ERRORS_HEADER, ColumnKind, SheetSpec, header_lookup, normalize_header
 from importer.workbook import XLSX_MAX_ROWS, write_rejected_xlsx
 
@@ -27,15 +26,6 @@ XLSX_ALONGSIDE_FROM = 5_000
 PIN_REMOVED = (
     "PIN left out of this report for security: enter it again, or leave it blank to have one generated."
 )
-
-# Control, zero-width and bidi characters are shown, not obeyed: an ESC in errors.csv printed in a
-# terminal, or a U+202E in report.html, would otherwise act on the reader's screen.
-_INVISIBLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u2069\ufeff]")
-
-
-def visible(text: str) -> str:
-    """Control and invisible characters written as ⟨U+XXXX⟩."""
-    return _INVISIBLE.sub(lambda m: f"⟨U+{ord(m.group()):04X}⟩", text)
 
 
 def _finalize(value: Any) -> Any:
@@ -70,8 +60,11 @@ def write_report(result: ImportResult, *, spec: SheetSpec, teams: Sequence[str] 
     folder.mkdir(parents=True, exist_ok=True)
     if len(result.rejected_rows) > XLSX_MAX_ROWS:
         result.warnings.append(
-            f"rejected.xlsx holds the first {XLSX_MAX_ROWS:,} rejected rows, as many as a worksheet "
-            f"can; rejected.csv has all {len(result.rejected_rows):,}."
+            Notice(
+                WarningCode.REPORT_CUT,
+                f"rejected.xlsx holds the first {XLSX_MAX_ROWS:,} rejected rows, as many as a worksheet "
+                f"can; rejected.csv has all {len(result.rejected_rows):,}.",
+            )
         )
     pin_columns = _pin_positions(result.headers, spec)
     errors_by_row: dict[int, list[RowError]] = defaultdict(list)
@@ -105,7 +98,7 @@ def write_report(result: ImportResult, *, spec: SheetSpec, teams: Sequence[str] 
         if result.generated_pins:
             write_csv(
                 folder / "pins.csv",
-                ("row", "name", "pin"),
+                GeneratedPin._fields,
                 result.generated_pins,
                 mode=0o600,
             )

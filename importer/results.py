@@ -7,7 +7,7 @@ from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class ErrorCode(enum.StrEnum):
@@ -122,6 +122,49 @@ class RejectedRow:
     values: tuple[str, ...]
 
 
+class WarningCode(enum.StrEnum):
+    """Stable codes of an import's warnings (the `warnings` of `--json` and summary.json)."""
+
+    ENCODING_GUESSED = "file.encoding_guessed"
+    SHEET_CHOSEN = "file.sheet_chosen"
+    TEMPLATE_MISMATCH = "file.template_mismatch"
+    COLUMN_IGNORED = "column.ignored"
+    ROW_TOO_LONG = "row.too_long"
+    EMAIL_PROVIDER_TYPO = "email.provider_typo"
+    REPORT_CUT = "report.cut"
+
+
+class Notice(str):
+    """One warning: its text, and its code.
+
+    A str, so everything that shows or compares a warning as text (the summary, report.html,
+    tests) keeps doing so; the code is what a program reading `--json` relies on.
+    """
+
+    code: WarningCode
+
+    def __new__(cls, code: WarningCode, message: str) -> Notice:
+        notice = super().__new__(cls, message)
+        notice.code = code
+        return notice
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (Notice, (self.code, str(self)))  # it crosses the checking worker's pipe
+
+    def to_dict(self) -> dict[str, str]:
+        """As `--json` prints it."""
+        return {"code": self.code.value, "message": str(self)}
+
+
+class GeneratedPin(NamedTuple):
+    """A PIN the import generated, shown once in pins.csv: its row, member name and team."""
+
+    row: int
+    name: str
+    team: str
+    pin: str
+
+
 class Outcome(enum.StrEnum):
     """How an import run ended."""
 
@@ -146,8 +189,8 @@ class ImportResult:
     skipped: list[SkippedRow] = field(default_factory=list)
     errors: list[RowError] = field(default_factory=list)
     rejected_rows: list[RejectedRow] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    generated_pins: list[tuple[int, str, str]] = field(default_factory=list)
+    warnings: list[Notice] = field(default_factory=list)
+    generated_pins: list[GeneratedPin] = field(default_factory=list)
     outcome: Outcome = Outcome.COMPLETED
     report_dir: Path | None = None
     started_at: str = ""
@@ -194,6 +237,7 @@ class ImportResult:
             "rejected": self.rejected,
             "errors_by_code": self.errors_by_code,
             "report_dir": str(self.report_dir) if self.report_dir else None,
+            "warnings": [w.to_dict() for w in self.warnings],
         }
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import io
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -56,13 +57,20 @@ def template_file_name(spec: SheetSpec, fmt: str) -> str:
     return f"{spec.user_type.value}-users-sample.{fmt}"
 
 
+def render_template(spec: SheetSpec, *, fmt: str, teams: Sequence[str] = ()) -> bytes:
+    """The sample sheet for one user type as CSV (UTF-8) or XLSX bytes."""
+    if fmt == "csv":
+        text = io.StringIO(newline="")
+        csv.writer(text).writerow([c.sample_header for c in spec.columns])
+        return text.getvalue().encode("utf-8")
+    data = io.BytesIO()
+    _workbook(spec, teams=teams).save(data)
+    return data.getvalue()
+
+
 def write_template(spec: SheetSpec, path: Path, *, fmt: str, teams: Sequence[str] = ()) -> Path:
     """Write the sample sheet for one user type as CSV or XLSX."""
-    if fmt == "csv":
-        with path.open("w", encoding="utf-8", newline="") as f:
-            csv.writer(f).writerow([c.sample_header for c in spec.columns])
-    else:
-        _workbook(spec, teams=teams).save(path)
+    path.write_bytes(render_template(spec, fmt=fmt, teams=teams))
     return path
 
 

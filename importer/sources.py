@@ -20,6 +20,7 @@ import python_calamine
 
 from importer.errors import FileLevelError, LimitExceededError, UnreadableFileError
 from importer.guard import first_line, password_protected
+from importer.results import Notice, WarningCode
 from importer.samples import INSTRUCTIONS_ROWS, SAMPLE_WORKBOOK_SHEETS, holds_template_stamp
 from importer.settings import Settings
 
@@ -368,7 +369,7 @@ def reopen_workbook(path: Path, *, sheet_name: str | None) -> Iterator[RawBlock]
 
 def workbook_blocks(
     path: Path, *, sheet_name: str | None
-) -> tuple[Iterator[RawBlock], list[str], int | None]:
+) -> tuple[Iterator[RawBlock], list[Notice], int | None]:
     """(the chosen sheet's records in blocks, warnings, the sheet's height) of a workbook."""
     try:
         workbook = python_calamine.CalamineWorkbook.from_path(str(path))
@@ -383,13 +384,16 @@ def workbook_blocks(
     names: list[str] = list(workbook.sheet_names)
     if not names:
         raise UnreadableFileError(f"{path.name} has no sheets.")
-    warnings: list[str] = []
+    warnings: list[Notice] = []
     if sheet_name is None:
         chosen = names[0]
         if set(names[1:]) - _sample_workbooks_own(workbook, names):
             warnings.append(
-                f"{path.name} has {len(names)} sheets; read the first, {chosen!r} "
-                "(choose another with --sheet)."
+                Notice(
+                    WarningCode.SHEET_CHOSEN,
+                    f"{path.name} has {len(names)} sheets; read the first, {chosen!r} "
+                    "(choose another with --sheet).",
+                )
             )
     elif sheet_name in names:
         chosen = sheet_name

@@ -33,6 +33,7 @@ SUMMARY_KEYS = {
     "rejected",
     "errors_by_code",
     "report_dir",
+    "warnings",  # not in PRODUCT.md's list: each warning's code and message (issue 11)
 }
 
 

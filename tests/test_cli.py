@@ -2,21 +2,35 @@
 
 from __future__ import annotations
 
+import csv
 import email
 import email.policy
+import fcntl
+import io
 import json
+import os
+import pty
 import re
+import secrets
+import signal
+import subprocess
+import sys
+import termios
+import time
+from collections.abc import Callable
 from pathlib import Path
+from select import select as select_fds
 
 import pytest
 from click.testing import CliRunner
 from openpyxl import load_workbook
-from sqlalchemy import select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from importer.activation import TOKEN_BYTES, hash_token, new_token
 from importer.cli import cli
 from importer.db import open_database
-from importer.models import Member
+from importer.models import ActivationToken, Batch, Member
 
 from .conftest import SUMMARY_KEYS
 
@@ -122,6 +136,7 @@ def test_dry_run_json(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-d
         "rejected": 0,
         "errors_by_code": {},
         "report_dir": "",
+        "warnings": [],
     }
     members = json.loads(run("members", "--org", "Acme Corp", "--format", "json").output)
     assert len(members) == 1
@@ -286,3 +301,319 @@ def test_members_table_shows_a_refused_invitation(run, tmp_path: Path, db_url: s
     table = run("members", "--org", "Acme Corp").output.splitlines()
     assert table[0].split()[-1] == "invite_error"
     assert table[-1].endswith("550 5.1.1 no")
+
+
+# --- issue 11: the command line's hygiene -------------------------------------------------------
+
+IMPORTER = Path(sys.executable).with_name("importer")  # the console script, as a user runs it
+
+
+def _wait_until(condition: Callable[[], bool], process: subprocess.Popen[bytes], what: str) -> None:
+    deadline = time.monotonic() + 120
+    while not condition():
+        assert process.poll() is None, f"the command ended before {what}: {process.communicate()}"
+        assert time.monotonic() < deadline, f"never {what}"
+        time.sleep(0.005)
+
+
+def _ctrl_c(process: subprocess.Popen[bytes]) -> tuple[int, str]:
+    """Ctrl-C as a terminal sends it (to the whole foreground group); the exit code and stderr."""
+    os.killpg(process.pid, signal.SIGINT)
+    _, err = process.communicate(timeout=120)
+    return process.returncode, err.decode()
+
+
+def _loaded_a_library(pid: int) -> bool:
+    """Whether the command line has begun loading its libraries (a compiled module is mapped)."""
+    try:
+        maps = Path(f"/proc/{pid}/maps").read_text()
+    except OSError:
+        return False
+    return any("site-packages" in line and line.endswith(".so") for line in maps.splitlines())
+
+
+def _has_worker(pid: int) -> bool:
+    """Whether the import has forked its checking worker: it is in its transaction, mid-run."""
+    try:
+        return bool(Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+    except OSError:
+        return False
+
+
+def _written(db_url: str) -> tuple[int, int]:
+    engine = open_database(db_url)
+    try:
+        with Session(engine) as session:
+            return (
+                session.scalar(select(func.count()).select_from(Member)) or 0,
+                session.scalar(select(func.count()).select_from(Batch)) or 0,
+            )
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("moment", ["start-up", "mid-run"])
+def test_ctrl_c_is_one_line_and_exit_130_and_writes_nothing(
+    run, tmp_path: Path, db_url: str, moment: str
+) -> None:  # type: ignore[no-untyped-def]
+    rows = 1 if moment == "start-up" else 120_000  # a file big enough to be checked by a worker
+    path = write(
+        tmp_path, "big.csv", "Name,Email,Role", *(f"P{i},p{i}@example.com,Member" for i in range(rows))
+    )
+    before = _written(db_url)
+    process = subprocess.Popen(
+        [str(IMPORTER), "--db", db_url, *import_args(path, "--report-dir", str(tmp_path / "reports"))],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,  # its own process group, as a terminal's foreground job
+    )
+    if moment == "start-up":
+        _wait_until(lambda: _loaded_a_library(process.pid), process, "it loaded a library")
+    else:
+        _wait_until(lambda: _has_worker(process.pid), process, "it started checking the rows")
+    code, err = _ctrl_c(process)
+    assert (code, err.strip().splitlines()) == (130, ["Interrupted; nothing was written."])
+    assert _written(db_url) == before
+    assert not list((tmp_path / "reports").glob("*"))
+
+
+def test_a_file_name_with_escape_sequences_is_shown_not_obeyed(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    name = "x\x1b[2J\rForged: 0 rejected\n.csv"
+    path = write(tmp_path, name, "Name,Email,Role,Extra", "A,a@example.com,Member,1")
+    summary = run(*import_args(path))
+    listing = run("batches", "--org", "Acme Corp")
+    batch_id = json.loads(run("batches", "--org", "Acme Corp", "--json").output)[0]["id"]
+    shown = run("batch", "show", batch_id)
+    failed = run(*import_args(write(tmp_path, "y\x1b]0;owned\x07.csv", "Name,Role", "A,Member")))
+    for output in (summary.output, listing.output, shown.output, failed.output):
+        assert not {"\x1b", "\r", "\x07"} & set(output), output
+    forged_name = "x⟨U+001B⟩[2J⟨U+000D⟩Forged: 0 rejected⟨U+000A⟩.csv"
+    assert summary.output.splitlines()[0].startswith(f"{forged_name}: 1 rows, 1 created")
+    assert f"{forged_name}' has 4 columns" in summary.output or forged_name in summary.output
+    assert forged_name in listing.output.splitlines()[1]
+    assert f"file_name:        {forged_name}" in shown.output.splitlines()
+    assert failed.output.startswith("Error: y⟨U+001B⟩]0;owned⟨U+0007⟩.csv: missing required column Email")
+
+
+def _send(run, tmp_path: Path, *emails: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    rows = [f"{e.split('@')[0]},{e},Member" for e in emails]
+    assert run(*import_args(write(tmp_path, "invite.csv", "Name,Email,Role", *rows))).exit_code == 0
+    sent = run(
+        "send-activations", "--org", "Acme Corp", "--outbox", "outbox",
+        "--from", "Acme <no-reply@acme.example>", "--base-url", "https://portal.acme.example/",
+    )  # fmt: skip
+    assert sent.exit_code == 0, sent.output
+    return _tokens_in(tmp_path / "outbox")
+
+
+def _dash_token() -> str:
+    """A real token, as tokens were drawn before issue 11, that starts with `-`."""
+    while not (token := secrets.token_urlsafe(TOKEN_BYTES)).startswith("-"):
+        pass
+    return token
+
+
+def _give_token(db_url: str, email: str, token: str) -> None:
+    """The member's link is now `token` (as if sent by an older version)."""
+    engine = open_database(db_url)
+    with Session(engine) as session, session.begin():
+        member_id = session.scalars(select(Member.id).where(Member.email == email)).one()
+        session.execute(
+            update(ActivationToken)
+            .where(ActivationToken.member_id == member_id)
+            .values(token_hash=hash_token(token))
+        )
+    engine.dispose()
+
+
+def test_a_token_starting_with_a_dash_activates_as_documented(run, tmp_path: Path, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    _send(run, tmp_path, "ann@example.com", "bob@example.com", "cy@example.com")
+    tokens = {email: _dash_token() for email in ("ann@example.com", "bob@example.com", "cy@example.com")}
+    for address, token in tokens.items():
+        _give_token(db_url, address, token)
+    documented = run("activate", tokens["ann@example.com"], "--password-stdin", input="correct horse 42\n")
+    flag_first = run("activate", "--password-stdin", tokens["bob@example.com"], input="correct horse 42\n")
+    after_dashes = run(
+        "activate", "--password-stdin", "--", tokens["cy@example.com"], input="correct horse 42\n"
+    )
+    for result, address in zip((documented, flag_first, after_dashes), tokens, strict=True):
+        assert (result.exit_code, result.output) == (
+            0,
+            f"{address} is now active in Acme Corp. Sign in with your email and password.\n",
+        )
+    assert not any(new_token().startswith("-") for _ in range(2000))  # new links never do
+
+
+def test_the_link_can_stay_out_of_the_process_list(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    token = _send(run, tmp_path, "ann@example.com")["ann@example.com"]
+    link = f"https://portal.acme.example/activate?token={token}"
+    done = run("activate", "--password-stdin", input=f"{link}\ncorrect horse 42\n")
+    assert (done.exit_code, done.output.splitlines()) == (
+        0,
+        ["ann@example.com is now active in Acme Corp. Sign in with your email and password."],
+    )
+
+
+def test_activate_without_a_terminal_points_at_password_stdin(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    token = _send(run, tmp_path, "ann@example.com")["ann@example.com"]
+    result = run("activate", token)  # CliRunner's stdin is not a terminal
+    assert result.exit_code == 2
+    (line,) = result.output.splitlines()
+    assert (
+        line.startswith("Error: there is no terminal to ask for the password") and "--password-stdin" in line
+    )
+
+
+class Terminal:
+    """The importer run with a pseudo-terminal as its controlling terminal, as a person runs it."""
+
+    def __init__(self, args: list[str], cwd: Path) -> None:
+        self.fd, attached = pty.openpty()
+        self.process = subprocess.Popen(
+            [str(IMPORTER), *args],
+            cwd=cwd,
+            stdin=attached,
+            stdout=attached,
+            stderr=attached,
+            start_new_session=True,
+            preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
+        )
+        os.close(attached)
+        self.shown = ""
+
+    def read_until(self, *wanted: str) -> str:
+        """What the terminal shows until one of `wanted` appears or the program ends."""
+        deadline = time.monotonic() + 60
+        while not any(w in self.shown for w in wanted) and time.monotonic() < deadline:
+            if select_fds([self.fd], [], [], 0.1)[0]:
+                try:
+                    chunk = os.read(self.fd, 4096)
+                except OSError:  # the program ended: its side of the terminal is closed
+                    break
+                if not chunk:
+                    break
+                self.shown += chunk.decode(errors="replace")
+        return self.shown
+
+    def type(self, line: str) -> None:
+        """Type a line and press Enter."""
+        os.write(self.fd, line.encode() + b"\n")
+
+    def finish(self) -> int:
+        """Read to the end (killing a program that still waits for input); its exit code."""
+        self.read_until()
+        if self.process.poll() is None:
+            self.process.kill()
+        code = self.process.wait(timeout=60)
+        os.close(self.fd)
+        return code
+
+
+def test_activate_on_a_terminal_checks_the_link_before_asking_for_a_password(
+    run, tmp_path: Path, db_url: str
+) -> None:  # type: ignore[no-untyped-def]
+    terminal = Terminal(["--db", db_url, "activate", "not-a-real-token"], tmp_path)
+    shown = terminal.read_until("password:", "not valid")
+    code = terminal.finish()
+    assert "password:" not in shown
+    assert "Error: This activation link is not valid" in terminal.shown and code == 1
+
+
+def test_activate_on_a_terminal_asks_for_the_link_without_echo(run, tmp_path: Path, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    token = _send(run, tmp_path, "ann@example.com")["ann@example.com"]
+    terminal = Terminal(["--db", db_url, "activate"], tmp_path)
+    terminal.read_until("Activation link:")
+    terminal.type(f"https://portal.acme.example/activate?token={token}")
+    terminal.read_until("New password:")
+    terminal.type("correct horse 42")
+    terminal.read_until("Repeat the password:")
+    terminal.type("correct horse 42")
+    code = terminal.finish()
+    assert code == 0 and token not in terminal.shown and "correct horse" not in terminal.shown
+    assert "Choose the password of ann@example.com in Acme Corp." in terminal.shown
+    assert "ann@example.com is now active in Acme Corp." in terminal.shown
+
+
+def test_template_to_standard_output(run, tmp_path: Path, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    as_csv = run("template", "portal", "--format", "csv", "-o", "-")
+    assert (as_csv.exit_code, as_csv.stdout_bytes) == (
+        0,
+        b"Name (required),Email (required),Role (required),Team\r\n",
+    )
+    as_xlsx = CliRunner().invoke(cli, ["template", "portal", "-o", "-"], catch_exceptions=False)
+    assert as_xlsx.exit_code == 0
+    workbook = load_workbook(io.BytesIO(as_xlsx.stdout_bytes))
+    assert [c.value for c in workbook.worksheets[0][1]][:2] == ["Name (required)", "Email (required)"]
+    assert not (tmp_path / "-").exists()
+    terminal = Terminal(["template", "portal", "-o", "-"], tmp_path)
+    code = terminal.finish()
+    assert code == 2 and "PK" not in terminal.shown
+    (line,) = terminal.shown.strip().splitlines()
+    assert line.startswith("Error: an XLSX workbook is binary")
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["members", "--org", "Acme Corp"],
+        ["batches", "--org", "Acme Corp"],
+        ["batch", "show", "20260101-000000-abcdef"],
+        [
+            "send-activations",
+            "--org",
+            "Acme Corp",
+            "--from",
+            "a@example.com",
+            "--base-url",
+            "https://x.example",
+        ],
+        ["activate", "some-token", "--password-stdin"],
+    ],
+)
+def test_a_reading_command_creates_no_database(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("IMPORTER_DATABASE_URL", raising=False)
+    result = CliRunner().invoke(cli, args, input="x\n", catch_exceptions=False)
+    assert (result.exit_code, result.output.splitlines()[0].split(":")[:2]) == (
+        1,
+        ["Error", f" no database at {tmp_path / 'importer.db'}"],
+    )
+    assert len(result.output.splitlines()) == 1
+    assert list(tmp_path.iterdir()) == []
+    created = CliRunner().invoke(
+        cli, ["org", "create", "Acme Corp", "--owner-email", OWNER, "--owner-name", "O"]
+    )
+    assert created.exit_code == 0 and (tmp_path / "importer.db").exists()
+
+
+def test_import_json_carries_the_warnings(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = write(tmp_path, "extra.csv", "Name,Email,Role,Shoe Size", "A,a@gmial.com,Member,42")
+    result = run(*import_args(path, "--json"))
+    summary = json.loads(result.output)
+    assert [w["code"] for w in summary["warnings"]] == ["column.ignored", "email.provider_typo"]
+    assert summary["warnings"][0]["message"] == "Ignored column not in the Portal Access sheet: 'Shoe Size'."
+    assert json.loads(Path(summary["report_dir"], "summary.json").read_text()) == summary
+    human = run(*import_args(path)).output
+    assert "Warning: Ignored column not in the Portal Access sheet: 'Shoe Size'." in human
+
+
+def test_the_summary_says_where_generated_pins_are_and_pins_csv_names_the_team(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = write(
+        tmp_path, "phones.csv", "Name,Team,PIN", "Lobby Phone,Sales,", "Lobby Phone,Support,", "Desk,,0042"
+    )
+    result = run("import", path, "--org", "Acme Corp", "--as", OWNER, "--type", "no-portal")
+    assert result.exit_code == 0
+    batch_id = json.loads(run("batches", "--org", "Acme Corp", "--json").output)[0]["id"]
+    pins = tmp_path / "reports" / batch_id / "pins.csv"
+    assert (
+        f"Generated PINs of 2 member(s): reports/{batch_id}/pins.csv (mode 0600). It is the only copy, "
+        "shown nowhere else: hand them out, then delete it."
+    ) in result.output.splitlines()
+    with pins.open(encoding="utf-8-sig") as f:
+        rows = list(csv.DictReader(f))
+    assert [(r["row"], r["name"], r["team"], len(r["pin"])) for r in rows] == [
+        ("2", "Lobby Phone", "Sales", 6),
+        ("3", "Lobby Phone", "Support", 6),
+    ]

@@ -96,7 +96,7 @@ def test_the_tour_is_true_when_followed(tmp_path: Path, monkeypatch: pytest.Monk
         if not line.startswith("importer "):
             continue
         command = line.split("  #")[0].split(" # ")[0]
-        if command.strip() == "importer activate TOKEN":
+        if command.strip().startswith("importer activate"):
             continue  # the token is in the emails; tests/test_activation.py follows such a link
         args = shlex.split(command)[1:]
         result = runner.invoke(cli, ["--db", db, *args], catch_exceptions=False)

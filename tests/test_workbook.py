@@ -238,7 +238,7 @@ def test_no_portal_pins_are_blank_and_never_in_the_workbook(
     book.save(tmp_path / "fixed.xlsx")
     second = do_import(acme, tmp_path / "fixed.xlsx", tmp_path, user_type=UserType.NO_PORTAL)
     assert (second.created, second.rejected) == (2, 0)
-    assert [name for _, name, _ in second.generated_pins] == ["Phone", "Lobby"]
+    assert [pin.name for pin in second.generated_pins] == ["Phone", "Lobby"]
 
 
 # --- the sample workbook ----------------------------------------------------------------------

@@ -158,7 +158,7 @@ def test_no_portal_pins_come_back_from_the_worker(org: Org, tmp_path: Path) -> N
     assert result.generated_pins == []  # the generated PIN of a row taken back is not handed out
     path = sheet(tmp_path, ["Hall,,", "Gate,Support,"], header="Name,Team,PIN")
     result = do_import(org, path, tmp_path, user_type=UserType.NO_PORTAL, settings=settings)
-    assert [(row, name, len(pin)) for row, name, pin in result.generated_pins] == [
+    assert [(p.row, p.name, len(p.pin)) for p in result.generated_pins] == [
         (2, "Hall", 6),
         (3, "Gate", 6),
     ]
