@@ -73,7 +73,7 @@ class Outcome:
 
 def corpus_files() -> list[Path]:
     assert CORPUS.is_dir(), f"the workbook corpus is missing: {CORPUS}"
-    files = sorted(path for path in CORPUS.glob("*/*") if path.is_file() and not path.name.startswith("LICENSE"))
+    files = sorted(path for path in CORPUS.glob("*/*") if not path.name.startswith("LICENSE"))
     assert len(files) > 100
     return files
 
@@ -144,7 +144,9 @@ def test_every_workbook_python_calamine_reads_is_read(verdicts: dict[Path, tuple
     refused = {
         f"{path.parent.name}/{path.name}": importer.message or importer.verdict
         for path, (judge, importer) in verdicts.items()
-        if judge.verdict == "read" and path.suffix.lower() in SUPPORTED and importer.verdict not in CONTENT_VERDICTS
+        if judge.verdict == "read"
+        and path.suffix.lower() in SUPPORTED
+        and importer.verdict not in CONTENT_VERDICTS
     }
     assert refused == {}
     read = [path for path, (judge, _) in verdicts.items() if judge.verdict == "read"]
@@ -201,10 +203,10 @@ def cli_answers(tmp_path_factory: pytest.TempPathFactory) -> dict[str, subproces
     engine = open_database(url)
     create_organization(engine, "Acme Corp", owner_email=OWNER, owner_name="Olive Owner")
     engine.dispose()
+    command = [sys.executable, "-m", "importer", "--db", url, "import", "--report-dir", str(folder / "r")]
     runs = {
         name: subprocess.Popen(
-            [sys.executable, "-m", "importer", "--db", url, "import", str(CORPUS / name), "--org", "Acme Corp"]
-            + ["--as", OWNER, "--type", "portal", "--report-dir", str(folder / "reports")],
+            [*command, str(CORPUS / name), "--org", "Acme Corp", "--as", OWNER, "--type", "portal"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
