@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import codecs
+import enum
+import posixpath
 import re
 import struct
 import unicodedata
@@ -12,7 +14,9 @@ from collections.abc import Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import IO
+from urllib.parse import unquote
 
+from importer.biff import BiffDamage, BiffEncrypted, measure_xls
 from importer.errors import LimitExceededError, UnreadableFileError, UnsupportedFileError
 from importer.settings import Settings
 
@@ -60,11 +64,35 @@ _CFB_MAX_DIRECTORY_SECTORS = 4096
 _DOCTYPE = re.compile(rb"<!doctype", re.IGNORECASE)
 _XML_ENCODING = re.compile(rb"""^(?:\xef\xbb\xbf)?\s*<\?xml[^>]*?\sencoding\s*=\s*["']([^"']*)["']""")
 _UTF16_XML = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE, b"<\x00", b"\x00<")
+
+
+class PartRole(enum.Enum):
+    """What a reader does with a part of a zip package (the parts it never parses have none)."""
+
+    XML = "xml"  # parsed as XML: checked
+    RELATIONSHIPS = "relationships"  # followed to the other parts: checked
+    SHEET = "sheet"  # an .xlsx sheet: checked and measured
+    ODS_CONTENT = "ods-content"  # an .ods file's content.xml, every sheet in it: checked and measured
+
+
+# The parts calamine parses: of an .ods, these; of an .xlsx, these fixed names and the targets of
+# the relationships it follows (the workbook, its sheets, shared strings, styles, tables).
+_ODS_PARTS = {"content.xml": PartRole.ODS_CONTENT, "meta-inf/manifest.xml": PartRole.XML}
+_XLSX_FIXED_PARTS = ("xl/workbook.xml", "xl/sharedstrings.xml", "xl/styles.xml")
+_XLSX_SHEET_RELATIONSHIPS = frozenset(
+    {"worksheet", "chartsheet", "dialogsheet", "xlmacrosheet", "xlintlmacrosheet"}
+)
+_XLSX_READ_RELATIONSHIPS = _XLSX_SHEET_RELATIONSHIPS | {"officedocument", "sharedstrings", "styles", "table"}
+_XLSX_SHEET_FOLDER = re.compile(r"(?:^|/)(?:worksheets|chartsheets|dialogsheets|macrosheets)/[^/]+$")
+_XLSX_RELATIONSHIP = re.compile(rb"<(?:[\w.-]+:)?Relationship(?=[\s/>])([^>]*)>")
 # xlsx: calamine places a cell by its r="B7" attribute, else one right of the cell before it (in the
 # row after the one before); a self-closing <c/> holds no value and is not placed at all.
 _XLSX_REF_AT = re.compile(rb'<c r="([A-Z]{1,3})([0-9]{1,10})"')
 _XLSX_PREFIXED_CELL = re.compile(rb":c[\s/>]")
-_XLSX_TAG = re.compile(rb"<(/?)(?:[\w.-]+:)?(row|c)(?=[\s/>])([^>]*)>")
+_XLSX_TAG = re.compile(rb"<(/?)(?:[\w.-]+:)?(row|c|v|is)(?=[\s/>])([^>]*)>")
+# What first follows a cell's start tag: its value (<v>, an inline string <is>) or its end.
+_XLSX_CELL_END = re.compile(rb"<(?:v|is)[\s>]|</c>")
+_LAST_CELL_TRIES = 8
 _XLSX_R = re.compile(rb"""(?:^|\s)r\s*=\s*["']([^"']*)["']""")
 _XLSX_REF = re.compile(rb"([A-Za-z]{1,3})([0-9]{1,10})")
 # ods: rows and cells repeat by attribute; every sheet of content.xml is read when the file opens.
@@ -93,6 +121,7 @@ def check_workbook_file(path: Path, *, settings: Settings) -> None:
                 "or another OLE2 document), or it is password-protected. Remove any password, save "
                 "it as .xlsx (or give an Excel 97-2003 workbook the .xls extension) and upload it again."
             )
+        _check_xls(path, settings=settings)
         return
     if head.startswith(ZIP_MAGIC) or head.startswith(_EOCD):
         if extension not in ZIP_EXTENSIONS:
@@ -157,6 +186,21 @@ def _cfb_names(path: Path) -> set[str]:
     return names
 
 
+def _check_xls(path: Path, *, settings: Settings) -> None:
+    """Every sheet of an .xls measured from its records (calamine reads them all when it opens)."""
+    try:
+        sheets = measure_xls(path)
+    except BiffEncrypted as exc:
+        raise UnreadableFileError(password_protected(path)) from exc
+    except (BiffDamage, OSError, ValueError, struct.error) as exc:
+        raise UnreadableFileError(
+            f"{path.name} is not a valid .xls workbook: {first_line(exc)}; the file is damaged or "
+            "crafted. Save it again from your spreadsheet program and upload it again."
+        ) from exc
+    for sheet in sheets:
+        _check_extent(path.name, (sheet.rows, sheet.columns), part=f"sheet {sheet.number}", settings=settings)
+
+
 def _zip_part_count(path: Path) -> int | None:
     """The number of parts a zip's end record declares, read without reading its directory."""
     with path.open("rb") as f:
@@ -188,17 +232,23 @@ def _check_package(path: Path, *, settings: Settings) -> None:
         with zipfile.ZipFile(path) as archive:
             parts = [info for info in archive.infolist() if not info.is_dir()]
             _check_sizes(name, parts, settings=settings)
-            odd = sorted({info.compress_type for info in parts} - {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
-            if odd:
-                raise UnsupportedFileError(
-                    f"{name} uses a zip compression method spreadsheet programs do not write "
-                    f"({', '.join(map(str, odd))}). Save it again from your spreadsheet program."
-                )
-            if any(info.flag_bits & 0x1 for info in parts) or _ods_encrypted(archive):
-                raise UnreadableFileError(password_protected(path))
+            by_key: dict[str, list[zipfile.ZipInfo]] = {}
             for info in parts:
-                for extent in _scan_part(archive, info, ods=extension == ".ods", file_name=name):
-                    _check_extent(name, extent, part=_shown(info.filename), settings=settings)
+                by_key.setdefault(part_key(info.filename), []).append(info)
+            if _ods_encrypted(archive):
+                raise UnreadableFileError(password_protected(path))
+            if extension == ".ods":
+                roles = {key: role for key, role in _ODS_PARTS.items() if key in by_key}
+            else:
+                roles = _xlsx_roles(archive, by_key, file_name=name)
+            for key, role in roles.items():
+                if role is PartRole.RELATIONSHIPS:
+                    continue  # read (and checked) while the roles were found
+                infos = by_key[key]
+                _check_packing(path, infos)
+                for info in infos:
+                    for extent in _scan_part(archive, info, role=role, file_name=name):
+                        _check_extent(name, extent, part=_shown(info.filename), settings=settings)
     except (
         zipfile.BadZipFile,
         zipfile.LargeZipFile,
@@ -213,6 +263,83 @@ def _check_package(path: Path, *, settings: Settings) -> None:
             f"{name} is not a valid {extension} workbook: its zip package is damaged "
             f"({first_line(exc)}). Save it again from your spreadsheet program and upload it again."
         ) from exc
+
+
+def _check_packing(path: Path, parts: list[zipfile.ZipInfo]) -> None:
+    """Parts a reader parses: no compression method spreadsheet programs never use, no zip password."""
+    odd = sorted({info.compress_type for info in parts} - {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED})
+    if odd:
+        raise UnsupportedFileError(
+            f"{path.name} uses a zip compression method spreadsheet programs do not write "
+            f"({', '.join(map(str, odd))}). Save it again from your spreadsheet program."
+        )
+    if any(info.flag_bits & 0x1 for info in parts):
+        raise UnreadableFileError(password_protected(path))
+
+
+def part_key(name: str) -> str:
+    """A zip part's name as readers look it up: '/' separated, no leading '/', any case."""
+    return name.replace("\\", "/").lstrip("/").lower()
+
+
+def _xlsx_roles(
+    archive: zipfile.ZipFile, by_key: dict[str, list[zipfile.ZipInfo]], *, file_name: str
+) -> dict[str, PartRole]:
+    """The parts of an .xlsx/.xlsm a reader parses, found as it finds them: by their fixed names
+    and by following the package's relationships. Everything else (pictures, thumbnails, macros,
+    printer settings, customXml, themes) is never parsed, so never inspected.
+    """
+    roles: dict[str, PartRole] = {}
+    for key in by_key:
+        if key.endswith(".rels"):
+            roles[key] = PartRole.RELATIONSHIPS
+        elif _XLSX_SHEET_FOLDER.search(key):
+            roles[key] = PartRole.SHEET
+    for key in _XLSX_FIXED_PARTS:
+        if key in by_key:
+            roles.setdefault(key, PartRole.XML)
+    for rels in [key for key, role in roles.items() if role is PartRole.RELATIONSHIPS]:
+        source = posixpath.dirname(posixpath.dirname(rels))  # a/_rels/b.xml.rels is about a/b.xml
+        for kind, target in _relationships(archive, by_key[rels], file_name=file_name):
+            for candidate in _relationship_targets(source, target):
+                if candidate in by_key and roles.get(candidate) is not PartRole.SHEET:
+                    roles[candidate] = PartRole.SHEET if kind in _XLSX_SHEET_RELATIONSHIPS else PartRole.XML
+    return roles
+
+
+def _relationships(
+    archive: zipfile.ZipFile, infos: list[zipfile.ZipInfo], *, file_name: str
+) -> Iterator[tuple[str, str]]:
+    """(kind, target) of the internal relationships a reader follows, from a checked .rels part."""
+    for info in infos:
+        _check_packing(Path(file_name), [info])
+        with archive.open(info) as stream:
+            for piece in _xml_pieces(stream, file_name=file_name, part=_shown(info.filename)):
+                for attributes in _XLSX_RELATIONSHIP.findall(piece):
+                    kind, target, mode = (
+                        _attribute(name, attributes) for name in (b"Type", b"Target", b"TargetMode")
+                    )
+                    kind = kind.rsplit("/", 1)[-1].lower()
+                    if kind in _XLSX_READ_RELATIONSHIPS and target and mode.lower() != "external":
+                        yield kind, target
+
+
+def _attribute(name: bytes, attributes: bytes) -> str:
+    found = re.search(rb"""(?:^|\s)%s\s*=\s*["']([^"']*)["']""" % name, attributes)
+    return found.group(1).decode("utf-8", errors="replace") if found else ""
+
+
+def _relationship_targets(source: str, target: str) -> set[str]:
+    """Where a relationship's target may point, every way readers resolve it (more is safer)."""
+    found: set[str] = set()
+    for text in {target, unquote(target)}:
+        text = text.replace("\\", "/")
+        if text.startswith("/"):
+            paths = [text.lstrip("/")]
+        else:  # relative to the source part's folder; calamine also takes it from the package root or xl/
+            paths = [posixpath.join(source, text), text, posixpath.join("xl", text)]
+        found.update(posixpath.normpath(path).lower() for path in paths)
+    return {path for path in found if not path.startswith("..")}
 
 
 def _check_sizes(name: str, parts: list[zipfile.ZipInfo], *, settings: Settings) -> None:
@@ -246,7 +373,9 @@ def _ods_encrypted(archive: zipfile.ZipFile) -> bool:
         return b"encryption-data" in stream.read(_MAX_TAG_BYTES)
 
 
-def _scan_part(archive: zipfile.ZipFile, info: zipfile.ZipInfo, *, ods: bool, file_name: str) -> list[Extent]:
+def _scan_part(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, *, role: PartRole, file_name: str
+) -> list[Extent]:
     """Refuse DTDs, non-UTF-8 XML and tags a scan could misread in one part; its sheets' extents."""
     part = _shown(info.filename)
 
@@ -254,9 +383,9 @@ def _scan_part(archive: zipfile.ZipFile, info: zipfile.ZipInfo, *, ods: bool, fi
         with archive.open(info) as stream:
             yield from _xml_pieces(stream, file_name=file_name, part=part)
 
-    if ods:
-        if info.filename == "content.xml":
-            return _ods_extents(pieces(), file_name=file_name, part=part)
+    if role is PartRole.ODS_CONTENT:
+        return _ods_extents(pieces(), file_name=file_name, part=part)
+    if role is not PartRole.SHEET:
         for _ in pieces():
             pass
         return []
@@ -324,24 +453,64 @@ def _check_markup(piece: bytes, *, file_name: str, part: str) -> None:
 
 
 def _xlsx_extent_fast(pieces: Iterator[bytes]) -> Extent | None:
-    """The used range of an xlsx part whose cells all start <c r="B7"; None if some do not."""
+    """The range of an xlsx part's cells with a value, if they all start <c r="B7"; else None."""
     rows = columns = 0
+    pending: Extent | None = None  # a cell past the range whose value, if any, is in the next piece
     for piece in pieces:
         if _XLSX_PREFIXED_CELL.search(piece):
             return None
-        # Rows come in order in files spreadsheet programs write: start from the piece's last
-        # cell, and only look closer at a cell past it (or one without a plain reference).
-        last = _XLSX_REF_AT.match(piece, max(piece.rfind(b'<c r="'), 0))
-        if last:
-            rows, columns = max(rows, int(last[2])), max(columns, column_number(last[1]))
         position = 0
+        if pending is not None:
+            end = _XLSX_CELL_END.search(piece)
+            if end is None:  # a cell longer than a piece (a long inline string)
+                continue
+            if end.group() != b"</c>":
+                rows, columns = max(rows, pending[0]), max(columns, pending[1])
+            pending, position = None, end.end()
+        # Rows come in order in files spreadsheet programs write: start from the piece's last
+        # cell with a value, and only look closer at a cell past it (or one without a plain reference).
+        last = _last_valued_cell(piece)
+        if last:
+            rows, columns = max(rows, last[0]), max(columns, last[1])
         while found := _xlsx_cells_past(rows, columns).search(piece, position):
             ref = None if found.group("odd") is not None else _XLSX_REF_AT.match(piece, found.start())
             if ref is None:
                 return None
-            rows, columns = max(rows, int(ref[2])), max(columns, column_number(ref[1]))
-            position = found.end()
+            here = int(ref[2]), column_number(ref[1])
+            valued, position = _cell_value(piece, found.start())
+            if valued is None:
+                pending = here
+            elif valued:
+                rows, columns = max(rows, here[0]), max(columns, here[1])
     return rows, columns
+
+
+def _cell_value(piece: bytes, start: int) -> tuple[bool | None, int]:
+    """Whether the cell starting here holds a value (None: the piece ends first), and its end.
+
+    calamine places a cell only for a <v> with content or an <is> (inline string) inside it: a
+    self-closing <c/>, an empty <v/> or a lone formula is a formatted empty cell, not placed.
+    """
+    tag_end = piece.find(b">", start) + 1
+    if tag_end == 0 or piece[tag_end - 2 : tag_end - 1] == b"/":
+        return False, max(tag_end, start + 1)
+    end = _XLSX_CELL_END.search(piece, tag_end)
+    if end is None:
+        return None, len(piece)
+    return end.group() != b"</c>", end.end()
+
+
+def _last_valued_cell(piece: bytes) -> Extent | None:
+    """(row, column) of one of the last few cells of a piece that holds a value, if any."""
+    at = len(piece)
+    for _ in range(_LAST_CELL_TRIES):
+        at = piece.rfind(b'<c r="', 0, at)
+        ref = _XLSX_REF_AT.match(piece, at) if at >= 0 else None
+        if ref is None:
+            return None
+        if _cell_value(piece, at)[0]:
+            return int(ref[2]), column_number(ref[1])
+    return None
 
 
 @lru_cache(maxsize=256)
@@ -402,8 +571,9 @@ def _attributes(attributes: bytes, *, file_name: str, part: str) -> bytes:
 
 
 def _xlsx_extent_exact(pieces: Iterator[bytes], *, file_name: str, part: str) -> Extent:
-    """The used range of an xlsx part, each cell placed as calamine places it (slower)."""
+    """The range of an xlsx part's cells with a value, each placed as calamine places it (slower)."""
     row = column = rows = columns = 0  # row, column: 0-based, where a cell without r goes
+    pending: Extent | None = None  # the open cell, until its value shows (or it closes without one)
     for piece in pieces:
         for closing, tag, raw in _XLSX_TAG.findall(piece):
             attributes = _attributes(raw, file_name=file_name, part=part)
@@ -415,7 +585,13 @@ def _xlsx_extent_exact(pieces: Iterator[bytes], *, file_name: str, part: str) ->
                 elif r and r.group(1).isdigit() and len(r.group(1)) <= 10:
                     row = int(r.group(1)) - 1
                 continue
+            if tag != b"c":  # <v> or <is>: the open cell has a value
+                if pending is not None and not closing and not empty:
+                    rows, columns = max(rows, pending[0]), max(columns, pending[1])
+                    pending = None
+                continue
             if closing or empty:
+                pending = None
                 continue
             here = row
             if r:
@@ -427,7 +603,7 @@ def _xlsx_extent_exact(pieces: Iterator[bytes], *, file_name: str, part: str) ->
                         "reference. Save the file again from your spreadsheet program."
                     )
                 here, column = int(ref[2]) - 1, column_number(ref[1]) - 1
-            rows, columns = max(rows, here + 1), max(columns, column + 1)
+            pending = here + 1, column + 1
             column += 1
     return rows, columns
 

@@ -375,7 +375,8 @@ def workbook_blocks(
         workbook = python_calamine.CalamineWorkbook.from_path(str(path))
     except python_calamine.PasswordError as exc:
         raise UnreadableFileError(password_protected(path)) from exc
-    except Exception as exc:  # calamine raises several unrelated types for corrupt files
+    except BaseException as exc:  # calamine raises several unrelated types for corrupt files
+        _reraise_unless_calamine_failure(exc)
         raise UnreadableFileError(
             f"{path.name} cannot be opened as a {path.suffix.lower()} workbook ({first_line(exc)}): "
             "it is damaged or not a spreadsheet. Save it again from your spreadsheet program and "
@@ -404,7 +405,8 @@ def workbook_blocks(
         )
     try:
         sheet = workbook.get_sheet_by_name(chosen)
-    except Exception as exc:
+    except BaseException as exc:
+        _reraise_unless_calamine_failure(exc)
         raise UnreadableFileError(f"{path.name}: cannot read sheet {chosen!r} ({first_line(exc)}).") from exc
     return _sheet_blocks(sheet, path=path), warnings, int(getattr(sheet, "height", 0) or 0) or None
 
@@ -435,5 +437,16 @@ def _sheet_blocks(sheet: Any, *, path: Path) -> Iterator[RawBlock]:
         while records := list(itertools.islice(rows, BLOCK_ROWS)):
             yield number + 1, records
             number += len(records)
-    except Exception as exc:
+    except BaseException as exc:
+        _reraise_unless_calamine_failure(exc)
         raise UnreadableFileError(f"{path.name}: cannot read the sheet ({first_line(exc)}).") from exc
+
+
+def _reraise_unless_calamine_failure(exc: BaseException) -> None:
+    """Let Ctrl-C and exits through; a reader's error, or a panic inside calamine, is the file's fault.
+
+    A Rust panic reaches Python as pyo3's PanicException, which derives from BaseException (an
+    index out of range on a malformed .xls formula, for one): it is a damaged file, not a crash.
+    """
+    if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+        raise exc

@@ -12,6 +12,8 @@ import json
 import math
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -24,6 +26,7 @@ import python_calamine
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from importer.db import open_database
 from importer.errors import (
     FileLevelError,
     ImporterError,
@@ -32,7 +35,7 @@ from importer.errors import (
     UnsupportedFileError,
 )
 from importer.models import Batch, Member
-from importer.orgs import list_members
+from importer.orgs import create_organization, list_members
 from importer.read import open_sheet
 from importer.settings import Settings
 from importer.sheets import UserType, load_sheet
@@ -342,6 +345,10 @@ def test_the_scan_measures_sheets_exactly_as_calamine_does(data_dir: Path) -> No
         "hostile-no-ref-wide.xlsx",
         "portal-blank-rows.xlsx",
         "portal.ods",
+        # Formatted empty cells to column XFD hold no value: calamine does not place them.
+        "portal-packaged.xlsx",
+        "portal-formatted-no-ref.xlsx",
+        "portal-formatted-blanks.xls",
     ):
         sheet = python_calamine.CalamineWorkbook.from_path(str(data_dir / name)).get_sheet_by_index(0)
         rows, columns = sheet.height, sheet.width
@@ -350,6 +357,70 @@ def test_the_scan_measures_sheets_exactly_as_calamine_does(data_dir: Path) -> No
         )
         with pytest.raises(LimitExceededError):
             read_all(data_dir / name, settings=Settings(max_cells=rows * columns - 1, max_columns=columns))
+
+
+# --- .xls: measured from its records before calamine reads them (it parses every sheet at once) --
+
+
+@pytest.mark.parametrize(
+    ("name", "error_type", "says"),
+    [
+        ("hostile-xls-huge-dimensions.xls", UnreadableFileError, "declares 4,294,967,295 rows by 65,535"),
+        ("hostile-xls-far-column.xls", LimitExceededError, "as far right as column 65,536 (in sheet 1)"),
+        ("hostile-xls-last-cell.xls", LimitExceededError, "as far right as column 256 (in sheet 1)"),
+    ],
+)
+@pytest.mark.usefixtures("calamine_never_called")
+def test_xls_sheets_too_large_to_hold_are_refused_before_calamine_reads_them(
+    data_dir: Path, name: str, error_type: type[FileLevelError], says: str
+) -> None:
+    started = time.perf_counter()
+    error = refusal(data_dir / name)
+    assert isinstance(error, error_type)
+    assert says in str(error)
+    assert time.perf_counter() - started < HANG_GUARD_SECONDS
+
+
+def test_a_crafted_xls_gets_one_line_not_an_abort(data_dir: Path, tmp_path: Path) -> None:
+    """5.6 KB that calamine would answer with a 11 PB allocation, which aborts the process (134)."""
+    url = f"sqlite:///{tmp_path / 'importer.db'}"
+    engine = open_database(url)
+    create_organization(engine, "Acme", owner_email="olive@acme.example", owner_name="Olive")
+    engine.dispose()
+    command = [sys.executable, "-m", "importer", "--db", url, "import", "--type", "portal", "--org", "Acme"]
+    done = subprocess.run(
+        [*command, "--as", "olive@acme.example", str(data_dir / "hostile-xls-huge-dimensions.xls")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.count("\n") == 1
+    assert "hostile-xls-huge-dimensions.xls is not a valid .xls workbook" in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("name", "rows"),
+    [
+        ("portal-packaged.xlsx", 1),  # pictures, macros, printer settings, UTF-16 customXml, a thumbnail
+        ("portal-thumbnail.ods", 1),  # as LibreOffice saves every .ods
+        ("portal-formatted-blanks.xls", 1),  # formatted empty cells to IV65536, declared as used
+        ("portal-formatted-no-ref.xlsx", 1),
+    ],
+)
+def test_parts_no_reader_parses_and_formatted_empty_cells_do_not_count(
+    data_dir: Path, name: str, rows: int
+) -> None:
+    assert read_all(data_dir / name) == rows
+
+
+def test_a_sheet_is_measured_wherever_its_relationship_puts_it(data_dir: Path) -> None:
+    """Only the parts a reader parses are inspected, found as it finds them: a sheet filed as a picture
+    is still a sheet."""
+    error = refusal(data_dir / "hostile-far-cell-elsewhere.xlsx")
+    assert isinstance(error, LimitExceededError)
+    assert "as far right as column 16,384 (in xl/media/image1.png)" in str(error)
 
 
 # --- XML attacks ----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ program (and no library) would write: a DTD, a cell far away, a reference withou
 from __future__ import annotations
 
 import io
+import posixpath
 import random
 import struct
 import sys
@@ -100,13 +101,19 @@ def xlsx_bytes(
     *,
     shared_strings: str | None = None,
     styles: str | None = None,
+    sheet_target: str = "worksheets/sheet1.xml",
+    extra_parts: Sequence[tuple[str, bytes]] = (),
 ) -> bytes:
-    """A minimal workbook of one sheet "Members" with the given worksheet (and shared strings) XML."""
+    """A minimal workbook of one sheet "Members" with the given worksheet (and shared strings) XML.
+
+    The sheet lives at xl/`sheet_target`; `extra_parts` are added as they are (pictures, macros...).
+    """
+    sheet_part = posixpath.normpath(f"xl/{sheet_target}")
     overrides = [
         ("/xl/workbook.xml", "sheet.main"),
-        ("/xl/worksheets/sheet1.xml", "worksheet"),
+        (f"/{sheet_part}", "worksheet"),
     ]
-    relations = [("rId1", "worksheet", "worksheets/sheet1.xml")]
+    relations = [("rId1", "worksheet", sheet_target)]
     if shared_strings is not None:
         overrides.append(("/xl/sharedStrings.xml", "sharedStrings"))
         relations.append(("rId2", "sharedStrings", "sharedStrings.xml"))
@@ -145,13 +152,13 @@ def xlsx_bytes(
         ("_rels/.rels", package_rels.encode()),
         ("xl/workbook.xml", workbook.encode()),
         ("xl/_rels/workbook.xml.rels", workbook_rels.encode()),
-        ("xl/worksheets/sheet1.xml", sheet if isinstance(sheet, bytes) else sheet.encode()),
+        (sheet_part, sheet if isinstance(sheet, bytes) else sheet.encode()),
     ]
     if shared_strings is not None:
         parts.append(("xl/sharedStrings.xml", shared_strings.encode()))
     if styles is not None:
         parts.append(("xl/styles.xml", styles.encode()))
-    return zip_bytes(parts)
+    return zip_bytes([*parts, *extra_parts])
 
 
 def shared_strings_xml(*items: str, prolog: str = _XML_DECLARATION) -> str:
@@ -197,7 +204,12 @@ def entity_sheet(prolog: str, *entities: str) -> bytes:
     return xlsx_bytes(sheet)
 
 
-def ods_bytes(content_body: str, *, prolog: str = '<?xml version="1.0" encoding="UTF-8"?>\n') -> bytes:
+def ods_bytes(
+    content_body: str,
+    *,
+    prolog: str = '<?xml version="1.0" encoding="UTF-8"?>\n',
+    extra_parts: Sequence[tuple[str, bytes]] = (),
+) -> bytes:
     """A minimal OpenDocument spreadsheet around raw table XML."""
     content = (
         f"{prolog}<office:document-content"
@@ -221,6 +233,7 @@ def ods_bytes(content_body: str, *, prolog: str = '<?xml version="1.0" encoding=
             ("mimetype", b"application/vnd.oasis.opendocument.spreadsheet"),
             ("META-INF/manifest.xml", manifest.encode()),
             ("content.xml", content.encode()),
+            *extra_parts,
         ]
     )
 
@@ -330,6 +343,55 @@ def encrypted_xlsx() -> bytes:
     return cfb_bytes([("EncryptionInfo", info), ("EncryptedPackage", noise.randbytes(8192))])
 
 
+# --- Excel 97-2003 (.xls): BIFF8 records in a compound file's Workbook stream --------------------
+
+
+def biff_record(kind: int, data: bytes) -> bytes:
+    """One BIFF record: type, length, data."""
+    return struct.pack("<HH", kind, len(data)) + data
+
+
+def biff_label(row: int, column: int, text: str) -> bytes:
+    """A LABEL record: a string cell (8-bit characters)."""
+    encoded = text.encode("latin-1")
+    return biff_record(0x0204, struct.pack("<HHHHB", row, column, 15, len(encoded), 0) + encoded)
+
+
+def biff_dimensions(first_row: int, end_row: int, first_column: int, end_column: int) -> bytes:
+    """A BIFF8 DIMENSIONS record: the sheet's range as declared (ends exclusive)."""
+    return biff_record(0x0200, struct.pack("<IIHHH", first_row, end_row, first_column, end_column, 0))
+
+
+def xls_bytes(
+    rows: Sequence[Sequence[str]], *, dimensions: bytes | None = None, extra_records: bytes = b""
+) -> bytes:
+    """An Excel 97-2003 workbook of one sheet "Members": the rows as LABEL cells from A1, then
+    `extra_records`; its DIMENSIONS record is the rows' own range unless `dimensions` is given.
+    """
+
+    def bof(kind: int) -> bytes:
+        return biff_record(0x0809, struct.pack("<HHHHII", 0x0600, kind, 0x0DBB, 0x07CC, 0, 6))
+
+    eof = biff_record(0x000A, b"")
+    name = b"Members"
+
+    def globals_(sheet_at: int) -> bytes:
+        boundsheet = struct.pack("<IBBBB", sheet_at, 0, 0, len(name), 0) + name
+        return (
+            bof(0x0005) + biff_record(0x0042, struct.pack("<H", 1200)) + biff_record(0x0085, boundsheet) + eof
+        )
+
+    width = max((len(row) for row in rows), default=0)
+    cells = b"".join(
+        biff_label(r, c, text) for r, row in enumerate(rows) for c, text in enumerate(row) if text
+    )
+    sheet = (
+        bof(0x0010) + (dimensions or biff_dimensions(0, len(rows), 0, width)) + cells + extra_records + eof
+    )
+    # 4,096 bytes at least, so that the stream lives in ordinary sectors (see cfb_bytes).
+    return cfb_bytes([("Workbook", (globals_(len(globals_(0))) + sheet).ljust(4096, b"\0"))])
+
+
 # --- text files -----------------------------------------------------------------------------------
 
 
@@ -433,6 +495,57 @@ CASES: dict[str, Callable[[], bytes]] = {
     ),
     "hostile-repeat-rows.ods": lambda: ods_bytes(
         ods_table(*_ods_portal_rows(), ods_row(ods_cell("x", repeat=150), repeat=1_000_000))
+    ),
+    # .xls sheets calamine would reserve or allocate billions of cells for (it aborts the process):
+    # a 5.6 KB file declaring 4 billion rows; a cell at column 65,536 (BIFF8 stops at 256).
+    "hostile-xls-huge-dimensions.xls": lambda: xls_bytes(
+        [PORTAL_HEADER, ADA], dimensions=biff_dimensions(0, 0xFFFFFFFF, 0, 0xFFFF)
+    ),
+    "hostile-xls-far-column.xls": lambda: xls_bytes(
+        [PORTAL_HEADER, ADA], extra_records=biff_label(65_535, 65_535, "x")
+    ),
+    # An honest sheet with a value in its last cell, IV65536: 1.2 GB in calamine, unless measured.
+    "hostile-xls-last-cell.xls": lambda: xls_bytes(
+        [PORTAL_HEADER, ADA], extra_records=biff_label(65_535, 255, "x")
+    ),
+    # Formatted empty cells (BLANK, MULBLANK) to the sheet's last cell, declared by DIMENSIONS: read.
+    "portal-formatted-blanks.xls": lambda: xls_bytes(
+        [PORTAL_HEADER, ADA],
+        dimensions=biff_dimensions(0, 65_536, 0, 256),
+        extra_records=biff_record(0x0201, struct.pack("<HHH", 65_535, 255, 15))
+        + biff_record(
+            0x00BE, struct.pack("<HH", 3, 4) + struct.pack("<H", 15) * 252 + struct.pack("<H", 255)
+        ),
+    ),
+    # Parts no reader parses as XML (pictures, macros, printer settings, a UTF-16 customXml part, a
+    # thumbnail) and formatted empty cells to column XFD: the sheet is read as any other.
+    "portal-packaged.xlsx": lambda: xlsx_bytes(
+        sheet_xml(
+            [PORTAL_HEADER, ADA],
+            extra='<row r="3"><c r="XFD3" s="1"/></row><row r="4"><c r="XFD4" s="1"></c></row>'
+            '<row r="1048576"><c r="XFD1048576"><f>A1</f></c></row>',
+        ),
+        extra_parts=[
+            ("xl/media/image1.png", b"\x89PNG\r\n\x1a\n<<>><!DOCTYPE " + random.Random(7).randbytes(2000)),
+            ("xl/vbaProject.bin", bytes.fromhex("d0cf11e0a1b11ae1") + random.Random(8).randbytes(2000)),
+            ("xl/printerSettings/printerSettings1.bin", b"<<\x00\x01" + random.Random(9).randbytes(500)),
+            ("customXml/item1.xml", '<?xml version="1.0" encoding="UTF-16"?><data/>'.encode("utf-16")),
+            ("docProps/thumbnail.jpeg", b"\xff\xd8\xff<<" + random.Random(10).randbytes(500)),
+        ],
+    ),
+    # Formatted empty cells without references (placed one right of the other), 300 wide: read.
+    "portal-formatted-no-ref.xlsx": lambda: xlsx_bytes(
+        sheet_xml([PORTAL_HEADER, ADA], extra='<row r="3">' + '<c s="1"></c>' * 300 + "</row>")
+    ),
+    "portal-thumbnail.ods": lambda: ods_bytes(
+        ods_table(*_ods_portal_rows()),
+        extra_parts=[("Thumbnails/thumbnail.png", b"\x89PNG\r\n\x1a\n<<" + random.Random(11).randbytes(900))],
+    ),
+    # A sheet where no one would look for it, found as readers find it (through the relationships):
+    # still measured and refused.
+    "hostile-far-cell-elsewhere.xlsx": lambda: xlsx_bytes(
+        sheet_xml([PORTAL_HEADER, ADA], extra='<row r="1"><c r="XFD1"><v>1</v></c></row>'),
+        sheet_target="media/image1.png",
     ),
     # Encrypted workbooks, and files that are not what their extension says.
     "hostile-encrypted.xlsx": encrypted_xlsx,
