@@ -1,9 +1,14 @@
-"""Email syntax checks with email-validator's rules (no DNS), fast enough for a million rows.
+"""Addresses: email-validator's verdict (no DNS) and the one comparison form, for a million rows.
 
 Most addresses are plain ASCII `local@domain`. For those, the local part is checked with a regular
 expression that accepts a strict subset of what email-validator accepts, and the domain is checked
 once by email-validator and cached. Anything else goes through email-validator in full, so the
 verdict is always the one email-validator would give.
+
+Two addresses are one mailbox when their comparison forms (email_key) are equal: the local part
+as NFC then lower-case (models.text_key: never NFKC, so a full-width, dotless or Cyrillic letter
+there stays a different mailbox), the domain as email-validator normalizes it (IDNA: case,
+full-width letters and punycode are only spellings of one domain name, as DNS itself reads them).
 """
 
 from __future__ import annotations
@@ -13,6 +18,8 @@ import re
 from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
+
+from importer.models import text_key
 
 # RFC 5322 dot-atom local part in ASCII, at most 64 characters, in an address of at most 254:
 # what email-validator accepts without question when the domain is fine.
@@ -52,6 +59,41 @@ def surely_valid(addresses: list[str]) -> list[bool]:
     domains = {m["domain"] for m in matches if m is not None}
     good = {d for d in domains if _domain_problem(d.lower()) is None}
     return [m is not None and m["domain"] in good for m in matches]
+
+
+@lru_cache(maxsize=65_536)
+def _normalized_domain(domain: str) -> str | None:
+    """email-validator's normalized form of a domain (IDNA, Unicode, lower-case); None if invalid."""
+    try:
+        return validate_email(f"a@{domain}", check_deliverability=False).domain
+    except EmailNotValidError:
+        return None
+
+
+def _plain(key: str) -> bool:
+    """Whether a lower-cased address is its own comparison form: ASCII, and no punycode label."""
+    return key.isascii() and "xn--" not in key
+
+
+def email_key(address: str) -> str:
+    """The comparison form of a valid address: local part NFC then lower-case, domain as
+    email-validator normalizes it (`Ann@XN--BCHER-KVA.DE` and `ann@bücher.de` are one mailbox).
+
+    An address email-validator refuses keeps the plain form (NFC, lower-case)."""
+    key = address.lower()
+    if _plain(key):
+        return key
+    local, at, domain = address.rpartition("@")
+    normal = _normalized_domain(domain) if at else None
+    return f"{text_key(local)}@{normal}" if normal is not None else text_key(address)
+
+
+def email_keys(addresses: list[str]) -> list[str]:
+    """email_key of each address ("" stays ""); plain ASCII columns in C-level passes."""
+    keys = list(map(str.lower, addresses))
+    if _plain("\x00".join(keys)):  # the usual column: every key is the address, lower-cased
+        return keys
+    return [key if _plain(key) else email_key(address) for address, key in zip(addresses, keys, strict=True)]
 
 
 # Mail providers whose near-misses are almost always typos (gmial.com, hotmial.com, yaho.com ...).

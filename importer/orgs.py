@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session
 
-from importer.emails import check_email
+from importer.emails import check_email, email_key
 from importer.errors import ConflictError, ImporterError, NotFoundError, PermissionDeniedError
 from importer.models import ActivationToken, Batch, Member, Organization, Role, Status, Team, text_key
 from importer.sheets import UserType
@@ -39,7 +39,7 @@ def create_organization(engine: Engine, name: str, *, owner_email: str, owner_na
                 name=owner_name.strip() or email,
                 name_key=text_key(owner_name.strip() or email),
                 email=email,
-                email_key=text_key(email),
+                email_key=email_key(email),
                 user_type=UserType.PORTAL.value,
                 role=Role.OWNER,
                 status=Status.ACTIVE,
@@ -113,7 +113,7 @@ class Actor:
 def find_actor(session: Session, org: Organization, email: str) -> Actor:
     """The acting member; refused unless an active Owner or Admin of the organization."""
     member = session.scalar(
-        select(Member).where(Member.organization_id == org.id, Member.email_key == text_key(email.strip()))
+        select(Member).where(Member.organization_id == org.id, Member.email_key == email_key(email.strip()))
     )
     if member is None or member.email is None:
         raise PermissionDeniedError(

@@ -13,8 +13,9 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from importer.emails import email_key
 from importer.errors import ImporterError, PermissionDeniedError
-from importer.models import Member, Organization, Role, Status, text_key
+from importer.models import Member, Organization, Role, Status
 from importer.orgs import find_organization
 
 DEFAULT_MIN_PASSWORD_LENGTH = 8
@@ -141,7 +142,7 @@ def set_password_policy(
         org = find_organization(session, org_ref)
         actor = session.scalar(
             select(Member).where(
-                Member.organization_id == org.id, Member.email_key == text_key(actor_email.strip())
+                Member.organization_id == org.id, Member.email_key == email_key(actor_email.strip())
             )
         )
         if actor is None or actor.role is not Role.OWNER or actor.status is not Status.ACTIVE:

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from importer.cells import unguard
+from importer.cells import trim_all, unguard
 from importer.errors import (
     FileLevelError,
     LimitExceededError,
@@ -115,6 +115,7 @@ class OpenedSheet:
     _reopen: Callable[[], Iterator[RawBlock]] | None = None
     _pick: Callable[[list[int]], RawPicks | None] | None = None
     _texts_only: bool = True
+    _ours: bool = False  # a file the importer wrote (rejected.csv/xlsx): its formula guards dropped
     _stat: tuple[int, int, int] | None = None  # the file as first read (see _identity)
 
     def header_of(self, key: str) -> str:
@@ -188,6 +189,8 @@ class OpenedSheet:
 
     def _picked(self, numbers: list[int], records: list[list[Any]]) -> dict[int, tuple[str, ...]]:
         block = Block(numbers, _clean_columns(records, texts_only=self._texts_only))
+        if self._ours:
+            block = _unguarded(block)
         fit_width(block, len(self.headers))
         return {number: row_of(block.columns, position) for position, number in enumerate(numbers)}
 
@@ -225,8 +228,21 @@ _quoted = operator.methodcaller("startswith", "'")
 _JOIN = "\x00"
 
 
+def written_by_us(header: list[str]) -> bool:
+    """Whether a header row is that of a file the importer wrote: rejected.csv and rejected.xlsx
+    end with the `Errors` column, which no sheet of ours declares."""
+    errors = normalize_header(ERRORS_HEADER)
+    return any(normalize_header(text) == errors for text in header)
+
+
+def _unguarded(block: Block) -> Block:
+    """A block of a file the importer wrote, with the formula guards it added dropped again."""
+    block.columns = [list(map(unguard, c)) if any(map(_quoted, c)) else c for c in block.columns]
+    return block
+
+
 def _clean_columns(records: list[list[Any]], *, texts_only: bool) -> list[list[str]]:
-    """Records -> columns of text, trimmed (no-break spaces too), NFC, formula guard dropped.
+    """Records -> columns of text, trimmed (cells.trim: spaces, tabs, line breaks), NFC.
 
     Column by column, with C-level passes (map, zip) rather than a Python loop per cell.
     """
@@ -236,10 +252,8 @@ def _clean_columns(records: list[list[Any]], *, texts_only: bool) -> list[list[s
         records = [r if len(r) == width else [*r, *[""] * (width - len(r))] for r in records]
     columns: list[list[str]] = []
     for values in zip(*records, strict=True):
-        texts = (
-            list(map(str.strip, values))
-            if texts_only
-            else [(v if v.__class__ is str else cell_text(v)).strip() for v in values]
+        texts = trim_all(
+            values if texts_only else [v if v.__class__ is str else cell_text(v) for v in values]
         )
         # One joined string per column makes the common checks single C calls.
         joined = _JOIN.join(texts)
@@ -252,8 +266,6 @@ def _clean_columns(records: list[list[Any]], *, texts_only: bool) -> list[list[s
                     texts = normal.split(_JOIN)
                 else:
                     texts = [unicodedata.normalize("NFC", t) for t in texts]
-        if "'" in joined and any(map(_quoted, texts)):
-            texts = list(map(unguard, texts))
         columns.append(texts)
     return columns
 
@@ -319,8 +331,15 @@ def open_sheet(
         blocks, warnings, estimate = workbook_blocks(path, sheet_name=sheet_name)
         encoding, delimiter, texts_only = None, None, False
         reopen = partial(reopen_workbook, path, sheet_name=sheet_name)
-    cleaned = _clean_blocks(blocks, settings=settings, file_name=path.name, texts_only=texts_only)
+    cleaned: Iterator[Block] = _clean_blocks(
+        blocks, settings=settings, file_name=path.name, texts_only=texts_only
+    )
     for block in cleaned:
+        # Only a file the importer wrote carries its formula guards; in any other file a leading
+        # apostrophe is the user's own (`'-ann@example.com` is a valid address).
+        ours = written_by_us(block.cells(0))
+        if ours:
+            block, cleaned = _unguarded(block), map(_unguarded, cleaned)
         opened = _map_header(
             path,
             spec,
@@ -344,6 +363,7 @@ def open_sheet(
         opened._reopen = reopen
         opened._pick = pick
         opened._texts_only = texts_only
+        opened._ours = ours
         opened._stat = identity
         opened.row_estimate = estimate
         return opened

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from importer.emails import email_keys
+
 
 class ErrorCode(enum.StrEnum):
     """Stable, documented codes of per-row errors (and the one skip reason)."""
@@ -263,9 +265,9 @@ class Members:
         """
         return map(str.lower, self.names)
 
-    def email_keys(self) -> Iterator[str] | None:
-        """Each address's comparison form, as name_keys; None for no-portal members."""
-        return map(str.lower, self.emails) if self.emails is not None else None
+    def email_keys(self) -> list[str] | None:
+        """Each address's comparison form (emails.email_key); None for no-portal members."""
+        return email_keys(self.emails) if self.emails is not None else None
 
     def shown(self) -> list[str]:
         """What a report shows of each member: the address, or the name when there is none."""

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from importer.emails import check_email, suggest_domain, surely_valid
+from importer.emails import check_email, email_keys, suggest_domain, surely_valid
 from importer.models import Role, text_key
 from importer.orgs import Actor
 from importer.results import ErrorCode, RowError
@@ -382,10 +382,11 @@ def _collision(row: int) -> RuntimeError:
 
 
 def duplicate_keys(frame: pd.DataFrame, *, user_type: UserType, valid: pd.Series) -> pd.Series:
-    """The key two rows of one file must not share: the email, or the name and team."""
+    """The key two rows of one file must not share: the address's comparison form (emails.email_key),
+    or the name and team; "" (no key) where the key cell is not valid."""
     if user_type is UserType.PORTAL:
-        keys = frame["email"].str.lower()
-    else:
-        team = frame["team"].str.lower() if "team" in frame else ""
-        keys = frame["name"].str.lower() + "\x1f" + team
+        addresses = frame["email"].where(valid, "").tolist()
+        return pd.Series(email_keys(addresses), index=frame.index, dtype=object)
+    team = frame["team"].str.lower() if "team" in frame else ""
+    keys = frame["name"].str.lower() + "\x1f" + team
     return keys.where(valid, "")

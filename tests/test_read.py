@@ -8,14 +8,20 @@ from __future__ import annotations
 import csv
 import importlib.util
 import io
+import sys
+import unicodedata
 import zipfile
 from pathlib import Path
 from types import ModuleType
 
 import pandas as pd
 import pytest
+import xlsxwriter
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from openpyxl import Workbook, load_workbook
 
+from importer.cells import FORMULA_TRIGGERS, KEPT_AT_EDGES, TRIMMED, neutralize, trim, unguard
 from importer.errors import (
     FileLevelError,
     LimitExceededError,
@@ -24,10 +30,13 @@ from importer.errors import (
     UnsupportedFileError,
     WrongSheetTypeError,
 )
+from importer.orgs import list_members
 from importer.read import OpenedSheet, open_sheet
 from importer.samples import write_template
 from importer.settings import Settings
 from importer.sheets import UserType, load_sheet
+
+from .conftest import Org, do_import, errors_of
 
 # Every test here runs twice: at the real block size and with blocks of 2 records.
 pytestmark = pytest.mark.usefixtures("read_blocks")
@@ -399,9 +408,9 @@ def test_cells_are_trimmed_nfc_text(data_dir: Path, name: str) -> None:
         (5, "N/A", "n-a@example.com", "Member", "N/A"),
         (6, "Padded Name", "padded@example.com", "Member", ""),
         (7, "Jos\u00e9 Zo\u00eb", "nfd@example.com", "Member", ""),
-        # The apostrophe guarding a formula trigger is dropped; any other apostrophe stays.
-        (8, '=HYPERLINK("http://evil.example","x")', "formula@example.com", "Member", "+Sales"),
-        (9, "'Ofa Tonga", "ofa@example.com", "Member", "-"),
+        # A user's file: every apostrophe is the user's (only our rejected files carry guards).
+        (8, '\'=HYPERLINK("http://evil.example","x")', "formula@example.com", "Member", "'+Sales"),
+        (9, "'Ofa Tonga", "ofa@example.com", "Member", "'-"),
     ]
     assert sheet.warnings == []
 
@@ -644,3 +653,142 @@ def test_a_file_changed_before_rows_are_read_back_is_an_error(tmp_path: Path) ->
     path.write_text("\n".join(rows) + "\n", encoding="utf-8")
     with pytest.raises(UnreadableFileError, match=r"people\.csv changed while it was being imported"):
         opened.pick_rows({2})
+
+
+# --- the formula guard: dropped only from files the importer wrote ------------------------------
+
+GUARDED_ROWS = [  # (name, email, team) as the user gave them
+    ("'=Formula Fan", "'-ann@example.com", "'+Sales"),
+    ("-Minus", "'=bob@example.com", "@Sales"),
+    ("''-Two", "o'brien@example.com", "'"),
+]
+
+
+def test_apostrophes_in_a_users_file_are_part_of_the_cells(tmp_path: Path) -> None:
+    # A valid local part may start with an apostrophe; only the importer's own files carry guards.
+    path = tmp_path / "people.csv"
+    with path.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(
+            [("Name", "Email", "Role", "Team"), *[(n, e, "Member", t) for n, e, t in GUARDED_ROWS]]
+        )
+    _, rows = read_rows(path)
+    assert rows == [(row, n, e, "Member", t) for row, (n, e, t) in enumerate(GUARDED_ROWS, start=2)]
+
+
+@pytest.mark.parametrize("errors_header", ["Errors", " errors "])
+def test_the_guard_is_dropped_from_a_file_with_our_errors_column(tmp_path: Path, errors_header: str) -> None:
+    path = tmp_path / "rejected.csv"
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(("Name", "Email", "Role", "Team", errors_header))
+        writer.writerows(
+            (neutralize(n), neutralize(e), "Member", neutralize(t), "Row 2: ...") for n, e, t in GUARDED_ROWS
+        )
+    opened, rows = read_rows(path)
+    assert rows == [(row, n, e, "Member", t) for row, (n, e, t) in enumerate(GUARDED_ROWS, start=2)]
+    assert opened.pick_rows({3}) == {3: ("-Minus", "'=bob@example.com", "Member", "@Sales", "Row 2: ...")}
+
+
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.text(max_size=12, alphabet=st.sampled_from("'=+-@\t\r\nab ")) | st.text(max_size=6))
+def test_the_guard_and_its_inverse_give_back_every_value(value: str) -> None:
+    guarded = neutralize(value)
+    assert unguard(guarded) == value
+    assert not guarded.startswith(FORMULA_TRIGGERS)
+
+
+@pytest.mark.parametrize("kind", ["rejected.csv", "rejected.xlsx"])
+def test_an_address_starting_with_an_apostrophe_survives_the_rejected_files(
+    org: Org, tmp_path: Path, kind: str
+) -> None:
+    path = tmp_path / "people.csv"
+    path.write_text(
+        "Name,Email,Role,Team\nAnn,'-ann@example.com,Membr,\nBob,'=bob@example.com,Member,\n",
+        encoding="utf-8",
+    )
+    first = do_import(org, path, tmp_path)
+    assert (first.created, errors_of(first)) == (1, [(2, "Role", "role.invalid")])
+    assert first.report_dir is not None
+    rejected = first.report_dir / kind
+    if kind == "rejected.csv":
+        rejected.write_text(
+            rejected.read_text(encoding="utf-8-sig").replace("Membr", "Member"), encoding="utf-8"
+        )
+    else:
+        book = load_workbook(rejected)
+        book.worksheets[0]["C2"] = "Member"
+        book.save(rejected)
+    again = do_import(org, rejected, tmp_path)
+    assert (again.created, again.rejected) == (1, 0)
+    emails = {m["email"] for m in list_members(org.engine, org.name)}
+    assert {"'-ann@example.com", "'=bob@example.com"} <= emails
+    assert "-ann@example.com" not in emails and "=bob@example.com" not in emails
+
+
+# --- trimming: spaces, tabs and line breaks at a cell's edges, nothing else -----------------------
+
+# Characters str.strip() removes that are no space: they must reach the rules and be refused.
+EDGE_CONTROLS = ["\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x1f", "\x85", "\u2028", "\u2029"]
+# What trimming removes: every Unicode space (the no-break ones too), tabs, CR and LF.
+EDGE_SPACES = [" ", "\t", "\r", "\n", "\u00a0", "\u2007", "\u202f", "\u3000", "\u2003", "\u1680"]
+
+
+def test_trimming_removes_spaces_tabs_and_line_breaks_and_nothing_else() -> None:
+    chars = [chr(c) for c in range(sys.maxunicode + 1)]
+    zs = {c for c in chars if unicodedata.category(c) == "Zs"}
+    assert set(TRIMMED) == zs | {"\t", "\r", "\n"}  # as the README says
+    assert set(KEPT_AT_EDGES) == {c for c in chars if c.isspace()} - set(TRIMMED)  # strip() alone drops them
+    assert set(EDGE_CONTROLS) == set(KEPT_AT_EDGES)
+
+
+@pytest.mark.parametrize("char", EDGE_SPACES)
+def test_spaces_tabs_and_line_breaks_at_a_cells_edges_are_trimmed(tmp_path: Path, char: str) -> None:
+    path = tmp_path / "spaces.csv"
+    with path.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(
+            [("Name", "Email", "Role"), (f"{char}Ada{char}", f"ada@example.com{char}", f"{char}Admin")]
+        )
+    _, rows = read_rows(path)
+    assert rows == [(2, "Ada", "ada@example.com", "Admin")]
+
+
+def test_control_characters_at_a_cells_edges_are_kept_and_refused(org: Org, tmp_path: Path) -> None:
+    path = tmp_path / "controls.csv"
+    rows = [("Name", "Email", "Role", "Team")]
+    for char in EDGE_CONTROLS:
+        rows += [
+            (f"Ada{char}", "ada@example.com", "Admin", ""),
+            (f"{char}Bob", f"bob@example.com{char}", "Member", ""),
+            ("Cy", f"{char}cy@example.com", f"Member{char}", f"{char}Sales"),
+        ]
+    with path.open("w", encoding="utf-8", newline="") as f:
+        csv.writer(f).writerows(rows)
+    _, read = read_rows(path)
+    assert read == [(number, *cells) for number, cells in enumerate(rows[1:], start=2)]
+    result = do_import(org, path, tmp_path)
+    codes = [(e.column, e.code.value) for e in result.errors if e.code.value != "email.duplicate_in_file"]
+    assert codes == [
+        ("Name", "name.invalid"),
+        ("Name", "name.invalid"),
+        ("Email", "email.invalid"),
+        ("Email", "email.invalid"),
+        ("Role", "role.invalid"),
+        ("Team", "team.unknown"),
+    ] * len(EDGE_CONTROLS)
+    assert result.created == 0
+
+
+@pytest.mark.parametrize("char", [*EDGE_CONTROLS, *EDGE_SPACES[4:]], ids=lambda c: f"U+{ord(c):04X}")
+def test_a_workbook_cell_is_trimmed_as_a_csv_cell(tmp_path: Path, char: str) -> None:
+    # XlsxWriter, not openpyxl: it writes the C0 controls XML cannot hold as _xHHHH_, as Excel does.
+    book = xlsxwriter.Workbook(str(tmp_path / "edges.xlsx"))
+    sheet = book.add_worksheet()
+    for row, cells in enumerate(
+        [["Name", "Email", "Role"], [f"{char}Ada{char}", f"ada@example.com{char}", "Admin"]]
+    ):
+        for column, cell in enumerate(cells):
+            sheet.write_string(row, column, cell)
+    book.close()
+    _, rows = read_rows(tmp_path / "edges.xlsx")
+    assert rows == [(2, trim(f"{char}Ada{char}"), trim(f"ada@example.com{char}"), "Admin")]
+    assert (rows[0][1] == "Ada") is (char in EDGE_SPACES)
