@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from email import errors as email_errors
 from email import policy as email_policy
 from email.message import EmailMessage
-from email.parser import BytesParser
-from email.utils import format_datetime, formataddr
+from email.parser import Parser
+from email.utils import format_datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
@@ -115,16 +115,22 @@ _MEMBER_VALUES = ("name", "link", "expires_on")
 
 @dataclass(frozen=True, slots=True)
 class OutgoingMessage:
-    """One composed email: envelope sender and recipient, Message-ID, RFC 5322 bytes (LF ends)."""
+    """One composed email: envelope sender and recipient, Message-ID, RFC 5322 bytes (LF ends).
+
+    `smtputf8`: the recipient has non-ASCII characters before the @, so the envelope and the To
+    header carry it in UTF-8 (RFC 6531, RFC 6532) and only a server offering SMTPUTF8 can take it.
+    """
 
     sender: str
     recipient: str
     message_id: str
     data: bytes
+    smtputf8: bool = False
 
     def to_email(self) -> EmailMessage:
         """The message parsed back with the default policy, for inspection and previews."""
-        parsed = BytesParser(_class=EmailMessage, policy=email_policy.default).parsebytes(self.data)
+        # The bytes parser would read a UTF-8 header (RFC 6532) as undecodable bytes.
+        parsed = Parser(_class=EmailMessage, policy=email_policy.default).parsestr(self.data.decode("utf-8"))
         assert isinstance(parsed, EmailMessage)
         return parsed
 
@@ -143,20 +149,19 @@ _ENCODED_WORD_BYTES = 45
 
 
 def _envelope_address(address: str) -> str:
-    """The ASCII addr-spec to send to; the domain of an international address as IDNA."""
+    """The addr-spec to send to: ASCII, with an international domain as IDNA, where it can be.
+
+    Non-ASCII characters before the @ have no ASCII form: such an address goes as email-validator
+    normalizes it, in UTF-8, and its message needs SMTPUTF8 (see OutgoingMessage.smtputf8).
+    """
     address = address.strip()
     if _PLAIN_ADDRESS.fullmatch(address):
         return address
     try:
-        ascii_email = validate_email(address, check_deliverability=False).ascii_email
+        valid = validate_email(address, check_deliverability=False)
     except EmailNotValidError as exc:
         raise UnsendableAddress(f"cannot send to {address!r}: {exc}") from exc
-    if ascii_email is None:
-        raise UnsendableAddress(
-            f"cannot send to {address!r}: non-ASCII characters before the @ need SMTPUTF8, "
-            "which this sender does not use"
-        )
-    return ascii_email
+    return valid.ascii_email or valid.normalized
 
 
 def _encoded_words(text: str) -> str:
@@ -173,15 +178,24 @@ def _encoded_words(text: str) -> str:
     return "\n ".join(f"=?utf-8?b?{base64.b64encode(c).decode('ascii')}?=" for c in chunks)
 
 
+# As email.utils.formataddr: a display name with one of these is quoted, and these escaped in it.
+_NAME_SPECIALS = re.compile(r'[][\\()<>@,:;".]')
+_NAME_ESCAPES = re.compile(r'[\\"]')
+
+
+def _display_phrase(name: str) -> str:
+    """The name as a header phrase: quoted as formataddr would, or encoded-words when not ASCII."""
+    if not name.isascii():
+        return _encoded_words(name)
+    if _NAME_SPECIALS.search(name):
+        return '"' + _NAME_ESCAPES.sub(r"\\\g<0>", name) + '"'
+    return name
+
+
 def _to_header(name: str, address: str) -> bytes:
-    """The To header's value; the name is quoted or encoded, never able to start a new line."""
-    if not name:
-        value = address
-    elif name.isascii():
-        value = formataddr((name, address))
-    else:
-        value = f"{_encoded_words(name)} <{address}>"
-    return value.encode("ascii")
+    """The To header's value; the name cannot start a new line; a non-ASCII address is UTF-8 (RFC 6532)."""
+    value = f"{_display_phrase(name)} <{address}>" if name else address
+    return value.encode("utf-8")
 
 
 @functools.lru_cache(maxsize=8)
@@ -274,7 +288,13 @@ class Composer:
                 self._tail,
             )
         )
-        return OutgoingMessage(sender=self.sender, recipient=recipient, message_id=message_id, data=data)
+        return OutgoingMessage(
+            sender=self.sender,
+            recipient=recipient,
+            message_id=message_id,
+            data=data,
+            smtputf8=not recipient.isascii(),
+        )
 
 
 # --- transports --------------------------------------------------------------------------------
@@ -425,7 +445,8 @@ class SmtpTransport(_ClosedOnExit):
     def _send_once(self, message: OutgoingMessage, data: bytes) -> None:
         smtp = self._connection()
         try:
-            refused = smtp.sendmail(message.sender, [message.recipient], data)
+            options = self._utf8_options(smtp, message) if message.smtputf8 else ()
+            refused = smtp.sendmail(message.sender, [message.recipient], data, mail_options=options)
         except smtplib.SMTPRecipientsRefused as exc:
             code, reply = exc.recipients.get(message.recipient, (550, b"refused"))
             if code == 421:
@@ -450,6 +471,17 @@ class SmtpTransport(_ClosedOnExit):
         if refused:
             code, reply = next(iter(refused.values()))
             raise RecipientRefused(message.recipient, _reply(code, reply))
+
+    def _utf8_options(self, smtp: smtplib.SMTP, message: OutgoingMessage) -> tuple[str, ...]:
+        """MAIL FROM's options for a UTF-8 recipient; refused when the server cannot take one."""
+        smtp.ehlo_or_helo_if_needed()
+        if not smtp.has_extn("smtputf8"):
+            raise RecipientRefused(
+                message.recipient,
+                f"the SMTP server {self._where} does not offer SMTPUTF8, which an address with "
+                "non-ASCII characters before the @ needs; ask its administrator to enable it",
+            )
+        return ("SMTPUTF8", "BODY=8BITMIME") if smtp.has_extn("8bitmime") else ("SMTPUTF8",)
 
     def _connection(self) -> smtplib.SMTP:
         if self._smtp is None:

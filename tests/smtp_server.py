@@ -34,11 +34,12 @@ class Received:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     data: bytes
+    mail_options: tuple[str, ...] = ()
 
     @property
     def message(self) -> EmailMessage:
-        """The message parsed with the default policy."""
-        parsed = email.message_from_bytes(self.data, policy=policy.default)
+        """The message parsed with the default policy (its headers may be UTF-8, RFC 6532)."""
+        parsed = email.message_from_string(self.data.decode("utf-8"), policy=policy.default)
         assert isinstance(parsed, EmailMessage)
         return parsed
 
@@ -81,6 +82,7 @@ class RecordingHandler:
                 mail_from=envelope.mail_from,
                 rcpt_tos=tuple(envelope.rcpt_tos),
                 data=envelope.original_content,
+                mail_options=tuple(envelope.mail_options),
             )
         )
         if self.drop_every and len(self.received) % self.drop_every == 0:

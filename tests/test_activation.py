@@ -341,12 +341,51 @@ def test_international_addresses(org: Org) -> None:
     add_member(org, "Bob Brown", "bob@example.com")
     transport = RecordingTransport()
     result = send(org, transport)
-    assert (result.sent, result.failed) == (2, 1)
-    assert [m.recipient for m in transport.messages] == ["ann@xn--bcher-kva.example", "bob@example.com"]
-    assert transport.messages[0].to_email()["To"].addresses[0].addr_spec == "ann@xn--bcher-kva.example"
-    (failure,) = result.failures
-    assert failure.email == "jöhn@example.com" and "SMTPUTF8" in failure.error
-    assert member_row(org.engine, "jöhn@example.com").invite_error == failure.error
+    assert (result.sent, result.failed) == (3, 0)
+    # A domain has an ASCII form (IDNA); a local part does not, so that address goes in UTF-8.
+    assert [(m.recipient, m.smtputf8) for m in transport.messages] == [
+        ("ann@xn--bcher-kva.example", False),
+        ("jöhn@example.com", True),
+        ("bob@example.com", False),
+    ]
+    assert [m.to_email()["To"].addresses[0].addr_spec for m in transport.messages] == [
+        "ann@xn--bcher-kva.example",
+        "jöhn@example.com",
+        "bob@example.com",
+    ]
+    assert transport.messages[0].data.isascii() and transport.messages[2].data.isascii()
+
+
+UTF8_MEMBERS = {"José Núñez": "josé@example.com", "Yònghù": "用户@例子.广告", "Ann Archer": "ann@example.com"}
+
+
+@pytest.mark.parametrize("offered", [True, False], ids=["server-offers-smtputf8", "server-does-not"])
+def test_a_non_ascii_local_part_goes_by_smtputf8_where_the_server_offers_it(org: Org, offered: bool) -> None:
+    for name, address in UTF8_MEMBERS.items():
+        add_member(org, name, address)
+    with (
+        running_smtp_server(RecordingHandler(), enable_SMTPUTF8=offered) as server,
+        SmtpTransport(server.host, port=server.port, timeout=5) as transport,
+    ):
+        result = send(org, transport)
+    received = {r.rcpt_tos: r for r in server.handler.received}
+    # ASCII recipients go exactly as before: no SMTPUTF8 asked for, ASCII bytes only.
+    ann = received.pop(("ann@example.com",))
+    assert "SMTPUTF8" not in ann.mail_options and ann.data.isascii()
+    if not offered:
+        assert (result.sent, result.failed, received) == (1, 2, {})
+        for failure in result.failures:
+            assert "does not offer SMTPUTF8" in failure.error, failure
+            assert member_row(org.engine, failure.email).invite_error == failure.error
+        assert sorted(f.email for f in result.failures) == sorted(["josé@example.com", "用户@例子.广告"])
+        return
+    assert (result.sent, result.failed) == (3, 0)
+    assert sorted(received) == [("josé@example.com",), ("用户@例子.广告",)]
+    for (address,), got in received.items():
+        assert "SMTPUTF8" in got.mail_options
+        assert f"<{address}>".encode() in got.data  # the To header in UTF-8 (RFC 6532)
+        assert got.message["To"].addresses[0].addr_spec == address
+        assert activate(org.engine, token_of(got.message), STRONG, now=NOW).email == address
 
 
 def test_progress_is_reported_after_each_member(org: Org) -> None:
@@ -470,6 +509,24 @@ def test_file_transport_writes_one_parseable_eml_per_message(org: Org, tmp_path:
         assert hashlib.sha256(token.encode()).hexdigest()[:12] == short_hash
         seen[int(member_id)] = message["To"].addresses[0].addr_spec
     assert seen == ids
+
+
+def test_file_transport_writes_utf8_headers_for_a_non_ascii_local_part(org: Org, tmp_path: Path) -> None:
+    for name, address in UTF8_MEMBERS.items():
+        add_member(org, name, address)
+    outbox = tmp_path / "outbox"
+    with FileTransport(outbox) as transport:
+        assert send(org, transport).to_dict() == {"sent": 3, "failed": 0, "skipped": 0}
+    written = {}
+    for path in outbox.iterdir():
+        data = path.read_bytes()
+        (to,) = [line for line in data.split(b"\n") if line.startswith(b"To: ")]
+        written[to.decode("utf-8")] = data.isascii()
+    assert written == {
+        "To: =?utf-8?b?Sm9zw6kgTsO6w7Fleg==?= <josé@example.com>": False,
+        "To: =?utf-8?b?WcOybmdow7k=?= <用户@例子.广告>": False,
+        "To: Ann Archer <ann@example.com>": True,
+    }
 
 
 def parse_eml(path: Path) -> EmailMessage:
