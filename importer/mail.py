@@ -18,9 +18,13 @@ import os
 import re
 import secrets
 import smtplib
+import socket
 import ssl
+import threading
+import time
 import unicodedata
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email import errors as email_errors
 from email import policy as email_policy
@@ -39,7 +43,10 @@ from importer.emails import check_email
 from importer.errors import ImporterError, RecipientRefused, TransportError
 
 SUBJECT = "Your account has been created!"
+# Each read from the SMTP server must come within the timeout; each message, and each connection's
+# set-up (greeting, EHLO, STARTTLS, login), must be done within the deadline.
 DEFAULT_SMTP_TIMEOUT = 30.0
+DEFAULT_SMTP_DEADLINE = 120.0
 
 
 class UnsendableAddress(Exception):
@@ -396,6 +403,121 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+class _Watch:
+    """Shuts the SMTP connection down when an exchange outlives its deadline.
+
+    smtplib's timeout bounds each read, so a server that sends a line (or a byte) just inside it
+    keeps one command going for ever. A thread, started at first use, waits for the armed deadline
+    and then shuts the socket down: a blocked read or write returns at once, whatever smtplib or
+    TLS was doing. It shuts a duplicate of the socket's descriptor, so STARTTLS replacing the socket
+    object changes nothing. Arming is a lock and a notify: nothing per message worth measuring.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._due: float | None = None
+        self._depth = 0
+        self._socket: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self.expired = False
+
+    def arm(self, seconds: float) -> None:
+        """Start the deadline (an exchange inside an armed one keeps the outer deadline)."""
+        with self._changed:
+            self._depth += 1
+            if self._depth > 1:
+                return
+            self._due = time.monotonic() + seconds
+            self.expired = False
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="smtp-deadline", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+
+    def disarm(self) -> bool:
+        """End the exchange; whether its deadline passed (the connection is then shut down)."""
+        with self._changed:
+            self._depth -= 1
+            if self._depth == 0:
+                self._due = None
+            return self.expired
+
+    def attach(self, connection: socket.socket) -> None:
+        """Watch this connection's socket from now on."""
+        duplicate = socket.fromfd(connection.fileno(), connection.family, connection.type)
+        with self._changed:
+            self._release()
+            self._socket = duplicate
+            if self.expired:
+                self._shut()
+
+    def detach(self) -> None:
+        """Forget the connection (it is closed)."""
+        with self._changed:
+            self._release()
+
+    def stop(self) -> None:
+        """End the thread."""
+        with self._changed:
+            self._release()
+            self._stopping = True
+            self._changed.notify()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join()
+        self._stopping = False
+
+    def _run(self) -> None:
+        with self._changed:
+            while not self._stopping:
+                if self._due is None:
+                    self._changed.wait()
+                    continue
+                left = self._due - time.monotonic()
+                if left > 0:
+                    self._changed.wait(left)
+                    continue
+                self._due = None
+                self.expired = True
+                self._shut()
+
+    def _shut(self) -> None:
+        if self._socket is not None:
+            with contextlib.suppress(OSError):
+                self._socket.shutdown(socket.SHUT_RDWR)
+
+    def _release(self) -> None:
+        watched, self._socket = self._socket, None
+        if watched is not None:
+            watched.close()
+
+
+class _WatchedSmtp(smtplib.SMTP):
+    """smtplib.SMTP whose socket the deadline watch can shut down from the moment it connects."""
+
+    def __init__(self, host: str, port: int, *, timeout: float, watch: _Watch) -> None:
+        self._watch = watch
+        super().__init__(host, port, timeout=timeout)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        # smtplib's one hook between creating the socket and reading the greeting (SMTP_SSL's
+        # handshake comes after it); typeshed does not declare it.
+        connection: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        self._watch.attach(connection)
+        return connection
+
+
+class _WatchedSmtpSsl(smtplib.SMTP_SSL, _WatchedSmtp):
+    """smtplib.SMTP_SSL, watched from before its TLS handshake (see the class order)."""
+
+    def __init__(
+        self, host: str, port: int, *, timeout: float, watch: _Watch, context: ssl.SSLContext
+    ) -> None:
+        self._watch = watch
+        smtplib.SMTP_SSL.__init__(self, host, port, timeout=timeout, context=context)
+
+
 class SmtpTransport(_ClosedOnExit):
     """Sends over one SMTP connection for the whole run; reconnects once if the server drops it."""
 
@@ -408,6 +530,7 @@ class SmtpTransport(_ClosedOnExit):
         user: str | None = None,
         password: str | None = None,
         timeout: float = DEFAULT_SMTP_TIMEOUT,
+        deadline: float = DEFAULT_SMTP_DEADLINE,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if user is not None and security is SmtpSecurity.NONE and not _is_loopback(host):
@@ -419,9 +542,11 @@ class SmtpTransport(_ClosedOnExit):
         self.security = security
         self.user = user
         self._password = password
-        self.timeout = timeout
+        self.timeout = min(timeout, deadline)
+        self.deadline = deadline
         self._ssl_context = ssl_context
         self._smtp: smtplib.SMTP | None = None
+        self._watch = _Watch()
 
     @property
     def _where(self) -> str:
@@ -442,8 +567,30 @@ class SmtpTransport(_ClosedOnExit):
                     f"the SMTP server {self._where} dropped the connection twice in a row ({exc})."
                 ) from exc
 
+    @contextlib.contextmanager
+    def _within_deadline(self, what: str) -> Iterator[None]:
+        """Run one exchange with the server; past the deadline it fails as a TransportError."""
+        self._watch.arm(self.deadline)
+        try:
+            yield
+        except Exception as exc:
+            if self._watch.disarm():
+                self._drop()
+                raise TransportError(
+                    f"the SMTP server {self._where} took more than {self.deadline:g} s to {what}; "
+                    "a server that slow cannot be used"
+                ) from exc
+            raise
+        else:
+            if self._watch.disarm():  # done just as the deadline passed: the socket is shut
+                self._drop()
+
     def _send_once(self, message: OutgoingMessage, data: bytes) -> None:
         smtp = self._connection()
+        with self._within_deadline("take a message"):
+            self._transact(smtp, message, data)
+
+    def _transact(self, smtp: smtplib.SMTP, message: OutgoingMessage, data: bytes) -> None:
         try:
             options = self._utf8_options(smtp, message) if message.smtputf8 else ()
             refused = smtp.sendmail(message.sender, [message.recipient], data, mail_options=options)
@@ -485,18 +632,19 @@ class SmtpTransport(_ClosedOnExit):
 
     def _connection(self) -> smtplib.SMTP:
         if self._smtp is None:
-            self._smtp = self._connect()
+            with self._within_deadline("open a session"):
+                self._smtp = self._connect()
         return self._smtp
 
     def _connect(self) -> smtplib.SMTP:
         context = self._ssl_context or ssl.create_default_context()
         try:
             if self.security is SmtpSecurity.TLS:
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                    self.host, self.port, timeout=self.timeout, context=context
+                smtp: smtplib.SMTP = _WatchedSmtpSsl(
+                    self.host, self.port, timeout=self.timeout, watch=self._watch, context=context
                 )
             else:
-                smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+                smtp = _WatchedSmtp(self.host, self.port, timeout=self.timeout, watch=self._watch)
         except (smtplib.SMTPException, OSError) as exc:
             raise TransportError(
                 f"cannot connect to the SMTP server {self._where}: {exc or type(exc).__name__}"
@@ -523,14 +671,19 @@ class SmtpTransport(_ClosedOnExit):
         smtp, self._smtp = self._smtp, None
         if smtp is not None:
             smtp.close()
+        self._watch.detach()
 
     def close(self) -> None:
-        """Say QUIT and close the connection, if one is open."""
+        """Say QUIT (within the deadline) and close the connection, if one is open."""
         smtp, self._smtp = self._smtp, None
-        if smtp is None:
-            return
         try:
-            with contextlib.suppress(smtplib.SMTPException, OSError):
-                smtp.quit()
+            if smtp is not None:
+                self._watch.arm(self.deadline)
+                try:
+                    with contextlib.suppress(smtplib.SMTPException, OSError):
+                        smtp.quit()
+                finally:
+                    smtp.close()
+                    self._watch.disarm()
         finally:
-            smtp.close()
+            self._watch.stop()

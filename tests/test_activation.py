@@ -8,6 +8,7 @@ import hashlib
 import re
 import stat
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -57,9 +58,11 @@ from .smtp_server import (
     REFUSED_REPLY,
     RecordingHandler,
     SmtpServer,
+    TrickleAt,
     free_port,
     password_authenticator,
     running_smtp_server,
+    running_trickling_server,
 )
 
 NOW = dt.datetime(2026, 11, 22, 14, 3)
@@ -452,6 +455,36 @@ def test_unreachable_smtp_server_is_a_transport_error_and_sends_nothing(org: Org
     with Session(org.engine) as session:  # the tokens issued for the run were withdrawn
         live = session.scalars(select(ActivationToken).where(ActivationToken.revoked_at.is_(None)))
         assert list(live) == []
+
+
+@pytest.mark.parametrize("at", list(TrickleAt))
+def test_a_trickling_smtp_server_fails_the_run_within_the_deadline(org: Org, at: TrickleAt) -> None:
+    add_member(org, "Ann Archer", "ann@example.com")
+    add_member(org, "Bob Brown", "bob@example.com")
+    outcome: list[BaseException | SendResult] = []
+    with running_trickling_server(at=at, every=0.05) as (host, port):
+        # Every line comes within the read timeout; only the deadline can end the exchange.
+        transport = SmtpTransport(host, port=port, timeout=5, deadline=0.5)
+
+        def run() -> None:
+            try:
+                with transport:
+                    outcome.append(send(org, transport))
+            except BaseException as exc:
+                outcome.append(exc)
+
+        started = time.monotonic()
+        runner = threading.Thread(target=run, daemon=True)
+        runner.start()
+        runner.join(timeout=15)
+        took = time.monotonic() - started
+    (error,) = outcome
+    assert isinstance(error, TransportError), error
+    what = "open a session" if at is TrickleAt.GREETING else "take a message"
+    assert f"took more than 0.5 s to {what}" in str(error)
+    assert "The run stopped after 0 sent and 0 failed" in str(error)
+    assert 0.5 <= took < 5
+    assert member_row(org.engine, "ann@example.com").invited_at is None
 
 
 def test_smtp_login(org: Org) -> None:
