@@ -5,8 +5,12 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import os
 import re
+import signal
 import stat
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -18,7 +22,7 @@ from pathlib import Path
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
 
 import importer.activation
@@ -577,6 +581,70 @@ def test_unwritable_outbox_is_a_transport_error(org: Org, tmp_path: Path) -> Non
 
 
 # --- crash safety ------------------------------------------------------------------------------
+
+
+def add_members(org: Org, count: int) -> list[str]:
+    """Insert `count` pending portal members at once; their addresses."""
+    emails = [f"member{i:05}@example.com" for i in range(count)]
+    with org.engine.begin() as connection:
+        connection.execute(
+            insert(Member),
+            [
+                {
+                    "organization_id": org.id,
+                    "name": f"Member {i}",
+                    "name_key": f"member {i}",
+                    "email": email,
+                    "email_key": email,
+                    "user_type": UserType.PORTAL.value,
+                    "role": Role.MEMBER,
+                    "status": Status.PENDING,
+                }
+                for i, email in enumerate(emails)
+            ],
+        )
+    return emails
+
+
+def send_command(org: Org, outbox: Path) -> list[str]:
+    """`importer send-activations` to the file transport, as a process of its own would run it."""
+    database = org.engine.url.render_as_string(hide_password=False)
+    return [
+        *(sys.executable, "-m", "importer", "--db", database, "send-activations", "--org", org.name),
+        *("--transport", "file", "--outbox", str(outbox), "--from", SENDER, "--base-url", BASE_URL),
+    ]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_send_killed_mid_write_leaves_only_complete_messages(org: Org, tmp_path: Path) -> None:
+    emails = add_members(org, 300)
+    outbox = tmp_path / "outbox"
+    process = subprocess.Popen(send_command(org, outbox), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Freeze the run until it is caught between creating a message's file and finishing it
+    # (or it ends), then kill it there.
+    caught = False
+    deadline = time.monotonic() + 60
+    while process.poll() is None and time.monotonic() < deadline:
+        if outbox.is_dir() and any(name.endswith(".eml") for name in os.listdir(outbox)):
+            process.send_signal(signal.SIGSTOP)
+            caught = any(not name.endswith(".eml") for name in os.listdir(outbox))
+            if caught:
+                break
+            process.send_signal(signal.SIGCONT)
+        time.sleep(0.001)  # a poll interval: let the run write a little
+    process.kill()
+    process.wait(timeout=30)
+    assert caught, "the run was never caught mid-write"
+
+    assert any(not name.endswith(".eml") for name in os.listdir(outbox))  # the killed one's file
+
+    with FileTransport(outbox) as transport:  # the next run
+        assert send(org, transport).failed == 0
+    files = os.listdir(outbox)
+    assert [name for name in files if not name.endswith(".eml")] == []
+    emailed = Counter(parse_eml(outbox / name)["To"].addresses[0].addr_spec for name in files)
+    assert set(emailed) == set(emails)
+    assert sum(emailed.values()) - len(emails) <= 1  # at most the one message in flight, twice
 
 
 @pytest.mark.parametrize("delivered", [False, True], ids=["crash-before-delivery", "crash-after"])
