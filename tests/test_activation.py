@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
 import os
@@ -18,15 +19,20 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
 
 import importer.activation
+import importer.orgs
 from importer.activation import ACTIVATION_DAYS, SendFailure, SendResult, activate, send_activations
+from importer.cli import cli
+from importer.db import open_database
 from importer.errors import (
     ActivationError,
     ImporterError,
@@ -48,6 +54,7 @@ from importer.mail import (
     _templates,
 )
 from importer.models import ActivationToken, Base, Batch, Member, Role, Status, text_key
+from importer.orgs import UndoResult, create_organization, undo_batch
 from importer.passwords import (
     PasswordPolicy,
     get_password_policy,
@@ -55,6 +62,7 @@ from importer.passwords import (
     set_password_policy,
     verify_password,
 )
+from importer.settings import DEFAULT_DATABASE_URL
 from importer.sheets import UserType
 
 from .conftest import Org
@@ -583,7 +591,7 @@ def test_unwritable_outbox_is_a_transport_error(org: Org, tmp_path: Path) -> Non
 # --- crash safety ------------------------------------------------------------------------------
 
 
-def add_members(org: Org, count: int) -> list[str]:
+def add_members(org: Org, count: int, *, batch_id: str | None = None) -> list[str]:
     """Insert `count` pending portal members at once; their addresses."""
     emails = [f"member{i:05}@example.com" for i in range(count)]
     with org.engine.begin() as connection:
@@ -599,6 +607,7 @@ def add_members(org: Org, count: int) -> list[str]:
                     "user_type": UserType.PORTAL.value,
                     "role": Role.MEMBER,
                     "status": Status.PENDING,
+                    "batch_id": batch_id,
                 }
                 for i, email in enumerate(emails)
             ],
@@ -924,3 +933,79 @@ def test_composed_bodies_are_what_the_templates_render(name: str, organization: 
     html = html_template.render(name=_clean_display_name(name), **values)
     assert part(message, "html") == html
     assert part(message, "plain").replace("\r\n", "\n") == text.replace("\r\n", "\n")
+
+
+# --- undo and the working directory ------------------------------------------------------------
+
+
+def test_undo_during_a_send_stops_the_mailing_of_the_members_it_removed(
+    org: Org, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The run lets a waiting undo in after every message (by default, every quarter second).
+    monkeypatch.setattr(importer.activation, "MAILING_TURN_SECONDS", 0.0, raising=False)
+    add_member(org, "Olga Before", "olga@example.com")
+    batch = add_batch(org, "b-undone")
+    removed = set(add_members(org, 400, batch_id=batch))
+    add_member(org, "Zed After", "zed@example.com")
+
+    undo_is_on = threading.Event()  # the undo returned, or waits for the send to let it in
+    undone = threading.Event()
+    results: list[UndoResult] = []
+
+    def undo() -> None:
+        results.append(undo_batch(org.engine, batch))
+        undone.set()
+        undo_is_on.set()
+
+    real_hold_lock = getattr(importer.orgs, "hold_lock", None)
+
+    @contextlib.contextmanager
+    def hold_lock_noting_the_wait(*args: Any) -> Iterator[None]:
+        undo_is_on.set()
+        assert real_hold_lock is not None
+        with real_hold_lock(*args):
+            yield
+
+    monkeypatch.setattr(importer.orgs, "hold_lock", hold_lock_noting_the_wait, raising=False)
+    undoer = threading.Thread(target=undo)
+    after_undo: list[str] = []
+
+    class UndoingTransport(RecordingTransport):
+        """Starts the undo at the first member of the batch; notes what goes after it returned."""
+
+        def send(self, message: OutgoingMessage, /) -> None:
+            if undone.is_set():
+                after_undo.append(message.recipient)
+            super().send(message)
+            if message.recipient in removed and not undoer.is_alive() and not undone.is_set():
+                undoer.start()
+                assert undo_is_on.wait(timeout=60)
+
+    transport = UndoingTransport()
+    result = send(org, transport)
+    undoer.join(timeout=60)
+
+    assert [r.removed for r in results] == [400]
+    assert [r for r in after_undo if r in removed] == []
+    mailed = [m.recipient for m in transport.messages]
+    assert mailed[0] == "olga@example.com" and mailed[-1] == "zed@example.com"  # the rest still went
+    assert 1 <= len(removed.intersection(mailed)) < len(removed)
+    assert result.to_dict() == {"sent": len(mailed), "failed": 0, "skipped": 0}
+
+
+def test_a_send_leaves_nothing_in_the_working_directory_but_the_outbox(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    engine = open_database(DEFAULT_DATABASE_URL)  # the command's own default: importer.db, here
+    org_id = create_organization(engine, "Acme Corp", owner_email="olive@acme.example", owner_name="Olive")
+    add_members(Org(engine=engine, name="Acme Corp", id=org_id, owner="olive@acme.example"), 3)
+    engine.dispose()
+    before = set(os.listdir(tmp_path))
+
+    args = ["send-activations", "--org", "Acme Corp", "--from", SENDER, "--base-url", BASE_URL]
+    outcome = CliRunner().invoke(cli, args)
+
+    assert outcome.exit_code == 0, outcome.output
+    assert set(os.listdir(tmp_path)) - before == {"outbox"}
+    assert len(os.listdir(tmp_path / "outbox")) == 3
