@@ -6,6 +6,7 @@ import base64
 import contextlib
 import datetime as dt
 import hashlib
+import json
 import os
 import re
 import signal
@@ -33,6 +34,7 @@ import importer.orgs
 from importer.activation import ACTIVATION_DAYS, SendFailure, SendResult, activate, send_activations
 from importer.cli import cli
 from importer.db import open_database
+from importer.emails import check_email
 from importer.errors import (
     ActivationError,
     ImporterError,
@@ -369,6 +371,24 @@ def test_international_addresses(org: Org) -> None:
         "bob@example.com",
     ]
     assert transport.messages[0].data.isascii() and transport.messages[2].data.isascii()
+
+
+EMAIL_VECTORS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "email" / "vectors.json"
+
+
+def test_every_address_the_importer_accepts_can_be_sent_to() -> None:
+    composer = Composer(sender=SENDER, organization="Acme Corp")
+    accepted = [v["addr"] for v in json.loads(EMAIL_VECTORS.read_text()) if check_email(v["addr"]) is None]
+    needs_utf8 = []
+    for address in accepted:
+        message = composer.compose(
+            1, name="Ann", email=address, link=BASE_URL, token_hash="0" * 64, expires_on="soon", sent_at=NOW
+        )
+        assert message.to_email()["To"].addresses[0].addr_spec == message.recipient
+        if message.smtputf8:
+            needs_utf8.append(address)
+    assert len(accepted) > 50 and len(needs_utf8) > 10  # the corpus has both kinds
+    assert all(not address.partition("@")[0].isascii() for address in needs_utf8)
 
 
 UTF8_MEMBERS = {"José Núñez": "josé@example.com", "Yònghù": "用户@例子.广告", "Ann Archer": "ann@example.com"}
