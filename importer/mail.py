@@ -658,7 +658,7 @@ class SmtpTransport(_ClosedOnExit):
                 raise _Disconnected(_reply(exc.smtp_code, exc.smtp_error)) from exc
             if isinstance(exc, smtplib.SMTPDataError):
                 raise RecipientRefused(message.recipient, _reply(exc.smtp_code, exc.smtp_error)) from exc
-            self.close()
+            self._quit()
             what = "the sender" if isinstance(exc, smtplib.SMTPSenderRefused) else "a command"
             raise TransportError(
                 f"the SMTP server {self._where} refused {what}: {_reply(exc.smtp_code, exc.smtp_error)}"
@@ -725,17 +725,23 @@ class SmtpTransport(_ClosedOnExit):
             smtp.close()
         self._watch.detach()
 
-    def close(self) -> None:
+    def _quit(self) -> None:
         """Say QUIT (within the deadline) and close the connection, if one is open."""
         smtp, self._smtp = self._smtp, None
+        if smtp is None:
+            return
+        self._watch.arm(self.deadline)
         try:
-            if smtp is not None:
-                self._watch.arm(self.deadline)
-                try:
-                    with contextlib.suppress(smtplib.SMTPException, OSError):
-                        smtp.quit()
-                finally:
-                    smtp.close()
-                    self._watch.disarm()
+            with contextlib.suppress(smtplib.SMTPException, OSError):
+                smtp.quit()
+        finally:
+            smtp.close()
+            self._watch.disarm()
+            self._watch.detach()
+
+    def close(self) -> None:
+        """Say QUIT and close the connection, if one is open; end the deadline's watch."""
+        try:
+            self._quit()
         finally:
             self._watch.stop()
