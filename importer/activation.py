@@ -5,6 +5,9 @@ chunk of token rows before any of their messages goes, then each member's `invit
 its own message is accepted: a rerun after a crash emails nobody twice, except the one message in
 flight at the crash, and every link that went out works until a newer one replaces it. Two runs on
 one organization take turns (db.hold_lock): the second finds the first one's members emailed.
+A run mails only while it holds the organization's MAILING_LOCK, which `batch undo` takes too; it
+passes its turn every MAILING_TURN_SECONDS and, taking it back, drops the members removed
+meanwhile: nobody is emailed after an undo that removed them has returned.
 
 The message and its transports live in mail.py; password rules and hashing in passwords.py.
 """
@@ -17,6 +20,7 @@ import functools
 import hashlib
 import secrets
 import sqlite3
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
@@ -28,7 +32,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Update
 
-from importer.db import hold_lock
+from importer.db import MAILING_LOCK, NamedLock, hold_lock
 from importer.errors import ActivationError, ImporterError, NotFoundError, RecipientRefused, TransportError
 from importer.mail import Composer, Transport, UnsendableAddress
 from importer.models import ActivationToken, Batch, Member, Status, utcnow
@@ -42,6 +46,8 @@ TOKEN_BYTES = 32
 SEND_CHUNK = 200
 # The lock a send run holds on its organization (see db.hold_lock).
 SEND_LOCK = "send-activations"
+# How long a run mails before it lets a waiting `batch undo` remove members (see the docstring).
+MAILING_TURN_SECONDS = 0.25
 
 _RESEND_HINT = "ask your admin to send a new one with `importer send-activations --resend`"
 _MONTHS = (
@@ -239,6 +245,7 @@ class _SendRun:
         self,
         connection: Connection,
         *,
+        mailing: NamedLock,
         transport: Transport,
         composer: Composer,
         base_url: str,
@@ -246,6 +253,8 @@ class _SendRun:
         on_progress: Callable[[int, int], None] | None,
     ) -> None:
         self.connection = connection
+        self.mailing = mailing
+        self.turn_ends = time.monotonic() + MAILING_TURN_SECONDS
         self.transport = transport
         self.composer = composer
         self.base_url = base_url
@@ -255,6 +264,7 @@ class _SendRun:
         self.sent = 0
         self.failures: list[SendFailure] = []
         self.skipped = 0
+        self.todo = 0
 
     def result(self) -> SendResult:
         """The counts so far."""
@@ -273,31 +283,58 @@ class _SendRun:
                 select(func.count(), func.count(Member.invited_at)).where(*scope)
             ).one()
         self.skipped = 0 if resend else invited
-        todo = total if resend else total - invited
+        self.todo = total if resend else total - invited
         after = 0
         while True:
+            self._pass_turn_when_due()
             issued = self._issue(conditions, after=after)
             if not issued:
                 return self.result()
             after = issued[-1].member_id
-            for index, item in enumerate(issued):
-                try:
-                    self._deliver(item)
-                except BaseException as exc:
-                    # A transport error means this message did not go either; after anything
-                    # else (an interrupt) it may have, so its link is left working.
-                    gone = isinstance(exc, TransportError)
-                    self._abandon(issued[index:] if gone else issued[index + 1 :])
-                    if isinstance(exc, TransportError):
-                        raise TransportError(
-                            f"{str(exc).rstrip('.')}. The run stopped after {self.sent} sent and "
-                            f"{len(self.failures)} failed (all recorded); run the command again "
-                            "to send the rest.",
-                            result=self.result(),
-                        ) from exc
-                    raise
-                if self.on_progress is not None:
-                    self.on_progress(self.sent + len(self.failures), todo)
+            self._deliver_chunk(issued)
+
+    def _deliver_chunk(self, issued: list[_Issued]) -> None:
+        """Send a chunk's messages, skipping members removed while the run passed its turn."""
+        removed: set[int] = set()
+        for index, item in enumerate(issued):
+            if self._pass_turn_when_due():
+                vanished = self._removed(issued[index:]) - removed
+                removed |= vanished
+                self.todo -= len(vanished)
+            if item.member_id in removed:
+                continue
+            try:
+                self._deliver(item)
+            except BaseException as exc:
+                # A transport error means this message did not go either; after anything
+                # else (an interrupt) it may have, so its link is left working.
+                gone = isinstance(exc, TransportError)
+                self._abandon(issued[index:] if gone else issued[index + 1 :])
+                if isinstance(exc, TransportError):
+                    raise TransportError(
+                        f"{str(exc).rstrip('.')}. The run stopped after {self.sent} sent and "
+                        f"{len(self.failures)} failed (all recorded); run the command again "
+                        "to send the rest.",
+                        result=self.result(),
+                    ) from exc
+                raise
+            if self.on_progress is not None:
+                self.on_progress(self.sent + len(self.failures), self.todo)
+
+    def _pass_turn_when_due(self) -> bool:
+        """Let a waiting `batch undo` run, once per turn; whether the turn was passed."""
+        if time.monotonic() < self.turn_ends:
+            return False
+        self.mailing.pass_turn()
+        self.turn_ends = time.monotonic() + MAILING_TURN_SECONDS
+        return True
+
+    def _removed(self, items: list[_Issued]) -> set[int]:
+        """The members among these that are gone (an undo removed them, and their tokens)."""
+        ids = [item.member_id for item in items]
+        with self.connection.begin():
+            present = set(self.connection.scalars(select(Member.id).where(Member.id.in_(ids))))
+        return set(ids) - present
 
     def _issue(self, conditions: list[ColumnElement[bool]], *, after: int) -> list[_Issued]:
         """Pick the next chunk of targets and commit a fresh token for each, before any goes."""
@@ -432,9 +469,14 @@ def send_activations(
     if batch_id is not None:
         scope.append(Member.batch_id == batch_id)
     # A second run on the organization waits here, then finds the first run's members emailed.
-    with hold_lock(engine, SEND_LOCK, org_id), engine.connect() as connection:
+    with (
+        hold_lock(engine, SEND_LOCK, org_id),
+        NamedLock(engine, MAILING_LOCK, org_id) as mailing,
+        engine.connect() as connection,
+    ):
         run = _SendRun(
             connection,
+            mailing=mailing,
             transport=transport,
             composer=composer,
             base_url=link_base,

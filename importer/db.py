@@ -156,45 +156,113 @@ def is_sqlite(engine: Engine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-@contextlib.contextmanager
-def hold_lock(engine: Engine, name: str, key: int) -> Iterator[None]:
-    """Hold the lock `name` on `key` (an int32, such as a row id) for the block; others wait for it.
+# Held while an organization's members are emailed (send-activations) or removed (batch undo).
+MAILING_LOCK = "mailing"
+
+
+class NamedLock:
+    """The lock `name` on `key` (an int32, such as a row id): `acquire` waits for it; waiters take turns.
 
     PostgreSQL: a session advisory lock on a connection of its own, taken and released in short
-    transactions, never left idle in one. SQLite: flock on `<database file>.<name>-<key>.lock`, not
-    a transaction, which would hold the write lock of the whole database (and stall imports) for
-    the block. Either dies with the process that holds it. Other databases get no lock.
+    transactions, never left idle in one; the server serves waiters in turn. SQLite: flock on
+    `<database file>.<name>-<key>.lock`, not a transaction, which would hold the write lock of the
+    whole database (and stall imports) for the block. The file exists only while someone holds or
+    waits for the lock (each holder removes it as it lets go; a waiter left holding a removed file
+    starts again), and waiters pass a second lock, `….gate`, first, so a holder that lets go and
+    takes the lock straight back (pass_turn) queues behind them. Either dies with the process that
+    holds it. Other databases, and SQLite in memory, get no lock.
     """
-    if engine.dialect.name == "postgresql":
+
+    def __init__(self, engine: Engine, name: str, key: int) -> None:
+        self._engine = engine
+        self._postgres = engine.dialect.name == "postgresql"
         # Two int4 keys: a space apart from the single bigint key of the migration lock.
-        params = {"space": zlib.crc32(name.encode()) & 0x7FFF_FFFF, "key": key}
-        with engine.connect() as holder:
+        self._params = {"space": zlib.crc32(name.encode()) & 0x7FFF_FFFF, "key": key}
+        database = "" if self._postgres or not is_sqlite(engine) else _sqlite_file(engine)
+        self._path = f"{database}.{name}-{key}" if database else ""
+        self._holder: Connection | None = None
+        self._descriptor: int | None = None
+
+    def acquire(self) -> None:
+        """Wait for the lock and take it."""
+        if self._postgres:
+            holder = self._engine.connect()
             try:
                 with holder.begin():
-                    holder.execute(_PG_LOCK, params)
-                yield
+                    holder.execute(_PG_LOCK, self._params)
+            except BaseException:
+                holder.close()  # a closed session holds no lock
+                raise
+            self._holder = holder
+        elif self._path:
+            gate = _take_file_lock(f"{self._path}.gate")
+            try:
+                self._descriptor = _take_file_lock(f"{self._path}.lock")
             finally:
-                try:
-                    with holder.begin():
-                        holder.execute(_PG_UNLOCK, params)
-                except SQLAlchemyError:
-                    holder.invalidate()  # a closed session holds no lock
-        return
-    database = _sqlite_file(engine) if is_sqlite(engine) else ""
-    if not database:  # another database, or SQLite in memory (one database per connection)
-        yield
-        return
-    path = f"{database}.{name}-{key}.lock"
+                _give_file_lock(f"{self._path}.gate", gate)
+
+    def release(self) -> None:
+        """Let the lock go."""
+        holder, self._holder = self._holder, None
+        if holder is not None:
+            try:
+                with holder.begin():
+                    holder.execute(_PG_UNLOCK, self._params)
+            except SQLAlchemyError:
+                holder.invalidate()  # a closed session holds no lock
+            finally:
+                holder.close()
+        descriptor, self._descriptor = self._descriptor, None
+        if descriptor is not None:
+            _give_file_lock(f"{self._path}.lock", descriptor)
+
+    def pass_turn(self) -> None:
+        """Let whoever waits for the lock have it first, then take it back."""
+        self.release()
+        self.acquire()
+
+    def __enter__(self) -> NamedLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release()
+
+
+def _take_file_lock(path: str) -> int:
+    """flock on the file at `path`, created if need be; its descriptor, to give to _give_file_lock."""
+    while True:
+        try:
+            # flock needs no write access: whoever may read the lock file may take the lock.
+            descriptor = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise ImporterError(f"cannot open the lock file {path}: {exc.strerror or exc}") from exc
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)  # held until the descriptor is closed
+            if os.path.samestat(os.fstat(descriptor), os.stat(path)):
+                return descriptor
+        except FileNotFoundError:
+            pass  # its holder removed the file as it let go: take the one at the path now
+        except BaseException:
+            os.close(descriptor)
+            raise
+        os.close(descriptor)
+
+
+def _give_file_lock(path: str, descriptor: int) -> None:
+    """Remove the lock file (while still holding it), then let go."""
     try:
-        # flock needs no write access: whoever may read the lock file may take the lock.
-        descriptor = os.open(path, os.O_RDONLY | os.O_CREAT, 0o644)
-    except OSError as exc:
-        raise ImporterError(f"cannot open the lock file {path}: {exc.strerror or exc}") from exc
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)  # held until the descriptor is closed
-        yield
+        with contextlib.suppress(OSError):
+            os.unlink(path)
     finally:
         os.close(descriptor)
+
+
+@contextlib.contextmanager
+def hold_lock(engine: Engine, name: str, key: int) -> Iterator[None]:
+    """Hold the lock `name` on `key` for the block; others wait for it (see NamedLock)."""
+    with NamedLock(engine, name, key):
+        yield
 
 
 _PG_LOCK = text("SELECT pg_advisory_lock(CAST(:space AS integer), CAST(:key AS integer))")

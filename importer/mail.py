@@ -18,15 +18,19 @@ import os
 import re
 import secrets
 import smtplib
+import socket
 import ssl
+import threading
+import time
 import unicodedata
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from email import errors as email_errors
 from email import policy as email_policy
 from email.message import EmailMessage
-from email.parser import BytesParser
-from email.utils import format_datetime, formataddr
+from email.parser import Parser
+from email.utils import format_datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol, Self
@@ -39,7 +43,10 @@ from importer.emails import check_email
 from importer.errors import ImporterError, RecipientRefused, TransportError
 
 SUBJECT = "Your account has been created!"
+# Each read from the SMTP server must come within the timeout; each message, and each connection's
+# set-up (greeting, EHLO, STARTTLS, login), must be done within the deadline.
 DEFAULT_SMTP_TIMEOUT = 30.0
+DEFAULT_SMTP_DEADLINE = 120.0
 
 
 class UnsendableAddress(Exception):
@@ -115,16 +122,22 @@ _MEMBER_VALUES = ("name", "link", "expires_on")
 
 @dataclass(frozen=True, slots=True)
 class OutgoingMessage:
-    """One composed email: envelope sender and recipient, Message-ID, RFC 5322 bytes (LF ends)."""
+    """One composed email: envelope sender and recipient, Message-ID, RFC 5322 bytes (LF ends).
+
+    `smtputf8`: the recipient has non-ASCII characters before the @, so the envelope and the To
+    header carry it in UTF-8 (RFC 6531, RFC 6532) and only a server offering SMTPUTF8 can take it.
+    """
 
     sender: str
     recipient: str
     message_id: str
     data: bytes
+    smtputf8: bool = False
 
     def to_email(self) -> EmailMessage:
         """The message parsed back with the default policy, for inspection and previews."""
-        parsed = BytesParser(_class=EmailMessage, policy=email_policy.default).parsebytes(self.data)
+        # The bytes parser would read a UTF-8 header (RFC 6532) as undecodable bytes.
+        parsed = Parser(_class=EmailMessage, policy=email_policy.default).parsestr(self.data.decode("utf-8"))
         assert isinstance(parsed, EmailMessage)
         return parsed
 
@@ -143,20 +156,19 @@ _ENCODED_WORD_BYTES = 45
 
 
 def _envelope_address(address: str) -> str:
-    """The ASCII addr-spec to send to; the domain of an international address as IDNA."""
+    """The addr-spec to send to: ASCII, with an international domain as IDNA, where it can be.
+
+    Non-ASCII characters before the @ have no ASCII form: such an address goes as email-validator
+    normalizes it, in UTF-8, and its message needs SMTPUTF8 (see OutgoingMessage.smtputf8).
+    """
     address = address.strip()
     if _PLAIN_ADDRESS.fullmatch(address):
         return address
     try:
-        ascii_email = validate_email(address, check_deliverability=False).ascii_email
+        valid = validate_email(address, check_deliverability=False)
     except EmailNotValidError as exc:
         raise UnsendableAddress(f"cannot send to {address!r}: {exc}") from exc
-    if ascii_email is None:
-        raise UnsendableAddress(
-            f"cannot send to {address!r}: non-ASCII characters before the @ need SMTPUTF8, "
-            "which this sender does not use"
-        )
-    return ascii_email
+    return valid.ascii_email or valid.normalized
 
 
 def _encoded_words(text: str) -> str:
@@ -173,15 +185,24 @@ def _encoded_words(text: str) -> str:
     return "\n ".join(f"=?utf-8?b?{base64.b64encode(c).decode('ascii')}?=" for c in chunks)
 
 
+# As email.utils.formataddr: a display name with one of these is quoted, and these escaped in it.
+_NAME_SPECIALS = re.compile(r'[][\\()<>@,:;".]')
+_NAME_ESCAPES = re.compile(r'[\\"]')
+
+
+def _display_phrase(name: str) -> str:
+    """The name as a header phrase: quoted as formataddr would, or encoded-words when not ASCII."""
+    if not name.isascii():
+        return _encoded_words(name)
+    if _NAME_SPECIALS.search(name):
+        return '"' + _NAME_ESCAPES.sub(r"\\\g<0>", name) + '"'
+    return name
+
+
 def _to_header(name: str, address: str) -> bytes:
-    """The To header's value; the name is quoted or encoded, never able to start a new line."""
-    if not name:
-        value = address
-    elif name.isascii():
-        value = formataddr((name, address))
-    else:
-        value = f"{_encoded_words(name)} <{address}>"
-    return value.encode("ascii")
+    """The To header's value; the name cannot start a new line; a non-ASCII address is UTF-8 (RFC 6532)."""
+    value = f"{_display_phrase(name)} <{address}>" if name else address
+    return value.encode("utf-8")
 
 
 @functools.lru_cache(maxsize=8)
@@ -274,7 +295,13 @@ class Composer:
                 self._tail,
             )
         )
-        return OutgoingMessage(sender=self.sender, recipient=recipient, message_id=message_id, data=data)
+        return OutgoingMessage(
+            sender=self.sender,
+            recipient=recipient,
+            message_id=message_id,
+            data=data,
+            smtputf8=not recipient.isascii(),
+        )
 
 
 # --- transports --------------------------------------------------------------------------------
@@ -288,6 +315,31 @@ class Transport(Protocol):
 
 
 _SAFE_STEM = re.compile(r"[A-Za-z0-9_-]+")
+# A message being written: `.<stem>.eml.<host>-<pid>.tmp`, renamed to `<stem>.eml` once complete.
+# The owner in the name lets a later run remove what a killed one left (older versions wrote
+# `.<stem>.eml.tmp`, without an owner).
+_TEMPORARY = re.compile(r"\.[A-Za-z0-9_-]+\.eml(?:\.(?P<host>[A-Za-z0-9-]*)-(?P<pid>[0-9]+))?\.tmp")
+
+
+@functools.cache
+def _host_tag() -> str:
+    return re.sub(r"[^A-Za-z0-9-]", "-", socket.gethostname())[:64]
+
+
+def _is_abandoned(temporary: re.Match[str]) -> bool:
+    """Whether a temporary file's writer is gone (a process of this host that no longer runs)."""
+    if temporary["pid"] is None:
+        return True
+    pid = int(temporary["pid"])
+    if temporary["host"] != _host_tag() or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # alive, another user's
+        return False
+    return False
 
 
 class _ClosedOnExit:
@@ -309,12 +361,18 @@ class _ClosedOnExit:
 
 
 class FileTransport(_ClosedOnExit):
-    """Writes one `<member id>-<token hash prefix>.eml` per message to an outbox folder (mode 0600)."""
+    """Writes one `<member id>-<token hash prefix>.eml` per message to an outbox folder (mode 0600).
+
+    Each file is written under a temporary name and renamed into place, so an .eml is always
+    complete; a run killed mid-write leaves a hidden temporary file, which the next run removes.
+    """
 
     def __init__(self, outbox: Path) -> None:
         self.outbox = Path(outbox)
         self._folder = os.fspath(self.outbox)
         self._ready = False
+        self._swept = False
+        self._temporary_suffix = f".eml.{_host_tag()}-{os.getpid()}.tmp"
 
     def send(self, message: OutgoingMessage, /) -> None:
         """Write the message atomically: a temporary file renamed into place."""
@@ -322,10 +380,11 @@ class FileTransport(_ClosedOnExit):
         if not _SAFE_STEM.fullmatch(stem):
             stem = re.sub(r"[^A-Za-z0-9_-]", "_", stem) or uuid.uuid4().hex
         final = os.path.join(self._folder, f"{stem}.eml")
-        temporary = os.path.join(self._folder, f".{stem}.eml.tmp")
+        temporary = os.path.join(self._folder, f".{stem}{self._temporary_suffix}")
         try:
             if not self._ready:
                 self.outbox.mkdir(mode=0o700, parents=True, exist_ok=True)
+                self._sweep()
                 self._ready = True
             # The file holds a live token: readable by its owner only.
             descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -336,11 +395,31 @@ class FileTransport(_ClosedOnExit):
             finally:
                 os.close(descriptor)
             os.replace(temporary, final)
-        except OSError as exc:
-            raise TransportError(f"cannot write to the outbox {self.outbox}: {exc.strerror or exc}") from exc
+        except BaseException as exc:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            if isinstance(exc, OSError):
+                raise TransportError(
+                    f"cannot write to the outbox {self.outbox}: {exc.strerror or exc}"
+                ) from exc
+            raise
+
+    def _sweep(self) -> None:
+        """Remove the temporary files of runs that were killed mid-write (once per transport)."""
+        if self._swept:
+            return
+        self._swept = True
+        with contextlib.suppress(OSError), os.scandir(self._folder) as entries:
+            for entry in entries:
+                if entry.name.startswith("."):
+                    found = _TEMPORARY.fullmatch(entry.name)
+                    if found is not None and _is_abandoned(found):
+                        with contextlib.suppress(OSError):
+                            os.unlink(entry.path)
 
     def close(self) -> None:
-        """Nothing to release; here so both transports are used alike."""
+        """Remove what killed runs left in the outbox, if this run did not already."""
+        self._sweep()
 
 
 class SmtpSecurity(enum.StrEnum):
@@ -376,6 +455,121 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
+class _Watch:
+    """Shuts the SMTP connection down when an exchange outlives its deadline.
+
+    smtplib's timeout bounds each read, so a server that sends a line (or a byte) just inside it
+    keeps one command going for ever. A thread, started at first use, waits for the armed deadline
+    and then shuts the socket down: a blocked read or write returns at once, whatever smtplib or
+    TLS was doing. It shuts a duplicate of the socket's descriptor, so STARTTLS replacing the socket
+    object changes nothing. Arming is a lock and a notify: nothing per message worth measuring.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._due: float | None = None
+        self._depth = 0
+        self._socket: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self.expired = False
+
+    def arm(self, seconds: float) -> None:
+        """Start the deadline (an exchange inside an armed one keeps the outer deadline)."""
+        with self._changed:
+            self._depth += 1
+            if self._depth > 1:
+                return
+            self._due = time.monotonic() + seconds
+            self.expired = False
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="smtp-deadline", daemon=True)
+                self._thread.start()
+            self._changed.notify()
+
+    def disarm(self) -> bool:
+        """End the exchange; whether its deadline passed (the connection is then shut down)."""
+        with self._changed:
+            self._depth -= 1
+            if self._depth == 0:
+                self._due = None
+            return self.expired
+
+    def attach(self, connection: socket.socket) -> None:
+        """Watch this connection's socket from now on."""
+        duplicate = socket.fromfd(connection.fileno(), connection.family, connection.type)
+        with self._changed:
+            self._release()
+            self._socket = duplicate
+            if self.expired:
+                self._shut()
+
+    def detach(self) -> None:
+        """Forget the connection (it is closed)."""
+        with self._changed:
+            self._release()
+
+    def stop(self) -> None:
+        """End the thread."""
+        with self._changed:
+            self._release()
+            self._stopping = True
+            self._changed.notify()
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            thread.join()
+        self._stopping = False
+
+    def _run(self) -> None:
+        with self._changed:
+            while not self._stopping:
+                if self._due is None:
+                    self._changed.wait()
+                    continue
+                left = self._due - time.monotonic()
+                if left > 0:
+                    self._changed.wait(left)
+                    continue
+                self._due = None
+                self.expired = True
+                self._shut()
+
+    def _shut(self) -> None:
+        if self._socket is not None:
+            with contextlib.suppress(OSError):
+                self._socket.shutdown(socket.SHUT_RDWR)
+
+    def _release(self) -> None:
+        watched, self._socket = self._socket, None
+        if watched is not None:
+            watched.close()
+
+
+class _WatchedSmtp(smtplib.SMTP):
+    """smtplib.SMTP whose socket the deadline watch can shut down from the moment it connects."""
+
+    def __init__(self, host: str, port: int, *, timeout: float, watch: _Watch) -> None:
+        self._watch = watch
+        super().__init__(host, port, timeout=timeout)
+
+    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
+        # smtplib's one hook between creating the socket and reading the greeting (SMTP_SSL's
+        # handshake comes after it); typeshed does not declare it.
+        connection: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
+        self._watch.attach(connection)
+        return connection
+
+
+class _WatchedSmtpSsl(smtplib.SMTP_SSL, _WatchedSmtp):
+    """smtplib.SMTP_SSL, watched from before its TLS handshake (see the class order)."""
+
+    def __init__(
+        self, host: str, port: int, *, timeout: float, watch: _Watch, context: ssl.SSLContext
+    ) -> None:
+        self._watch = watch
+        smtplib.SMTP_SSL.__init__(self, host, port, timeout=timeout, context=context)
+
+
 class SmtpTransport(_ClosedOnExit):
     """Sends over one SMTP connection for the whole run; reconnects once if the server drops it."""
 
@@ -388,6 +582,7 @@ class SmtpTransport(_ClosedOnExit):
         user: str | None = None,
         password: str | None = None,
         timeout: float = DEFAULT_SMTP_TIMEOUT,
+        deadline: float = DEFAULT_SMTP_DEADLINE,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if user is not None and security is SmtpSecurity.NONE and not _is_loopback(host):
@@ -399,9 +594,11 @@ class SmtpTransport(_ClosedOnExit):
         self.security = security
         self.user = user
         self._password = password
-        self.timeout = timeout
+        self.timeout = min(timeout, deadline)
+        self.deadline = deadline
         self._ssl_context = ssl_context
         self._smtp: smtplib.SMTP | None = None
+        self._watch = _Watch()
 
     @property
     def _where(self) -> str:
@@ -422,10 +619,33 @@ class SmtpTransport(_ClosedOnExit):
                     f"the SMTP server {self._where} dropped the connection twice in a row ({exc})."
                 ) from exc
 
+    @contextlib.contextmanager
+    def _within_deadline(self, what: str) -> Iterator[None]:
+        """Run one exchange with the server; past the deadline it fails as a TransportError."""
+        self._watch.arm(self.deadline)
+        try:
+            yield
+        except Exception as exc:
+            if self._watch.disarm():
+                self._drop()
+                raise TransportError(
+                    f"the SMTP server {self._where} took more than {self.deadline:g} s to {what}; "
+                    "a server that slow cannot be used"
+                ) from exc
+            raise
+        else:
+            if self._watch.disarm():  # done just as the deadline passed: the socket is shut
+                self._drop()
+
     def _send_once(self, message: OutgoingMessage, data: bytes) -> None:
         smtp = self._connection()
+        with self._within_deadline("take a message"):
+            self._transact(smtp, message, data)
+
+    def _transact(self, smtp: smtplib.SMTP, message: OutgoingMessage, data: bytes) -> None:
         try:
-            refused = smtp.sendmail(message.sender, [message.recipient], data)
+            options = self._utf8_options(smtp, message) if message.smtputf8 else ()
+            refused = smtp.sendmail(message.sender, [message.recipient], data, mail_options=options)
         except smtplib.SMTPRecipientsRefused as exc:
             code, reply = exc.recipients.get(message.recipient, (550, b"refused"))
             if code == 421:
@@ -438,7 +658,7 @@ class SmtpTransport(_ClosedOnExit):
                 raise _Disconnected(_reply(exc.smtp_code, exc.smtp_error)) from exc
             if isinstance(exc, smtplib.SMTPDataError):
                 raise RecipientRefused(message.recipient, _reply(exc.smtp_code, exc.smtp_error)) from exc
-            self.close()
+            self._quit()
             what = "the sender" if isinstance(exc, smtplib.SMTPSenderRefused) else "a command"
             raise TransportError(
                 f"the SMTP server {self._where} refused {what}: {_reply(exc.smtp_code, exc.smtp_error)}"
@@ -451,20 +671,32 @@ class SmtpTransport(_ClosedOnExit):
             code, reply = next(iter(refused.values()))
             raise RecipientRefused(message.recipient, _reply(code, reply))
 
+    def _utf8_options(self, smtp: smtplib.SMTP, message: OutgoingMessage) -> tuple[str, ...]:
+        """MAIL FROM's options for a UTF-8 recipient; refused when the server cannot take one."""
+        smtp.ehlo_or_helo_if_needed()
+        if not smtp.has_extn("smtputf8"):
+            raise RecipientRefused(
+                message.recipient,
+                f"the SMTP server {self._where} does not offer SMTPUTF8, which an address with "
+                "non-ASCII characters before the @ needs; ask its administrator to enable it",
+            )
+        return ("SMTPUTF8", "BODY=8BITMIME") if smtp.has_extn("8bitmime") else ("SMTPUTF8",)
+
     def _connection(self) -> smtplib.SMTP:
         if self._smtp is None:
-            self._smtp = self._connect()
+            with self._within_deadline("open a session"):
+                self._smtp = self._connect()
         return self._smtp
 
     def _connect(self) -> smtplib.SMTP:
         context = self._ssl_context or ssl.create_default_context()
         try:
             if self.security is SmtpSecurity.TLS:
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
-                    self.host, self.port, timeout=self.timeout, context=context
+                smtp: smtplib.SMTP = _WatchedSmtpSsl(
+                    self.host, self.port, timeout=self.timeout, watch=self._watch, context=context
                 )
             else:
-                smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
+                smtp = _WatchedSmtp(self.host, self.port, timeout=self.timeout, watch=self._watch)
         except (smtplib.SMTPException, OSError) as exc:
             raise TransportError(
                 f"cannot connect to the SMTP server {self._where}: {exc or type(exc).__name__}"
@@ -491,14 +723,25 @@ class SmtpTransport(_ClosedOnExit):
         smtp, self._smtp = self._smtp, None
         if smtp is not None:
             smtp.close()
+        self._watch.detach()
 
-    def close(self) -> None:
-        """Say QUIT and close the connection, if one is open."""
+    def _quit(self) -> None:
+        """Say QUIT (within the deadline) and close the connection, if one is open."""
         smtp, self._smtp = self._smtp, None
         if smtp is None:
             return
+        self._watch.arm(self.deadline)
         try:
             with contextlib.suppress(smtplib.SMTPException, OSError):
                 smtp.quit()
         finally:
             smtp.close()
+            self._watch.disarm()
+            self._watch.detach()
+
+    def close(self) -> None:
+        """Say QUIT and close the connection, if one is open; end the deadline's watch."""
+        try:
+            self._quit()
+        finally:
+            self._watch.stop()

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session
 
+from importer.db import MAILING_LOCK, hold_lock
 from importer.emails import check_email, email_key
 from importer.errors import ConflictError, ImporterError, NotFoundError, PermissionDeniedError
 from importer.models import ActivationToken, Batch, Member, Organization, Role, Status, Team, text_key
@@ -236,6 +237,15 @@ class UndoResult:
 
 def undo_batch(engine: Engine, batch_id: str) -> UndoResult:
     """Remove the batch's members that are still pending (their links die with them); keep active ones."""
+    with Session(engine) as session:
+        org_id = find_batch(session, batch_id).organization_id
+    # A send-activations run on the organization mails only while it holds this lock, and checks
+    # its members again whenever it takes the lock back: nobody removed here is emailed after.
+    with hold_lock(engine, MAILING_LOCK, org_id):
+        return _remove_pending(engine, batch_id)
+
+
+def _remove_pending(engine: Engine, batch_id: str) -> UndoResult:
     with Session(engine) as session, session.begin():
         batch = find_batch(session, batch_id)
         members = list(session.scalars(select(Member).where(Member.batch_id == batch.id).order_by(Member.id)))

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
+import enum
 import socket
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,11 +37,12 @@ class Received:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     data: bytes
+    mail_options: tuple[str, ...] = ()
 
     @property
     def message(self) -> EmailMessage:
-        """The message parsed with the default policy."""
-        parsed = email.message_from_bytes(self.data, policy=policy.default)
+        """The message parsed with the default policy (its headers may be UTF-8, RFC 6532)."""
+        parsed = email.message_from_string(self.data.decode("utf-8"), policy=policy.default)
         assert isinstance(parsed, EmailMessage)
         return parsed
 
@@ -81,6 +85,7 @@ class RecordingHandler:
                 mail_from=envelope.mail_from,
                 rcpt_tos=tuple(envelope.rcpt_tos),
                 data=envelope.original_content,
+                mail_options=tuple(envelope.mail_options),
             )
         )
         if self.drop_every and len(self.received) % self.drop_every == 0:
@@ -121,3 +126,66 @@ def running_smtp_server(handler: RecordingHandler, **smtp_parameters: Any) -> It
         yield SmtpServer(host=HOST, port=port, handler=handler)
     finally:
         controller.stop()
+
+
+class TrickleAt(enum.StrEnum):
+    """Where a trickling server starts dribbling out a reply that never ends."""
+
+    GREETING = "greeting"  # the connection's set-up
+    MAIL = "mail"  # a message: the reply to MAIL FROM
+
+
+@contextmanager
+def running_trickling_server(*, at: TrickleAt, every: float) -> Iterator[tuple[str, int]]:
+    """A server on 127.0.0.1 that, from `at` on, sends one continuation line every `every` seconds.
+
+    Each line comes well inside any read timeout, so only an overall deadline ends the exchange.
+    It stops trickling (and closes its connections) when the block ends.
+    """
+    listener = socket.create_server((HOST, 0))
+    listener.settimeout(0.05)
+    stop = threading.Event()
+    workers: list[threading.Thread] = []
+
+    def trickle(connection: socket.socket, code: int) -> None:
+        while not stop.is_set():
+            connection.sendall(f"{code}-still working on it\r\n".encode())
+            stop.wait(every)
+
+    def serve(connection: socket.socket) -> None:
+        with connection, contextlib.suppress(OSError):
+            if at is TrickleAt.GREETING:
+                trickle(connection, 220)
+                return
+            connection.sendall(b"220 slow.example ESMTP\r\n")
+            for line in connection.makefile("rb"):
+                verb = line[:4].upper()
+                if verb == b"MAIL":
+                    trickle(connection, 250)
+                    return
+                if verb == b"QUIT":
+                    connection.sendall(b"221 bye\r\n")
+                    return
+                connection.sendall(b"250 slow.example\r\n" if verb in (b"EHLO", b"HELO") else b"250 OK\r\n")
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            connection.settimeout(None)
+            worker = threading.Thread(target=serve, args=(connection,), daemon=True)
+            workers.append(worker)
+            worker.start()
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    try:
+        yield HOST, listener.getsockname()[1]
+    finally:
+        stop.set()
+        acceptor.join()
+        listener.close()
+        for worker in workers:
+            worker.join()

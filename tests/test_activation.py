@@ -3,25 +3,38 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
 import hashlib
+import json
+import os
 import re
+import signal
 import stat
+import subprocess
+import sys
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from email.message import EmailMessage
 from pathlib import Path
+from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
 
 import importer.activation
+import importer.orgs
 from importer.activation import ACTIVATION_DAYS, SendFailure, SendResult, activate, send_activations
+from importer.cli import cli
+from importer.db import open_database
+from importer.emails import check_email
 from importer.errors import (
     ActivationError,
     ImporterError,
@@ -43,6 +56,7 @@ from importer.mail import (
     _templates,
 )
 from importer.models import ActivationToken, Base, Batch, Member, Role, Status, text_key
+from importer.orgs import UndoResult, create_organization, undo_batch
 from importer.passwords import (
     PasswordPolicy,
     get_password_policy,
@@ -50,6 +64,7 @@ from importer.passwords import (
     set_password_policy,
     verify_password,
 )
+from importer.settings import DEFAULT_DATABASE_URL
 from importer.sheets import UserType
 
 from .conftest import Org
@@ -57,9 +72,11 @@ from .smtp_server import (
     REFUSED_REPLY,
     RecordingHandler,
     SmtpServer,
+    TrickleAt,
     free_port,
     password_authenticator,
     running_smtp_server,
+    running_trickling_server,
 )
 
 NOW = dt.datetime(2026, 11, 22, 14, 3)
@@ -341,12 +358,69 @@ def test_international_addresses(org: Org) -> None:
     add_member(org, "Bob Brown", "bob@example.com")
     transport = RecordingTransport()
     result = send(org, transport)
-    assert (result.sent, result.failed) == (2, 1)
-    assert [m.recipient for m in transport.messages] == ["ann@xn--bcher-kva.example", "bob@example.com"]
-    assert transport.messages[0].to_email()["To"].addresses[0].addr_spec == "ann@xn--bcher-kva.example"
-    (failure,) = result.failures
-    assert failure.email == "jöhn@example.com" and "SMTPUTF8" in failure.error
-    assert member_row(org.engine, "jöhn@example.com").invite_error == failure.error
+    assert (result.sent, result.failed) == (3, 0)
+    # A domain has an ASCII form (IDNA); a local part does not, so that address goes in UTF-8.
+    assert [(m.recipient, m.smtputf8) for m in transport.messages] == [
+        ("ann@xn--bcher-kva.example", False),
+        ("jöhn@example.com", True),
+        ("bob@example.com", False),
+    ]
+    assert [m.to_email()["To"].addresses[0].addr_spec for m in transport.messages] == [
+        "ann@xn--bcher-kva.example",
+        "jöhn@example.com",
+        "bob@example.com",
+    ]
+    assert transport.messages[0].data.isascii() and transport.messages[2].data.isascii()
+
+
+EMAIL_VECTORS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "email" / "vectors.json"
+
+
+def test_every_address_the_importer_accepts_can_be_sent_to() -> None:
+    composer = Composer(sender=SENDER, organization="Acme Corp")
+    accepted = [v["addr"] for v in json.loads(EMAIL_VECTORS.read_text()) if check_email(v["addr"]) is None]
+    needs_utf8 = []
+    for address in accepted:
+        message = composer.compose(
+            1, name="Ann", email=address, link=BASE_URL, token_hash="0" * 64, expires_on="soon", sent_at=NOW
+        )
+        assert message.to_email()["To"].addresses[0].addr_spec == message.recipient
+        if message.smtputf8:
+            needs_utf8.append(address)
+    assert len(accepted) > 50 and len(needs_utf8) > 10  # the corpus has both kinds
+    assert all(not address.partition("@")[0].isascii() for address in needs_utf8)
+
+
+UTF8_MEMBERS = {"José Núñez": "josé@example.com", "Yònghù": "用户@例子.广告", "Ann Archer": "ann@example.com"}
+
+
+@pytest.mark.parametrize("offered", [True, False], ids=["server-offers-smtputf8", "server-does-not"])
+def test_a_non_ascii_local_part_goes_by_smtputf8_where_the_server_offers_it(org: Org, offered: bool) -> None:
+    for name, address in UTF8_MEMBERS.items():
+        add_member(org, name, address)
+    with (
+        running_smtp_server(RecordingHandler(), enable_SMTPUTF8=offered) as server,
+        SmtpTransport(server.host, port=server.port, timeout=5) as transport,
+    ):
+        result = send(org, transport)
+    received = {r.rcpt_tos: r for r in server.handler.received}
+    # ASCII recipients go exactly as before: no SMTPUTF8 asked for, ASCII bytes only.
+    ann = received.pop(("ann@example.com",))
+    assert "SMTPUTF8" not in ann.mail_options and ann.data.isascii()
+    if not offered:
+        assert (result.sent, result.failed, received) == (1, 2, {})
+        for failure in result.failures:
+            assert "does not offer SMTPUTF8" in failure.error, failure
+            assert member_row(org.engine, failure.email).invite_error == failure.error
+        assert sorted(f.email for f in result.failures) == sorted(["josé@example.com", "用户@例子.广告"])
+        return
+    assert (result.sent, result.failed) == (3, 0)
+    assert sorted(received) == [("josé@example.com",), ("用户@例子.广告",)]
+    for (address,), got in received.items():
+        assert "SMTPUTF8" in got.mail_options
+        assert f"<{address}>".encode() in got.data  # the To header in UTF-8 (RFC 6532)
+        assert got.message["To"].addresses[0].addr_spec == address
+        assert activate(org.engine, token_of(got.message), STRONG, now=NOW).email == address
 
 
 def test_progress_is_reported_after_each_member(org: Org) -> None:
@@ -415,6 +489,36 @@ def test_unreachable_smtp_server_is_a_transport_error_and_sends_nothing(org: Org
         assert list(live) == []
 
 
+@pytest.mark.parametrize("at", list(TrickleAt))
+def test_a_trickling_smtp_server_fails_the_run_within_the_deadline(org: Org, at: TrickleAt) -> None:
+    add_member(org, "Ann Archer", "ann@example.com")
+    add_member(org, "Bob Brown", "bob@example.com")
+    outcome: list[BaseException | SendResult] = []
+    with running_trickling_server(at=at, every=0.05) as (host, port):
+        # Every line comes within the read timeout; only the deadline can end the exchange.
+        transport = SmtpTransport(host, port=port, timeout=5, deadline=0.5)
+
+        def run() -> None:
+            try:
+                with transport:
+                    outcome.append(send(org, transport))
+            except BaseException as exc:
+                outcome.append(exc)
+
+        started = time.monotonic()
+        runner = threading.Thread(target=run, daemon=True)
+        runner.start()
+        runner.join(timeout=15)
+        took = time.monotonic() - started
+    (error,) = outcome
+    assert isinstance(error, TransportError), error
+    what = "open a session" if at is TrickleAt.GREETING else "take a message"
+    assert f"took more than 0.5 s to {what}" in str(error)
+    assert "The run stopped after 0 sent and 0 failed" in str(error)
+    assert 0.5 <= took < 5
+    assert member_row(org.engine, "ann@example.com").invited_at is None
+
+
 def test_smtp_login(org: Org) -> None:
     add_member(org, "Ann Archer", "ann@example.com")
     options = {"authenticator": password_authenticator("mailer", "s3cret"), "auth_require_tls": False}
@@ -472,6 +576,24 @@ def test_file_transport_writes_one_parseable_eml_per_message(org: Org, tmp_path:
     assert seen == ids
 
 
+def test_file_transport_writes_utf8_headers_for_a_non_ascii_local_part(org: Org, tmp_path: Path) -> None:
+    for name, address in UTF8_MEMBERS.items():
+        add_member(org, name, address)
+    outbox = tmp_path / "outbox"
+    with FileTransport(outbox) as transport:
+        assert send(org, transport).to_dict() == {"sent": 3, "failed": 0, "skipped": 0}
+    written = {}
+    for path in outbox.iterdir():
+        data = path.read_bytes()
+        (to,) = [line for line in data.split(b"\n") if line.startswith(b"To: ")]
+        written[to.decode("utf-8")] = data.isascii()
+    assert written == {
+        "To: =?utf-8?b?Sm9zw6kgTsO6w7Fleg==?= <josé@example.com>": False,
+        "To: =?utf-8?b?WcOybmdow7k=?= <用户@例子.广告>": False,
+        "To: Ann Archer <ann@example.com>": True,
+    }
+
+
 def parse_eml(path: Path) -> EmailMessage:
     """An .eml file parsed with the default policy."""
     message = OutgoingMessage(sender="", recipient="", message_id="", data=path.read_bytes())
@@ -487,6 +609,71 @@ def test_unwritable_outbox_is_a_transport_error(org: Org, tmp_path: Path) -> Non
 
 
 # --- crash safety ------------------------------------------------------------------------------
+
+
+def add_members(org: Org, count: int, *, batch_id: str | None = None) -> list[str]:
+    """Insert `count` pending portal members at once; their addresses."""
+    emails = [f"member{i:05}@example.com" for i in range(count)]
+    with org.engine.begin() as connection:
+        connection.execute(
+            insert(Member),
+            [
+                {
+                    "organization_id": org.id,
+                    "name": f"Member {i}",
+                    "name_key": f"member {i}",
+                    "email": email,
+                    "email_key": email,
+                    "user_type": UserType.PORTAL.value,
+                    "role": Role.MEMBER,
+                    "status": Status.PENDING,
+                    "batch_id": batch_id,
+                }
+                for i, email in enumerate(emails)
+            ],
+        )
+    return emails
+
+
+def send_command(org: Org, outbox: Path) -> list[str]:
+    """`importer send-activations` to the file transport, as a process of its own would run it."""
+    database = org.engine.url.render_as_string(hide_password=False)
+    return [
+        *(sys.executable, "-m", "importer", "--db", database, "send-activations", "--org", org.name),
+        *("--transport", "file", "--outbox", str(outbox), "--from", SENDER, "--base-url", BASE_URL),
+    ]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_send_killed_mid_write_leaves_only_complete_messages(org: Org, tmp_path: Path) -> None:
+    emails = add_members(org, 300)
+    outbox = tmp_path / "outbox"
+    process = subprocess.Popen(send_command(org, outbox), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # Freeze the run until it is caught between creating a message's file and finishing it
+    # (or it ends), then kill it there.
+    caught = False
+    deadline = time.monotonic() + 60
+    while process.poll() is None and time.monotonic() < deadline:
+        if outbox.is_dir() and any(name.endswith(".eml") for name in os.listdir(outbox)):
+            process.send_signal(signal.SIGSTOP)
+            caught = any(not name.endswith(".eml") for name in os.listdir(outbox))
+            if caught:
+                break
+            process.send_signal(signal.SIGCONT)
+        time.sleep(0.001)  # a poll interval: let the run write a little
+    process.kill()
+    process.wait(timeout=30)
+    assert caught, "the run was never caught mid-write"
+
+    assert any(not name.endswith(".eml") for name in os.listdir(outbox))  # the killed one's file
+
+    with FileTransport(outbox) as transport:  # the next run
+        assert send(org, transport).failed == 0
+    files = os.listdir(outbox)
+    assert [name for name in files if not name.endswith(".eml")] == []
+    emailed = Counter(parse_eml(outbox / name)["To"].addresses[0].addr_spec for name in files)
+    assert set(emailed) == set(emails)
+    assert sum(emailed.values()) - len(emails) <= 1  # at most the one message in flight, twice
 
 
 @pytest.mark.parametrize("delivered", [False, True], ids=["crash-before-delivery", "crash-after"])
@@ -766,3 +953,79 @@ def test_composed_bodies_are_what_the_templates_render(name: str, organization: 
     html = html_template.render(name=_clean_display_name(name), **values)
     assert part(message, "html") == html
     assert part(message, "plain").replace("\r\n", "\n") == text.replace("\r\n", "\n")
+
+
+# --- undo and the working directory ------------------------------------------------------------
+
+
+def test_undo_during_a_send_stops_the_mailing_of_the_members_it_removed(
+    org: Org, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The run lets a waiting undo in after every message (by default, every quarter second).
+    monkeypatch.setattr(importer.activation, "MAILING_TURN_SECONDS", 0.0, raising=False)
+    add_member(org, "Olga Before", "olga@example.com")
+    batch = add_batch(org, "b-undone")
+    removed = set(add_members(org, 400, batch_id=batch))
+    add_member(org, "Zed After", "zed@example.com")
+
+    undo_is_on = threading.Event()  # the undo returned, or waits for the send to let it in
+    undone = threading.Event()
+    results: list[UndoResult] = []
+
+    def undo() -> None:
+        results.append(undo_batch(org.engine, batch))
+        undone.set()
+        undo_is_on.set()
+
+    real_hold_lock = getattr(importer.orgs, "hold_lock", None)
+
+    @contextlib.contextmanager
+    def hold_lock_noting_the_wait(*args: Any) -> Iterator[None]:
+        undo_is_on.set()
+        assert real_hold_lock is not None
+        with real_hold_lock(*args):
+            yield
+
+    monkeypatch.setattr(importer.orgs, "hold_lock", hold_lock_noting_the_wait, raising=False)
+    undoer = threading.Thread(target=undo)
+    after_undo: list[str] = []
+
+    class UndoingTransport(RecordingTransport):
+        """Starts the undo at the first member of the batch; notes what goes after it returned."""
+
+        def send(self, message: OutgoingMessage, /) -> None:
+            if undone.is_set():
+                after_undo.append(message.recipient)
+            super().send(message)
+            if message.recipient in removed and not undoer.is_alive() and not undone.is_set():
+                undoer.start()
+                assert undo_is_on.wait(timeout=60)
+
+    transport = UndoingTransport()
+    result = send(org, transport)
+    undoer.join(timeout=60)
+
+    assert [r.removed for r in results] == [400]
+    assert [r for r in after_undo if r in removed] == []
+    mailed = [m.recipient for m in transport.messages]
+    assert mailed[0] == "olga@example.com" and mailed[-1] == "zed@example.com"  # the rest still went
+    assert 1 <= len(removed.intersection(mailed)) < len(removed)
+    assert result.to_dict() == {"sent": len(mailed), "failed": 0, "skipped": 0}
+
+
+def test_a_send_leaves_nothing_in_the_working_directory_but_the_outbox(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    engine = open_database(DEFAULT_DATABASE_URL)  # the command's own default: importer.db, here
+    org_id = create_organization(engine, "Acme Corp", owner_email="olive@acme.example", owner_name="Olive")
+    add_members(Org(engine=engine, name="Acme Corp", id=org_id, owner="olive@acme.example"), 3)
+    engine.dispose()
+    before = set(os.listdir(tmp_path))
+
+    args = ["send-activations", "--org", "Acme Corp", "--from", SENDER, "--base-url", BASE_URL]
+    outcome = CliRunner().invoke(cli, args)
+
+    assert outcome.exit_code == 0, outcome.output
+    assert set(os.listdir(tmp_path)) - before == {"outbox"}
+    assert len(os.listdir(tmp_path / "outbox")) == 3
