@@ -157,9 +157,9 @@ def parents_checked_by_writer(conn: Connection) -> Iterator[None]:
     """SQLite: no foreign-key look-up per written row in the block; the writer checks parents itself.
 
     For a bulk load inside one `BEGIN IMMEDIATE` transaction: it holds the database's write lock,
-    so the parents its rows point to (the organization, the batch it just wrote, teams read inside
-    the transaction) cannot go away before it commits, and the writer checks the few distinct
-    parents it used once, before committing (MemberLoader.check_parents). SQLite's look-up per row
+    so the parents its rows point to (the organization, the batch it just wrote, its teams) cannot
+    go away before it commits, and the writer checks the few distinct parents it used once, inside
+    the transaction, before committing (MemberLoader.check_parents). SQLite's look-up per row
     and key was 14% of a million-row insert. The pragma cannot change inside a transaction, so it
     is set around it, and set back even when the block fails. Other databases: unchanged.
     """
