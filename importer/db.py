@@ -11,11 +11,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from importer.errors import ImporterError, NoDatabaseError
+from importer.errors import DatabaseBusyError, ImporterError, NoDatabaseError, WriteConflictError
 from importer.settings import DEFAULT_SQLITE_BUSY_SECONDS
 
 # The newest migration in importer/migrations/versions (tests/test_db.py keeps them in step).
@@ -54,6 +54,7 @@ def open_database(
             # PostgreSQL's generic plan for `IN (<5,000 parameters>)` scans a whole batch each time.
             connect_args={"prepare_threshold": None} if parsed.drivername.endswith("psycopg") else {},
         )
+    event.listen(engine, "handle_error", _name_error)
     try:
         if not create and current_revision(engine) is None:
             engine.dispose()
@@ -65,6 +66,47 @@ def open_database(
             f"{str(exc.orig).strip().splitlines()[0]}"
         ) from exc
     return engine
+
+
+# PostgreSQL's SQLSTATEs for "another transaction is in the way".
+_PG_LOCK_NOT_AVAILABLE = "55P03"
+_PG_CONFLICTS = frozenset({"40P01", "40001"})  # deadlock detected, serialization failure
+_SQLITE_BUSY_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+
+
+def database_error(exc: BaseException) -> ImporterError | None:
+    """The user's own message for a database error caused by another writer, or None for others.
+
+    Used for every statement of every engine (the handle_error hook below) and for the driver
+    cursor the PostgreSQL bulk load uses directly.
+    """
+    code = getattr(exc, "sqlite_errorcode", None)
+    if isinstance(exc, sqlite3.OperationalError) and (
+        (code is not None and code & 0xFF in _SQLITE_BUSY_CODES) or "database is locked" in str(exc)
+    ):
+        return DatabaseBusyError(
+            "the database is busy: another import or process kept it locked for longer than this "
+            "one waits; nothing was changed. Try again when it has finished."
+        )
+    state = getattr(exc, "sqlstate", None)
+    if state == _PG_LOCK_NOT_AVAILABLE:
+        return DatabaseBusyError(
+            "the database is busy: another import or process holds a lock this one needs; nothing "
+            "was changed. Try again when it has finished."
+        )
+    if state in _PG_CONFLICTS:
+        return WriteConflictError(
+            "another import wrote the same members at the same moment and the database stopped "
+            "this one; nothing was written. Run the import again: members the other import "
+            "created will be reported as skipped."
+        )
+    return None
+
+
+def _name_error(context: ExceptionContext) -> None:
+    mapped = database_error(context.original_exception)
+    if mapped is not None:
+        raise mapped from context.original_exception
 
 
 def current_revision(engine: Engine) -> str | None:
@@ -130,9 +172,9 @@ def parents_checked_by_writer(conn: Connection) -> Iterator[None]:
     """SQLite: no foreign-key look-up per written row in the block; the writer checks parents itself.
 
     For a bulk load inside one `BEGIN IMMEDIATE` transaction: it holds the database's write lock,
-    so the parents its rows point to (the organization, the batch it just wrote, teams read inside
-    the transaction) cannot go away before it commits, and the writer checks the few distinct
-    parents it used once, before committing (MemberLoader.check_parents). SQLite's look-up per row
+    so the parents its rows point to (the organization, the batch it just wrote, its teams) cannot
+    go away before it commits, and the writer checks the few distinct parents it used once, inside
+    the transaction, before committing (MemberLoader.check_parents). SQLite's look-up per row
     and key was 14% of a million-row insert. The pragma cannot change inside a transaction, so it
     is set around it, and set back even when the block fails. Other databases: unchanged.
     """
@@ -144,11 +186,12 @@ def parents_checked_by_writer(conn: Connection) -> Iterator[None]:
     try:
         yield
     finally:
-        try:
-            if driver.in_transaction:  # the block left one open (an error): nothing of it may stay
-                driver.rollback()
-        finally:
-            driver.execute("PRAGMA foreign_keys=ON")  # a no-op inside a transaction, hence the above
+        with contextlib.suppress(sqlite3.ProgrammingError):  # closed (invalidated): nothing to restore
+            try:
+                if driver.in_transaction:  # the block left one open (an error): nothing may stay
+                    driver.rollback()
+            finally:
+                driver.execute("PRAGMA foreign_keys=ON")  # a no-op inside a transaction, hence above
 
 
 def is_sqlite(engine: Engine) -> bool:

@@ -13,6 +13,10 @@ ImporterError                 anything the CLI turns into one clear line and exi
 ├── ConflictError             the thing already exists
 ├── ActivationError           token unknown, used or expired; weak password
 ├── CheckingStoppedError      the process checking a big file's rows died (nothing is written)
+├── DatabaseBusyError         the database stayed locked by another import or process past the wait
+├── WriteConflictError        two writers stopped each other (deadlock); nothing was written
+├── CommitFailedError         COMMIT failed and the database says nothing was saved
+├── CommitUnknownError        COMMIT's answer was lost and the database cannot be asked
 ├── TransportError            no mail can go: server unreachable, login refused, outbox unwritable
 └── RecipientRefused          the mail server refused one recipient (recorded; the run goes on)
 """
@@ -96,6 +100,22 @@ class ActivationError(ImporterError):
 
 class CheckingStoppedError(ImporterError):
     """The worker process checking a big file's rows stopped without a word; nothing was written."""
+
+
+class DatabaseBusyError(ImporterError):
+    """The database stayed locked by another import or process for longer than the wait allows."""
+
+
+class WriteConflictError(ImporterError):
+    """The database stopped this transaction because another one wrote the same rows (deadlock)."""
+
+
+class CommitFailedError(ImporterError):
+    """COMMIT failed, and a new connection confirms nothing of the batch was saved."""
+
+
+class CommitUnknownError(ImporterError):
+    """COMMIT's answer was lost and the database cannot be reached to find out what happened."""
 
 
 class TransportError(ImporterError):

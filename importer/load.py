@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from itertools import repeat
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, insert, select, update
 
+from importer.db import database_error
 from importer.errors import NotFoundError
 from importer.models import Batch, Member, Organization, Role, Status, Team, utcnow
 from importer.results import Members
@@ -31,6 +33,13 @@ ROW_COLUMNS: tuple[str, ...] = (
 BATCH_COLUMNS: tuple[str, ...] = ("organization_id", "user_type", "status", "batch_id", "created_at")
 _LOOKUP_BATCH = 5000  # under SQLite's 32,766 bound parameters
 _STAGING = "member_staging"
+_PG_FOREIGN_KEY_VIOLATION = "23503"
+# The parent each foreign key of members points to, by a word of the constraint's name.
+_PARENTS = {
+    "team_id": "a team named in the file",
+    "batch_id": "batch {batch}",
+    "organization": "the organization",
+}
 # What a constant may hold when it is written into SQL text (SQLite): ours, and checked.
 _SAFE_CONSTANT = re.compile(r"[A-Za-z0-9 :.\-]*")
 
@@ -46,12 +55,14 @@ class MemberLoader:
         self._staging_ready = False
         self._postgres = conn.dialect.name == "postgresql"
         self._team_ids: set[int | None] = set()
+        self._constants: tuple[Any, ...] = ()
 
     def insert(self, members: Members) -> set[int]:
         """Insert members; return the source rows NOT written because they exist already.
 
         ON CONFLICT DO NOTHING (no target) works on SQLite and PostgreSQL alike and honours the
         partial unique indexes: a member created meanwhile by another import is simply not written.
+        PostgreSQL only stages the rows here; flush() writes them and names those not written.
         """
         if not members:
             return set()
@@ -80,34 +91,82 @@ class MemberLoader:
         return set(wanted) - written
 
     def _copy_insert(self, rows: list[tuple[Any, ...]], constants: tuple[Any, ...]) -> set[int]:
-        """PostgreSQL: COPY into a temporary staging table, then one INSERT ... SELECT.
+        """PostgreSQL: COPY into a temporary staging table; the members are written by flush().
 
-        ON CONFLICT DO NOTHING against the unique indexes makes two concurrent imports of the same
-        file safe: the slower one waits for the faster one's commit, then writes nothing twice;
-        RETURNING says exactly which rows were written.
+        Nothing is written before the whole file is staged, so that flush() can write every row in
+        one order of the unique keys (see there). Returns no skipped rows: flush() knows them.
         """
-        columns = ", ".join(ROW_COLUMNS)
-        cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        with cursor:
+        self._constants = constants
+        with self._cursor() as cursor:
             if not self._staging_ready:
                 cursor.execute(
                     f"CREATE TEMP TABLE {_STAGING} ON COMMIT DROP AS "  # noqa: S608
-                    f"SELECT {columns} FROM members WITH NO DATA"
+                    f"SELECT {', '.join(ROW_COLUMNS)} FROM members WITH NO DATA"
                 )
                 self._staging_ready = True
-            else:
-                cursor.execute(f"TRUNCATE {_STAGING}")
-            with cursor.copy(f"COPY {_STAGING} ({columns}) FROM STDIN") as copy:
+            with cursor.copy(f"COPY {_STAGING} ({', '.join(ROW_COLUMNS)}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
+        return set()
+
+    def flush(self) -> dict[int, str]:
+        """Write what is staged; return the rows NOT written (they exist already) and what they show.
+
+        PostgreSQL: one INSERT ... SELECT in the order of the unique keys. Two imports that share
+        rows then take those rows' index entries in the same order, so neither can hold one the
+        other waits for while waiting for one the other holds: the later one waits for the
+        earlier's commit, then skips what it wrote (ON CONFLICT DO NOTHING). Written in file order,
+        two files with shared rows in opposite orders deadlocked. SQLite wrote each chunk as it
+        came (its write lock is the whole database's): nothing to do.
+        """
+        if not self._staging_ready:
+            return {}
+        columns = ", ".join(ROW_COLUMNS)
+        with self._cursor() as cursor, self._parents_gone():
             cursor.execute(
-                f"INSERT INTO members ({columns}, {', '.join(BATCH_COLUMNS)}) "  # noqa: S608
+                f"WITH written AS (INSERT INTO members ({columns}, {', '.join(BATCH_COLUMNS)}) "  # noqa: S608
                 f"SELECT {columns}, %s, %s, %s, %s, CAST(%s AS timestamp) FROM {_STAGING} "
-                "ON CONFLICT DO NOTHING RETURNING source_row",
-                constants,
+                "ORDER BY email_key, name_key, team_ref "
+                "ON CONFLICT DO NOTHING RETURNING source_row) "
+                f"SELECT s.source_row, COALESCE(s.email, s.name) FROM {_STAGING} s "
+                "LEFT JOIN written w ON w.source_row = s.source_row WHERE w.source_row IS NULL",
+                self._constants,
             )
-            written = {r for (r,) in cursor.fetchall()}
-        return {row[0] for row in rows} - written
+            skipped = {int(row): str(shown) for row, shown in cursor.fetchall()}
+            cursor.execute(f"TRUNCATE {_STAGING}")
+        return skipped
+
+    @contextlib.contextmanager
+    def _parents_gone(self) -> Iterator[None]:
+        """A parent deleted while the rows were staged: check_parents' answer, not a driver error.
+
+        The failed statement has aborted the transaction, so the parent is named from the foreign
+        key the database reports instead of being looked up.
+        """
+        try:
+            yield
+        except Exception as exc:
+            if getattr(exc, "sqlstate", None) != _PG_FOREIGN_KEY_VIOLATION:
+                raise
+            constraint = str(getattr(getattr(exc, "diag", None), "constraint_name", None) or "")
+            gone = next((what for key, what in _PARENTS.items() if key in constraint), "a parent row")
+            gone = gone.format(batch=self.batch_id)
+            raise NotFoundError(
+                f"{gone} disappeared while the import ran; nothing was written. Run the import again."
+            ) from exc
+
+    @contextlib.contextmanager
+    def _cursor(self) -> Iterator[Any]:
+        """A driver cursor (COPY needs one); the errors about other writers get their own message."""
+        cursor = self.conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        try:
+            with cursor:
+                yield cursor
+        except Exception as exc:
+            mapped = database_error(exc)
+            if mapped is not None:
+                raise mapped from exc
+            raise
 
     def check_parents(self) -> None:
         """The rows written point to parents that exist: the organization, this batch, its teams.
@@ -142,8 +201,14 @@ class MemberLoader:
         return {r for (r,) in self.conn.execute(query) if r is not None}
 
     def remove(self, source_rows: Iterable[int]) -> int:
-        """Take back members of this batch created from these rows; return how many."""
+        """Take back members of this batch created (or staged) from these rows; return how many."""
         rows = list(source_rows)
+        if self._postgres:
+            if not self._staging_ready or not rows:
+                return 0
+            with self._cursor() as cursor:
+                cursor.execute(f"DELETE FROM {_STAGING} WHERE source_row = ANY(%s)", (rows,))  # noqa: S608
+                return int(cursor.rowcount)
         removed = 0
         for start in range(0, len(rows), _LOOKUP_BATCH):
             result = self.conn.execute(

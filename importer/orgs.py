@@ -236,7 +236,12 @@ class UndoResult:
 
 
 def undo_batch(engine: Engine, batch_id: str) -> UndoResult:
-    """Remove the batch's members that are still pending (their links die with them); keep active ones."""
+    """Remove the batch's members that are still pending (their links die with them); keep active ones.
+
+    Set-based: two DELETEs driven by the batch index, never a list of ids held in Python. Deleting
+    by an id list through the ORM matched every loaded member against the whole list, quadratic in
+    the batch's size (120,000 members held the write lock for 102 s).
+    """
     with Session(engine) as session:
         org_id = find_batch(session, batch_id).organization_id
     # A send-activations run on the organization mails only while it holds this lock, and checks
@@ -248,11 +253,17 @@ def undo_batch(engine: Engine, batch_id: str) -> UndoResult:
 def _remove_pending(engine: Engine, batch_id: str) -> UndoResult:
     with Session(engine) as session, session.begin():
         batch = find_batch(session, batch_id)
-        members = list(session.scalars(select(Member).where(Member.batch_id == batch.id).order_by(Member.id)))
-        pending = [m.id for m in members if m.status is Status.PENDING]
-        kept = [m.email or m.name for m in members if m.status is Status.ACTIVE]
-        if pending:
-            session.execute(delete(ActivationToken).where(ActivationToken.member_id.in_(pending)))
-            session.execute(delete(Member).where(Member.id.in_(pending)))
+        of_batch = Member.batch_id == batch.id
+        kept = list(
+            session.scalars(
+                select(func.coalesce(Member.email, Member.name))
+                .where(of_batch, Member.status == Status.ACTIVE)
+                .order_by(Member.id)
+            )
+        )
+        pending = select(Member.id).where(of_batch, Member.status == Status.PENDING)
+        conn = session.connection()  # Core statements: nothing loaded, nothing to synchronize
+        conn.execute(delete(ActivationToken).where(ActivationToken.member_id.in_(pending.scalar_subquery())))
+        removed = conn.execute(delete(Member).where(of_batch, Member.status == Status.PENDING))
         batch.outcome = "undone"
-        return UndoResult(batch_id=batch.id, removed=len(pending), kept_active=kept)
+        return UndoResult(batch_id=batch.id, removed=removed.rowcount, kept_active=kept)

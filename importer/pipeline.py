@@ -13,14 +13,15 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine
+from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session
 
 from importer.checking import Checked, Checker, Settled, check_all
 from importer.db import parents_checked_by_writer
+from importer.errors import CommitFailedError, CommitUnknownError
 from importer.forked import can_fork
 from importer.load import MemberLoader, finish_batch, record_batch, start_batch
-from importer.models import utcnow
+from importer.models import Batch, utcnow
 from importer.orgs import Actor, find_actor, find_organization, list_teams
 from importer.read import open_sheet
 from importer.report import write_report
@@ -121,10 +122,14 @@ def _run_import(
         headers=opened.headers,
         started_at=started_at.isoformat(timespec="seconds"),
     )
+    # Read before the write transaction, in a short one of its own: the team-suggestion index is
+    # built here, not while every other writer waits. A team deleted meanwhile is caught by
+    # check_parents, inside the write transaction, before anything is committed.
+    with engine.connect() as conn:
+        org_id, actor, context = _resolve(conn, org_ref=org_ref, actor_email=actor_email)
     with engine.connect() as conn, parents_checked_by_writer(conn):
         transaction = conn.begin()
         try:
-            org_id, actor, context = _resolve(conn, org_ref=org_ref, actor_email=actor_email)
             start_batch(conn, _batch_values(result, org_id=org_id, actor=actor, started_at=started_at))
             run = _Run(conn, spec=spec, result=result, org_id=org_id)
             checker = Checker(spec, opened=opened, context=context)
@@ -159,11 +164,12 @@ def _run_import(
                 transaction.rollback()
             else:
                 finish_batch(conn, result.batch_id, _counts(result))
-                transaction.commit()
-        except BaseException:
-            if transaction.is_active:
+                _commit(engine, conn, result.batch_id)
+        except BaseException as exc:
+            if transaction.is_active and not conn.invalidated:
                 transaction.rollback()
-            if result.report_dir is not None:  # no report of a batch that is not there
+            # No report of a batch that is not there; one that may be there keeps its report.
+            if result.report_dir is not None and not isinstance(exc, CommitUnknownError):
                 shutil.rmtree(result.report_dir, ignore_errors=True)
             raise
     if dry_run or refused:  # the record of a run that wrote nothing, foreign keys checked again
@@ -173,6 +179,48 @@ def _run_import(
                 _batch_values(result, org_id=org_id, actor=actor, started_at=started_at) | _counts(result),
             )
     return result
+
+
+def _commit(engine: Engine, conn: Connection, batch_id: str) -> None:
+    """Commit the batch's transaction; when COMMIT fails, find out whether it happened anyway.
+
+    A connection lost during or after COMMIT leaves its outcome unknown: the server may have
+    committed before the answer was lost. The batch row is written in the same transaction, so a
+    new connection that finds it knows the batch is there (success, the report stays); one that
+    does not knows nothing was written (a failure, the report goes).
+    """
+    try:
+        conn.commit()
+    except Exception as exc:
+        with contextlib.suppress(Exception):
+            conn.invalidate()  # a session that may still hold the transaction: closed, rolled back
+        committed = _batch_saved(engine, batch_id)
+        if committed is None:
+            raise CommitUnknownError(
+                f"the database connection was lost while batch {batch_id} was being saved, and the "
+                f"database cannot be reached to find out whether it was ({_first_line(exc)}). Look "
+                "the batch up before importing the file again: if it is there, it is complete; its "
+                "report is kept."
+            ) from exc
+        if not committed:
+            raise CommitFailedError(
+                f"the database did not save batch {batch_id} ({_first_line(exc)}); nothing was "
+                "written. Run the import again."
+            ) from exc
+
+
+def _batch_saved(engine: Engine, batch_id: str) -> bool | None:
+    """Whether the batch row is in the database, asked on a new connection; None if unreachable."""
+    try:
+        with engine.connect() as conn:
+            return conn.scalar(select(Batch.id).where(Batch.id == batch_id)) is not None
+    except Exception:
+        return None
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class _Run:
@@ -223,6 +271,11 @@ class _Run:
                 self.skipped.pop(row, None)
             for rejected in settled.recovered:
                 self.rejected.setdefault(rejected.row_number, rejected)
+        # What the loader held back to write in one order (PostgreSQL): rows that exist are skipped.
+        for row, shown in self.loader.flush().items():
+            self._skip(row, shown)
+            self.pins.pop(row, None)
+            self.created -= 1
         self.errors.extend(settled.errors)
         self.warnings = settled.warnings
         self._warn_provider_typos(late)
@@ -242,7 +295,7 @@ class _Run:
     def _warn_provider_typos(self, late: set[int]) -> None:
         """A valid address at a near-miss of a big mail provider is imported, with a warning."""
         for row, email in self.typos:
-            hint = provider_hint(email)
+            hint = provider_hint(email) if row not in self.skipped else ""
             if hint and row not in late:
                 self.typo_warnings.append(
                     Notice(
