@@ -20,13 +20,18 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from importer import __version__
-from importer.activation import activate, check_token, send_activations
+from importer.accounts.passwords import get_password_policy, set_password_policy
+from importer.activation.mail import FileTransport, SmtpSecurity, SmtpTransport
+from importer.activation.service import activate, check_token, send_activations
 from importer.cells import neutralize, visible
-from importer.db import current_revision, open_database
 from importer.errors import ImporterError, NoDatabaseError, TransportError
-from importer.mail import FileTransport, SmtpSecurity, SmtpTransport
-from importer.models import Status
-from importer.orgs import (
+from importer.pipeline import run_import
+from importer.reports.samples import render_template, template_file_name
+from importer.settings import DEFAULT_DATABASE_URL, DEFAULT_REPORT_DIR, Settings
+from importer.sheets import UserType, load_sheet
+from importer.store.engine import current_revision, open_database
+from importer.store.models import Status
+from importer.store.orgs import (
     create_organization,
     create_teams,
     find_organization,
@@ -36,12 +41,7 @@ from importer.orgs import (
     show_batch,
     undo_batch,
 )
-from importer.passwords import get_password_policy, set_password_policy
-from importer.pipeline import run_import
-from importer.results import ImportResult
-from importer.samples import render_template, template_file_name
-from importer.settings import DEFAULT_DATABASE_URL, DEFAULT_REPORT_DIR, Settings
-from importer.sheets import UserType, load_sheet
+from importer.values import ImportResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 USER_TYPES = click.Choice([t.value for t in UserType])

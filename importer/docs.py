@@ -5,8 +5,8 @@
 
 from __future__ import annotations
 
-from importer.results import ErrorCode
 from importer.sheets import SheetSpec, all_sheets
+from importer.values import ErrorCode
 
 
 def column_table(spec: SheetSpec) -> str:

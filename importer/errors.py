@@ -26,7 +26,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from importer.activation import SendResult
+    from importer.activation.service import SendResult
     from importer.sheets import UserType
 
 

@@ -16,16 +16,20 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session
 
-from importer.checking import Checked, Checker, Settled, check_all
-from importer.db import parents_checked_by_writer
+from importer.checks.rules import RuleContext, Team, provider_hint
+from importer.checks.worker import Checked, Checker, Settled, check_all
 from importer.errors import CommitFailedError, CommitUnknownError
 from importer.forked import can_fork
-from importer.load import MemberLoader, finish_batch, record_batch, start_batch
-from importer.models import Batch, utcnow
-from importer.orgs import Actor, find_actor, find_organization, list_teams
-from importer.read import open_sheet
-from importer.report import write_report
-from importer.results import (
+from importer.reading.sheet import open_sheet
+from importer.reports.files import write_report
+from importer.reports.workbook import describe_template_stamp, read_template_stamp
+from importer.settings import Settings
+from importer.sheets import SheetSpec, UserType, load_sheet
+from importer.store.engine import parents_checked_by_writer
+from importer.store.load import MemberLoader, finish_batch, record_batch, start_batch
+from importer.store.models import Batch, utcnow
+from importer.store.orgs import Actor, find_actor, find_organization, list_teams
+from importer.values import (
     ErrorCode,
     GeneratedPin,
     ImportResult,
@@ -36,10 +40,6 @@ from importer.results import (
     SkippedRow,
     WarningCode,
 )
-from importer.settings import Settings
-from importer.sheets import SheetSpec, UserType, load_sheet
-from importer.validate import RuleContext, Team, provider_hint
-from importer.workbook import describe_template_stamp, read_template_stamp
 
 # (rows just processed, about how many rows the file has or None): drives the CLI's progress bar.
 ProgressCallback = Callable[[int, int | None], None]

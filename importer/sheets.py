@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from importer.results import ErrorCode
+from importer.values import ErrorCode
 
 
 class UserType(enum.StrEnum):

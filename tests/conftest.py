@@ -12,12 +12,12 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from importer.db import open_database
-from importer.orgs import create_organization, create_teams
 from importer.pipeline import run_import
-from importer.results import ImportResult
 from importer.settings import Settings
 from importer.sheets import UserType
+from importer.store.engine import open_database
+from importer.store.orgs import create_organization, create_teams
+from importer.values import ImportResult
 
 DATA_DIR = Path(__file__).parent / "data"
 POSTGRES_ENV = "IMPORTER_TEST_POSTGRES_URL"
@@ -148,7 +148,7 @@ def errors_of(result: ImportResult) -> list[tuple[int, str, str]]:
 def read_blocks(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
     """Run a reading test at the real block size and again with blocks of 2 records, so that rows,
     blank rows, ragged rows and limits that straddle a block boundary are read the same way."""
-    from importer import sources
+    from importer.reading import sources
 
     if request.param is not None:
         monkeypatch.setattr(sources, "BLOCK_ROWS", request.param)

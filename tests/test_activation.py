@@ -29,21 +29,16 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
 
-import importer.activation
-import importer.orgs
-from importer.activation import ACTIVATION_DAYS, SendFailure, SendResult, activate, send_activations
-from importer.cli import cli
-from importer.db import open_database
-from importer.emails import check_email
-from importer.errors import (
-    ActivationError,
-    ImporterError,
-    NotFoundError,
-    PermissionDeniedError,
-    RecipientRefused,
-    TransportError,
+import importer.activation.service
+import importer.store.orgs
+from importer.accounts.passwords import (
+    PasswordPolicy,
+    get_password_policy,
+    hash_password,
+    set_password_policy,
+    verify_password,
 )
-from importer.mail import (
+from importer.activation.mail import (
     SUBJECT,
     Composer,
     FileTransport,
@@ -55,17 +50,22 @@ from importer.mail import (
     _clean_display_name,
     _templates,
 )
-from importer.models import ActivationToken, Base, Batch, Member, Role, Status, text_key
-from importer.orgs import UndoResult, create_organization, undo_batch
-from importer.passwords import (
-    PasswordPolicy,
-    get_password_policy,
-    hash_password,
-    set_password_policy,
-    verify_password,
+from importer.activation.service import ACTIVATION_DAYS, SendFailure, SendResult, activate, send_activations
+from importer.checks.emails import check_email
+from importer.cli import cli
+from importer.errors import (
+    ActivationError,
+    ImporterError,
+    NotFoundError,
+    PermissionDeniedError,
+    RecipientRefused,
+    TransportError,
 )
 from importer.settings import DEFAULT_DATABASE_URL
 from importer.sheets import UserType
+from importer.store.engine import open_database
+from importer.store.models import ActivationToken, Base, Batch, Member, Role, Status, text_key
+from importer.store.orgs import UndoResult, create_organization, undo_batch
 
 from .conftest import Org
 from .smtp_server import (
@@ -810,7 +810,7 @@ def test_a_link_expires_30_days_after_sending(invited: tuple[Org, RecordingTrans
 
 def test_expiry_follows_the_clock(org: Org, monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [NOW]
-    monkeypatch.setattr(importer.activation, "utcnow", lambda: clock[0])
+    monkeypatch.setattr(importer.activation.service, "utcnow", lambda: clock[0])
     add_member(org, "Ann Archer", "ann@example.com")
     transport = RecordingTransport()
     send(org, transport, now=None)
@@ -962,7 +962,7 @@ def test_undo_during_a_send_stops_the_mailing_of_the_members_it_removed(
     org: Org, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The run lets a waiting undo in after every message (by default, every quarter second).
-    monkeypatch.setattr(importer.activation, "MAILING_TURN_SECONDS", 0.0, raising=False)
+    monkeypatch.setattr(importer.activation.service, "MAILING_TURN_SECONDS", 0.0, raising=False)
     add_member(org, "Olga Before", "olga@example.com")
     batch = add_batch(org, "b-undone")
     removed = set(add_members(org, 400, batch_id=batch))
@@ -977,7 +977,7 @@ def test_undo_during_a_send_stops_the_mailing_of_the_members_it_removed(
         undone.set()
         undo_is_on.set()
 
-    real_hold_lock = getattr(importer.orgs, "hold_lock", None)
+    real_hold_lock = getattr(importer.store.orgs, "hold_lock", None)
 
     @contextlib.contextmanager
     def hold_lock_noting_the_wait(*args: Any) -> Iterator[None]:
@@ -986,7 +986,7 @@ def test_undo_during_a_send_stops_the_mailing_of_the_members_it_removed(
         with real_hold_lock(*args):
             yield
 
-    monkeypatch.setattr(importer.orgs, "hold_lock", hold_lock_noting_the_wait, raising=False)
+    monkeypatch.setattr(importer.store.orgs, "hold_lock", hold_lock_noting_the_wait, raising=False)
     undoer = threading.Thread(target=undo)
     after_undo: list[str] = []
 

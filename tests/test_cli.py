@@ -27,10 +27,10 @@ from openpyxl import load_workbook
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from importer.activation import TOKEN_BYTES, hash_token, new_token
+from importer.activation.service import TOKEN_BYTES, hash_token, new_token
 from importer.cli import cli
-from importer.db import open_database
-from importer.models import ActivationToken, Batch, Member
+from importer.store.engine import open_database
+from importer.store.models import ActivationToken, Batch, Member
 
 from .conftest import SUMMARY_KEYS
 

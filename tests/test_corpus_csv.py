@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from importer.cells import trim
-from importer.read import open_sheet
+from importer.reading.sheet import open_sheet
 from importer.settings import Settings
 from importer.sheets import ColumnKind, ColumnSpec, SheetSpec, UserType
 

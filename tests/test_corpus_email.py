@@ -18,9 +18,9 @@ from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 
 from importer.cells import trim
-from importer.emails import email_key
-from importer.models import Member, text_key
-from importer.validate import emails_ok
+from importer.checks.emails import email_key
+from importer.checks.rules import emails_ok
+from importer.store.models import Member, text_key
 
 from .conftest import Org, do_import
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from importer.db import open_database
-from importer.orgs import create_organization
+from importer.store.engine import open_database
+from importer.store.orgs import create_organization
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "workbooks"
 SUPPORTED = {".xlsx", ".xlsm", ".xls", ".ods"}
@@ -51,7 +51,7 @@ IMPORTER_WORKER = """
 import json, sys
 from pathlib import Path
 from importer.errors import FileLevelError
-from importer.read import open_sheet
+from importer.reading.sheet import open_sheet
 from importer.settings import Settings
 from importer.sheets import UserType, load_sheet
 spec = load_sheet(UserType.PORTAL)

@@ -17,19 +17,19 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, func, inspect, select, text
 from sqlalchemy.orm import Session
 
-from importer.db import HEAD_REVISION, current_revision, open_database, upgrade_schema
-from importer.models import ActivationToken, Base, Member, Organization, Status
-from importer.orgs import list_members, show_batch, undo_batch
 from importer.pipeline import run_import
 from importer.settings import Settings
 from importer.sheets import UserType
+from importer.store.engine import HEAD_REVISION, current_revision, open_database, upgrade_schema
+from importer.store.models import ActivationToken, Base, Member, Organization, Status
+from importer.store.orgs import list_members, show_batch, undo_batch
 
 from .conftest import Org
 
 
 def _script() -> ScriptDirectory:
     config = Config()
-    config.set_main_option("script_location", "importer:migrations")
+    config.set_main_option("script_location", "importer.store:migrations")
     return ScriptDirectory.from_config(config)
 
 
@@ -65,7 +65,7 @@ def test_a_database_at_the_previous_revision_upgrades_and_keeps_its_data(db_url:
 
     raw = create_engine(db_url)
     config = Config()
-    config.set_main_option("script_location", "importer:migrations")
+    config.set_main_option("script_location", "importer.store:migrations")
     with raw.begin() as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, "0001")

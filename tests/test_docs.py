@@ -13,7 +13,7 @@ from openpyxl import load_workbook
 
 from importer.cli import cli
 from importer.docs import generated_sections
-from importer.samples import template_file_name, write_template
+from importer.reports.samples import template_file_name, write_template
 from importer.sheets import UserType, load_sheet
 
 ROOT = Path(__file__).parent.parent
@@ -66,7 +66,7 @@ def test_sample_files_equal_what_template_writes_today(tmp_path: Path, user_type
 
 def test_readme_error_codes_match_product_codes() -> None:
     documented = set(re.findall(r"`([a-z]+\.[a-z_]+)`", README))
-    from importer.results import ErrorCode
+    from importer.values import ErrorCode
 
     assert {c.value for c in ErrorCode} <= documented
 

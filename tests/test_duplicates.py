@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from importer.validate import DuplicateTracker
+from importer.checks.rules import DuplicateTracker
 
 
 def chunk(first_row: int, keys: list[str]) -> tuple[pd.Series, pd.Series]:

@@ -11,11 +11,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, create_engine, text
 
-from importer.db import open_database
-from importer.emails import check_email, email_key, email_keys, surely_valid
-from importer.models import text_key
-from importer.orgs import create_organization, list_members
-from importer.validate import emails_ok
+from importer.checks.emails import check_email, email_key, email_keys, surely_valid
+from importer.checks.rules import emails_ok
+from importer.store.engine import open_database
+from importer.store.models import text_key
+from importer.store.orgs import create_organization, list_members
 
 from .conftest import Org, do_import, errors_of
 
@@ -271,7 +271,7 @@ def test_a_database_keyed_the_old_way_is_carried_over(db_url: str, tmp_path: Pat
     from alembic.config import Config
 
     config = Config()
-    config.set_main_option("script_location", "importer:migrations")
+    config.set_main_option("script_location", "importer.store:migrations")
     raw = create_engine(db_url)
     with raw.begin() as conn:
         config.attributes["connection"] = conn

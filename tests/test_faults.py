@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.orm import Session
 
-from importer.models import Member
+from importer.store.models import Member
 
 from .conftest import Org
 
@@ -43,8 +43,8 @@ def test_two_imports_with_overlapping_rows_in_opposite_order_both_finish(
     postgres_url: str, tmp_path: Path
 ) -> None:
     """The deadlock: A writes p0, p1, ... while B writes ..., p1, p0; both must finish, nobody twice."""
-    from importer.db import open_database
-    from importer.orgs import create_organization
+    from importer.store.engine import open_database
+    from importer.store.orgs import create_organization
 
     engine = open_database(postgres_url)
     create_organization(engine, "Acme Corp", owner_email="olive.owner@acme.example", owner_name="Olive")
@@ -103,9 +103,9 @@ def test_two_imports_with_overlapping_rows_in_opposite_order_both_finish(
 
 def _seed_batch(org: Org, members: int) -> str:
     """A committed batch of `members` pending portal members p2@ ... (rows 2 ...), generated in SQL."""
-    from importer.load import start_batch
-    from importer.models import utcnow
     from importer.sheets import UserType
+    from importer.store.load import start_batch
+    from importer.store.models import utcnow
 
     batch_id = f"seeded-{secrets.token_hex(3)}"
     with org.engine.begin() as conn:
@@ -138,8 +138,8 @@ UNDO_MEMBERS = 200_000
 
 
 def test_undo_of_200000_members_takes_seconds(org: Org, db_url: str) -> None:
-    from importer.models import ActivationToken, Status
-    from importer.orgs import undo_batch
+    from importer.store.models import ActivationToken, Status
+    from importer.store.orgs import undo_batch
 
     if not db_url.startswith("sqlite"):
         pytest.skip("the size is what matters; SQLite is enough (and the slower writer)")
@@ -170,8 +170,8 @@ def test_many_unknown_teams_among_20000_get_their_suggestions_quickly(org: Org, 
 
     from sqlalchemy import insert
 
-    from importer.models import Team
-    from importer.results import ErrorCode
+    from importer.store.models import Team
+    from importer.values import ErrorCode
 
     from .conftest import do_import
 
@@ -215,7 +215,7 @@ def test_a_connection_lost_at_commit_is_reported_as_what_happened(
 ) -> None:
     """The COMMIT reaches the server (or not), then the connection breaks before its answer."""
     from importer.errors import CommitFailedError
-    from importer.models import Batch
+    from importer.store.models import Batch
 
     from .conftest import do_import
 
@@ -258,11 +258,11 @@ def test_a_database_locked_past_the_wait_is_reported_as_busy(
     tmp_path: Path,
     write_csv,  # type: ignore[no-untyped-def]
 ) -> None:
-    from importer.db import open_database
     from importer.errors import ImporterError
     from importer.pipeline import run_import
     from importer.settings import Settings
     from importer.sheets import UserType
+    from importer.store.engine import open_database
 
     if not db_url.startswith("sqlite"):
         pytest.skip("SQLite's database-wide write lock")

@@ -26,7 +26,6 @@ import python_calamine
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from importer.db import open_database
 from importer.errors import (
     FileLevelError,
     ImporterError,
@@ -34,11 +33,12 @@ from importer.errors import (
     UnreadableFileError,
     UnsupportedFileError,
 )
-from importer.models import Batch, Member
-from importer.orgs import create_organization, list_members
-from importer.read import open_sheet
+from importer.reading.sheet import open_sheet
 from importer.settings import Settings
 from importer.sheets import UserType, load_sheet
+from importer.store.engine import open_database
+from importer.store.models import Batch, Member
+from importer.store.orgs import create_organization, list_members
 
 from .conftest import DATA_DIR, Org, do_import, errors_of
 
@@ -245,7 +245,7 @@ def calamine_never_called(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         pytest.fail("the file reached calamine: it should have been refused before parsing")
 
-    monkeypatch.setattr("importer.sources.python_calamine.CalamineWorkbook.from_path", refuse)
+    monkeypatch.setattr("importer.reading.sources.python_calamine.CalamineWorkbook.from_path", refuse)
 
 
 @pytest.mark.usefixtures("calamine_never_called")

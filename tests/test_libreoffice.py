@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import xlsxwriter
 
-from importer.results import ImportResult
+from importer.values import ImportResult
 
 from .conftest import OWNER, Org, do_import, errors_of
 

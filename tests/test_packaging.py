@@ -27,8 +27,8 @@ def test_the_wheel_carries_schemas_templates_and_migrations_and_runs_outside_the
         "importer/templates/report/report.html.j2",
         "importer/templates/email/activation.txt.j2",
         "importer/templates/email/activation.html.j2",
-        "importer/migrations/env.py",
-        "importer/migrations/versions/0002_activation.py",
+        "importer/store/migrations/env.py",
+        "importer/store/migrations/versions/0002_activation.py",
     ):
         assert needed in names, needed
 

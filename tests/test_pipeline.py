@@ -17,9 +17,8 @@ from openpyxl import load_workbook
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from importer.checking import verify_pin
+from importer.checks.worker import verify_pin
 from importer.cli import cli
-from importer.db import parents_checked_by_writer
 from importer.errors import (
     FileLevelError,
     MissingColumnsError,
@@ -27,12 +26,13 @@ from importer.errors import (
     PermissionDeniedError,
     WrongSheetTypeError,
 )
-from importer.models import Batch, Member, Role, Status
-from importer.orgs import create_organization, list_members
-from importer.results import ErrorCode, Outcome
-from importer.samples import write_template
+from importer.reports.samples import write_template
 from importer.settings import Settings
 from importer.sheets import UserType, load_sheet
+from importer.store.engine import parents_checked_by_writer
+from importer.store.models import Batch, Member, Role, Status
+from importer.store.orgs import create_organization, list_members
+from importer.values import ErrorCode, Outcome
 
 from .conftest import SUMMARY_KEYS, Org, do_import, errors_of
 

@@ -19,13 +19,13 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from importer.db import open_database
 from importer.errors import ImporterError
-from importer.models import Batch, Member
-from importer.orgs import create_organization, create_teams
 from importer.pipeline import run_import
 from importer.settings import Settings
 from importer.sheets import UserType
+from importer.store.engine import open_database
+from importer.store.models import Batch, Member
+from importer.store.orgs import create_organization, create_teams
 
 OWNER = "olive.owner@acme.example"
 ENCODINGS = ("utf-8", "utf-8-sig", "utf-16", "cp1252")

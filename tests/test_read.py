@@ -1,4 +1,4 @@
-"""importer.read: real files in, the rows and messages a user would see out.
+"""importer.reading.sheet: real files in, the rows and messages a user would see out.
 
 The files in tests/data/ are built by tests/data/make_read_cases.py.
 """
@@ -30,11 +30,11 @@ from importer.errors import (
     UnsupportedFileError,
     WrongSheetTypeError,
 )
-from importer.orgs import list_members
-from importer.read import OpenedSheet, open_sheet
-from importer.samples import write_template
+from importer.reading.sheet import OpenedSheet, open_sheet
+from importer.reports.samples import write_template
 from importer.settings import Settings
 from importer.sheets import UserType, load_sheet
+from importer.store.orgs import list_members
 
 from .conftest import Org, do_import, errors_of
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from importer.db import open_database
-from importer.orgs import create_organization, create_teams
 from importer.pipeline import run_import
-from importer.results import ImportResult
 from importer.settings import Settings
 from importer.sheets import UserType
+from importer.store.engine import open_database
+from importer.store.orgs import create_organization, create_teams
+from importer.values import ImportResult
 
 CHROMIUM = Path("/usr/bin/chromium")
 WINDOW = (1280, 1600)

@@ -14,16 +14,17 @@ from openpyxl import Workbook, load_workbook
 from openpyxl.worksheet.worksheet import Worksheet
 from sqlalchemy import Engine
 
-from importer import report, workbook
-from importer.db import open_database
-from importer.orgs import create_organization, create_teams, list_members
 from importer.pipeline import run_import
-from importer.report import PIN_REMOVED
-from importer.results import ImportResult
-from importer.samples import plain_rule, template_stamp, write_template
+from importer.reports import files as report
+from importer.reports import workbook
+from importer.reports.files import PIN_REMOVED
+from importer.reports.samples import plain_rule, template_stamp, write_template
+from importer.reports.workbook import describe_template_stamp, read_template_stamp, write_rejected_xlsx
 from importer.settings import Settings
 from importer.sheets import UserType, error_codes_for, load_sheet
-from importer.workbook import describe_template_stamp, read_template_stamp, write_rejected_xlsx
+from importer.store.engine import open_database
+from importer.store.orgs import create_organization, create_teams, list_members
+from importer.values import ImportResult
 
 OWNER = "olive.owner@acme.example"
 TEAMS = ["Sales", "Support", "Engineering", "Warehouse"]

@@ -15,15 +15,17 @@ from openpyxl import load_workbook
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from importer import pipeline, report, sources
-from importer.checking import Checked, Checker, check_all
+from importer import pipeline
+from importer.checks.worker import Checked, Checker, check_all
 from importer.errors import CheckingStoppedError, ImporterError, LimitExceededError
 from importer.forked import can_fork
-from importer.models import Batch, Member
-from importer.read import Chunk
-from importer.results import ImportResult, Members
+from importer.reading import sources
+from importer.reading.sheet import Chunk
+from importer.reports import files as report
 from importer.settings import Settings
 from importer.sheets import UserType
+from importer.store.models import Batch, Member
+from importer.values import ImportResult, Members
 
 from .conftest import Org, do_import, errors_of
 
@@ -188,9 +190,9 @@ def test_members_cross_to_the_importing_process_unchanged(count: int) -> None:
 ORPHAN_SCRIPT = """
 import sys, time
 from pathlib import Path
-from importer import load
-from importer.db import open_database
-from importer.orgs import create_organization
+from importer.store import load
+from importer.store.engine import open_database
+from importer.store.orgs import create_organization
 from importer.pipeline import run_import
 from importer.settings import Settings
 from importer.sheets import UserType
@@ -324,9 +326,9 @@ class TwoPartError(Exception):
 XLSX_ORPHAN_SCRIPT = """
 import os, sys, time
 from pathlib import Path
-from importer import report
-from importer.db import open_database
-from importer.orgs import create_organization
+from importer.reports import files as report
+from importer.store.engine import open_database
+from importer.store.orgs import create_organization
 from importer.pipeline import run_import
 from importer.settings import Settings
 from importer.sheets import UserType

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from importer.emails import suggest_domain
+from importer.checks.emails import suggest_domain
+from importer.checks.rules import DuplicateTracker, RuleContext, Team, Validator, duplicate_keys
 from importer.errors import CheckingStoppedError
 from importer.forked import Helper
-from importer.models import Role
-from importer.read import Chunk, OpenedSheet
-from importer.results import ErrorCode, Members, Notice, RejectedRow, RowError
+from importer.reading.sheet import Chunk, OpenedSheet
 from importer.sheets import SheetSpec, UserType
-from importer.validate import DuplicateTracker, RuleContext, Team, Validator, duplicate_keys
+from importer.store.models import Role
+from importer.values import ErrorCode, Members, Notice, RejectedRow, RowError
 
 PIN_DIGITS = 6
 

@@ -15,11 +15,11 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from importer.emails import check_email, email_keys, suggest_domain, surely_valid
-from importer.models import Role, text_key
-from importer.orgs import Actor
-from importer.results import ErrorCode, RowError
+from importer.checks.emails import check_email, email_keys, suggest_domain, surely_valid
 from importer.sheets import ColumnKind, ColumnSpec, SheetSpec, UserType
+from importer.store.models import Role, text_key
+from importer.store.orgs import Actor
+from importer.values import ErrorCode, RowError
 
 # Line breaks, C0/C1 controls, and the bidi overrides that make a name read differently than it is.
 _INVALID_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\u200e\u200f]")

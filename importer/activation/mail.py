@@ -39,7 +39,7 @@ import jinja2
 import markupsafe
 from email_validator import EmailNotValidError, validate_email
 
-from importer.emails import check_email
+from importer.checks.emails import check_email
 from importer.errors import ImporterError, RecipientRefused, TransportError
 
 SUBJECT = "Your account has been created!"

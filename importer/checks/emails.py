@@ -19,7 +19,7 @@ from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 
-from importer.models import text_key
+from importer.store.models import text_key
 
 # RFC 5322 dot-atom local part in ASCII, at most 64 characters, in an address of at most 254:
 # what email-validator accepts without question when the domain is fine.

@@ -18,7 +18,7 @@ from sqlalchemy.pool import NullPool
 from importer.errors import DatabaseBusyError, ImporterError, NoDatabaseError, WriteConflictError
 from importer.settings import DEFAULT_SQLITE_BUSY_SECONDS
 
-# The newest migration in importer/migrations/versions (tests/test_db.py keeps them in step).
+# The newest migration in importer/store/migrations/versions (tests/test_db.py keeps them in step).
 HEAD_REVISION = "0004"
 _MIGRATION_LOCK = 0x1D_0C_0B_1E
 
@@ -133,7 +133,7 @@ def upgrade_schema(engine: Engine) -> bool:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _MIGRATION_LOCK})
         config = Config()
-        config.set_main_option("script_location", "importer:migrations")
+        config.set_main_option("script_location", "importer.store:migrations")
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
     return True

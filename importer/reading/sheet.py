@@ -25,12 +25,8 @@ from importer.errors import (
     UnsupportedFileError,
     WrongSheetTypeError,
 )
-from importer.guard import check_workbook_file
-from importer.results import Notice, WarningCode
-from importer.samples import STAMP_PATTERN
-from importer.settings import Settings
-from importer.sheets import ERRORS_HEADER, SheetSpec, UserType, all_sheets, header_lookup, normalize_header
-from importer.sources import (
+from importer.reading.guard import check_workbook_file
+from importer.reading.sources import (
     CsvSource,
     RawBlock,
     RawPicks,
@@ -40,7 +36,11 @@ from importer.sources import (
     sniff_delimiter,
     workbook_blocks,
 )
-from importer.workbook import read_template_stamp
+from importer.reports.samples import STAMP_PATTERN
+from importer.reports.workbook import read_template_stamp
+from importer.settings import Settings
+from importer.sheets import ERRORS_HEADER, SheetSpec, UserType, all_sheets, header_lookup, normalize_header
+from importer.values import Notice, WarningCode
 
 TEXT_EXTENSIONS = frozenset({".csv", ".tsv", ".txt"})
 WORKBOOK_EXTENSIONS = frozenset({".xlsx", ".xlsm", ".xls", ".ods"})

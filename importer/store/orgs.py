@@ -10,11 +10,11 @@ from typing import Any
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session
 
-from importer.db import MAILING_LOCK, hold_lock
-from importer.emails import check_email, email_key
+from importer.checks.emails import check_email, email_key
 from importer.errors import ConflictError, ImporterError, NotFoundError, PermissionDeniedError
-from importer.models import ActivationToken, Batch, Member, Organization, Role, Status, Team, text_key
 from importer.sheets import UserType
+from importer.store.engine import MAILING_LOCK, hold_lock
+from importer.store.models import ActivationToken, Batch, Member, Organization, Role, Status, Team, text_key
 
 
 def create_organization(engine: Engine, name: str, *, owner_email: str, owner_name: str) -> int:

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import unquote
 
-from importer.biff import BiffDamage, BiffEncrypted, measure_xls
 from importer.errors import LimitExceededError, UnreadableFileError, UnsupportedFileError
+from importer.reading.biff import BiffDamage, BiffEncrypted, measure_xls
 from importer.settings import Settings
 
 _SNIFF_BYTES = 64 * 1024

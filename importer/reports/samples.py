@@ -18,8 +18,8 @@ from openpyxl.worksheet.datavalidation import DataValidation
 from openpyxl.worksheet.worksheet import Worksheet
 
 from importer.cells import neutralize
-from importer.results import ErrorCode
 from importer.sheets import ColumnKind, ColumnSpec, SheetSpec, error_codes_for
+from importer.values import ErrorCode
 
 # Rows formatted cell by cell (PIN as text); dropdowns and checks reach further, they cost nothing.
 TEMPLATE_ROWS = 1000

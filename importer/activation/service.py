@@ -32,13 +32,13 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Update
 
-from importer.db import MAILING_LOCK, NamedLock, hold_lock
+from importer.accounts.passwords import PasswordPolicy, hash_password
+from importer.activation.mail import Composer, Transport, UnsendableAddress
 from importer.errors import ActivationError, ImporterError, NotFoundError, RecipientRefused, TransportError
-from importer.mail import Composer, Transport, UnsendableAddress
-from importer.models import ActivationToken, Batch, Member, Status, utcnow
-from importer.orgs import find_organization
-from importer.passwords import PasswordPolicy, hash_password
 from importer.sheets import UserType
+from importer.store.engine import MAILING_LOCK, NamedLock, hold_lock
+from importer.store.models import ActivationToken, Batch, Member, Status, utcnow
+from importer.store.orgs import find_organization
 
 ACTIVATION_DAYS = 30
 TOKEN_BYTES = 32

@@ -22,8 +22,8 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from alembic import op
 
-from importer.emails import email_key
-from importer.models import text_key
+from importer.checks.emails import email_key
+from importer.store.models import text_key
 
 revision = "0004"
 down_revision = "0003"

@@ -15,10 +15,10 @@ import xlsxwriter
 from xlsxwriter.worksheet import Worksheet
 
 from importer.cells import neutralize
-from importer.results import ImportResult, RowError
-from importer.samples import LISTS_SHEET, STAMP_PATTERN, dropdowns, template_stamp
+from importer.reports.samples import LISTS_SHEET, STAMP_PATTERN, dropdowns, template_stamp
 from importer.settings import MAX_CELL_CHARS
 from importer.sheets import ERRORS_HEADER, SheetSpec, UserType, header_lookup, load_sheet, normalize_header
+from importer.values import ImportResult, RowError
 
 # The look of Excel's built-in "Bad" cell style (light red fill, dark red text).
 BAD_FORMAT = {"bg_color": "#FFC7CE", "font_color": "#9C0006"}
@@ -62,7 +62,7 @@ def write_rejected_xlsx(
 
     XlsxWriter, row by row (3.0 s for 23,000 rejected rows; openpyxl took 5.5 s).
     """
-    from importer.report import PIN_REMOVED  # here, not at the top: report.py imports this module
+    from importer.reports.files import PIN_REMOVED  # here, not at the top: report.py imports this module
 
     # The Errors column of an earlier rejected.xlsx/csv is stale: today's messages replace it.
     errors_key = normalize_header(ERRORS_HEADER)

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from importer.emails import email_keys
+from importer.checks.emails import email_keys
 
 
 class ErrorCode(enum.StrEnum):

@@ -19,10 +19,10 @@ from typing import IO, Any
 import python_calamine
 
 from importer.errors import FileLevelError, LimitExceededError, UnreadableFileError
-from importer.guard import first_line, password_protected
-from importer.results import Notice, WarningCode
-from importer.samples import INSTRUCTIONS_ROWS, SAMPLE_WORKBOOK_SHEETS, holds_template_stamp
+from importer.reading.guard import first_line, password_protected
+from importer.reports.samples import INSTRUCTIONS_ROWS, SAMPLE_WORKBOOK_SHEETS, holds_template_stamp
 from importer.settings import Settings
+from importer.values import Notice, WarningCode
 
 DELIMITERS = (",", ";", "\t", "|")
 _SNIFF_BYTES = 64 * 1024

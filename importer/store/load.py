@@ -10,11 +10,11 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, insert, select, update
 
-from importer.db import database_error
 from importer.errors import NotFoundError
-from importer.models import Batch, Member, Organization, Role, Status, Team, utcnow
-from importer.results import Members
 from importer.sheets import UserType
+from importer.store.engine import database_error
+from importer.store.models import Batch, Member, Organization, Role, Status, Team, utcnow
+from importer.values import Members
 
 # The member columns that differ from row to row, in the order of the tuples insert() binds ...
 ROW_COLUMNS: tuple[str, ...] = (

@@ -15,9 +15,9 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from importer.cells import neutralize, visible
 from importer.forked import Helper, can_fork
-from importer.results import ErrorCode, GeneratedPin, ImportResult, Notice, RowError, WarningCode
+from importer.reports.workbook import XLSX_MAX_ROWS, write_rejected_xlsx
 from importer.sheets import ERRORS_HEADER, ColumnKind, SheetSpec, header_lookup, normalize_header
-from importer.workbook import XLSX_MAX_ROWS, write_rejected_xlsx
+from importer.values import ErrorCode, GeneratedPin, ImportResult, Notice, RowError, WarningCode
 
 # report.html lists at most this many rejected rows; the CSVs always have all of them.
 HTML_ROW_LIMIT = 2_000

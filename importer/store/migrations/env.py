@@ -1,10 +1,10 @@
-"""Alembic environment: runs on the connection importer.db hands it (never reads a config file)."""
+"""Alembic environment: runs on the connection importer.store.engine hands it (never reads a config file)."""
 
 from __future__ import annotations
 
 from alembic import context
 
-from importer.models import Base
+from importer.store.models import Base
 
 connection = context.config.attributes["connection"]
 context.configure(

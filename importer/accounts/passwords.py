@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from importer.emails import email_key
+from importer.checks.emails import email_key
 from importer.errors import ImporterError, PermissionDeniedError
-from importer.models import Member, Organization, Role, Status
-from importer.orgs import find_organization
+from importer.store.models import Member, Organization, Role, Status
+from importer.store.orgs import find_organization
 
 DEFAULT_MIN_PASSWORD_LENGTH = 8
 MIN_PASSWORD_LENGTH_RANGE = (8, 128)

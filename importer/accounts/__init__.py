@@ -1,0 +1,1 @@
+"""Accounts: password policy and hashing."""

@@ -1,0 +1,1 @@
+"""Activation: tokens, composing and sending the emails, activating."""

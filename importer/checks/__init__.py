@@ -1,0 +1,1 @@
+"""Checks: the cell rules, whole-file duplicates, addresses and the checking worker."""

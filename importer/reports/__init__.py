@@ -1,0 +1,1 @@
+"""Reports: report.html, the CSV files, rejected.xlsx and the sample sheets."""

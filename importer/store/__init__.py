@@ -1,0 +1,1 @@
+"""The store: tables, engines and locks, the bulk load, queries, migrations."""
