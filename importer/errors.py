@@ -6,7 +6,7 @@ ImporterError                 anything the CLI turns into one clear line and exi
 │   ├── UnreadableFileError   cannot be decoded or parsed
 │   ├── MissingColumnsError   a required column is absent
 │   ├── WrongSheetTypeError   the sheet is another user type's (its columns say so)
-│   └── LimitExceededError    over a size limit (names the option that raises it)
+│   └── LimitExceededError    over a size limit (says which Limit; front ends say how to raise it)
 ├── NotFoundError             an organization, team, batch or token that does not exist
 │   └── NoDatabaseError       no database where the command looked (a reading command creates none)
 ├── PermissionDeniedError     the actor may not do this (not an active Owner or Admin)
@@ -23,6 +23,7 @@ ImporterError                 anything the CLI turns into one clear line and exi
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -30,8 +31,46 @@ if TYPE_CHECKING:
     from importer.sheets import UserType
 
 
+class Limit(StrEnum):
+    """An import limit, named as its Settings field; each front end says in its own words how to raise it."""
+
+    FILE_BYTES = "max_file_bytes"
+    UNPACKED_BYTES = "max_unpacked_bytes"
+    COMPRESSION_RATIO = "max_compression_ratio"
+    ROWS = "max_rows"
+    COLUMNS = "max_columns"
+    CELL_CHARS = "max_cell_chars"
+    CELLS = "max_cells"
+
+
+class Remedy(StrEnum):
+    """What the user can do next, as a fact: the CLI renders it as a command or flag, a web page as a
+    link or button. `ImporterError.remedy_arg` carries its one argument where it has one."""
+
+    RAISE_LIMIT = "raise_limit"  # arg: the Limit
+    CREATE_ORGANIZATION = "create_organization"
+    LIST_BATCHES = "list_batches"
+    UNDO_BATCH = "undo_batch"  # arg: the batch id
+    CHOOSE_SHEET = "choose_sheet"
+    START_FROM_TEMPLATE = "start_from_template"  # arg: the user type
+    IMPORT_AS_TYPE = "import_as_type"  # arg: the user type the sheet looks like
+    RESEND_INVITATION = "resend_invitation"
+    ENCRYPT_SMTP = "encrypt_smtp"
+    GIVE_PASSWORD_ON_STDIN = "give_password_on_stdin"  # noqa: S105 (a remedy's name, not a password)
+    CHOOSE_DATABASE = "choose_database"
+
+
 class ImporterError(Exception):
-    """Base of every error the importer raises on purpose; its message is for the user."""
+    """Base of every error the importer raises on purpose; its message is for the user.
+
+    The message says what is wrong in words any front end can show; `remedy` (and `remedy_arg`) says
+    what the user can do about it as a fact, which the CLI and the portal each phrase their own way.
+    """
+
+    def __init__(self, message: str, *, remedy: Remedy | None = None, remedy_arg: str | None = None) -> None:
+        super().__init__(message)
+        self.remedy = remedy
+        self.remedy_arg = remedy_arg
 
 
 class FileLevelError(ImporterError):
@@ -71,7 +110,13 @@ class WrongSheetTypeError(FileLevelError):
 
 
 class LimitExceededError(FileLevelError):
-    """The file is over one of the configured limits."""
+    """The file is over one of the configured limits: `limit` says which (each front end says how to
+    raise it), `allowed` its value."""
+
+    def __init__(self, message: str, *, limit: Limit | None = None, allowed: float | None = None) -> None:
+        super().__init__(message, remedy=Remedy.RAISE_LIMIT if limit else None, remedy_arg=limit)
+        self.limit = limit
+        self.allowed = allowed
 
 
 class NotFoundError(ImporterError):
