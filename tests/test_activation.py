@@ -29,7 +29,8 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
 
-import importer.activation.service
+import importer.activation.sending
+import importer.activation.tokens
 import importer.store.orgs
 from importer.accounts.passwords import (
     PasswordPolicy,
@@ -38,19 +39,13 @@ from importer.accounts.passwords import (
     set_password_policy,
     verify_password,
 )
-from importer.activation.mail import (
-    SUBJECT,
-    Composer,
-    FileTransport,
-    OutgoingMessage,
-    SmtpSecurity,
-    SmtpTransport,
-    Transport,
-    _base64_lines,
-    _clean_display_name,
-    _templates,
-)
-from importer.activation.service import ACTIVATION_DAYS, SendFailure, SendResult, activate, send_activations
+from importer.activation.activating import activate
+from importer.activation.compose import SUBJECT, Composer, _base64_lines, _clean_display_name, _templates
+from importer.activation.sending import send_activations
+from importer.activation.tokens import ACTIVATION_DAYS
+from importer.activation.transports.base import OutgoingMessage, Transport
+from importer.activation.transports.file import FileTransport
+from importer.activation.transports.smtp import SmtpSecurity, SmtpTransport
 from importer.checks.emails import check_email
 from importer.cli import cli
 from importer.errors import (
@@ -66,6 +61,7 @@ from importer.sheets import UserType
 from importer.store.engine import open_database
 from importer.store.models import ActivationToken, Base, Batch, Member, Role, Status, text_key
 from importer.store.orgs import UndoResult, create_organization, undo_batch
+from importer.values import SendFailure, SendResult
 
 from .conftest import Org
 from .smtp_server import (
@@ -810,7 +806,7 @@ def test_a_link_expires_30_days_after_sending(invited: tuple[Org, RecordingTrans
 
 def test_expiry_follows_the_clock(org: Org, monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [NOW]
-    monkeypatch.setattr(importer.activation.service, "utcnow", lambda: clock[0])
+    monkeypatch.setattr(importer.activation.tokens, "utcnow", lambda: clock[0])
     add_member(org, "Ann Archer", "ann@example.com")
     transport = RecordingTransport()
     send(org, transport, now=None)
@@ -962,7 +958,7 @@ def test_undo_during_a_send_stops_the_mailing_of_the_members_it_removed(
     org: Org, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The run lets a waiting undo in after every message (by default, every quarter second).
-    monkeypatch.setattr(importer.activation.service, "MAILING_TURN_SECONDS", 0.0, raising=False)
+    monkeypatch.setattr(importer.activation.sending, "MAILING_TURN_SECONDS", 0.0, raising=False)
     add_member(org, "Olga Before", "olga@example.com")
     batch = add_batch(org, "b-undone")
     removed = set(add_members(org, 400, batch_id=batch))
