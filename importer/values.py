@@ -266,7 +266,7 @@ class SendResult:
     failures: tuple[SendFailure, ...] = ()
 
     def to_dict(self) -> dict[str, int]:
-        """The counts printed by `--json`."""
+        """The counts, as JSON output shows them."""
         return {"sent": self.sent, "failed": self.failed, "skipped": self.skipped}
 
     @property

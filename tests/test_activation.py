@@ -54,6 +54,7 @@ from importer.errors import (
     NotFoundError,
     PermissionDeniedError,
     RecipientRefused,
+    Remedy,
     TransportError,
 )
 from importer.settings import DEFAULT_DATABASE_URL
@@ -344,8 +345,9 @@ def test_only_the_chosen_batch_is_emailed(org: Org) -> None:
     transport = RecordingTransport()
     assert send(org, transport, batch_id=second).sent == 1
     assert [m.recipient for m in transport.messages] == ["bob@example.com"]
-    with pytest.raises(NotFoundError, match="no batch 'nope'"):
+    with pytest.raises(NotFoundError, match="no batch 'nope'") as raised:
         send(org, transport, batch_id="nope")
+    assert raised.value.remedy is Remedy.LIST_BATCHES
 
 
 def test_international_addresses(org: Org) -> None:
@@ -544,8 +546,9 @@ def test_starttls_that_the_server_does_not_offer_is_a_transport_error(org: Org, 
 
 
 def test_a_password_never_goes_in_clear_to_a_remote_server() -> None:
-    with pytest.raises(ImporterError, match="in clear"):
+    with pytest.raises(ImporterError, match="in clear") as raised:
         SmtpTransport("smtp.example.com", user="mailer", password="s3cret")
+    assert raised.value.remedy is Remedy.ENCRYPT_SMTP
     assert SmtpTransport("smtp.example.com", security=SmtpSecurity.TLS, user="u").port == 465
     assert SmtpTransport("smtp.example.com", security=SmtpSecurity.STARTTLS).port == 587
 
@@ -775,7 +778,8 @@ def test_resend_issues_a_new_link_and_kills_the_old_one(
     assert new != old
     with pytest.raises(ActivationError, match="replaced by a newer one") as raised:
         activate(org.engine, old, STRONG, now=NOW)
-    assert "importer send-activations --resend" in str(raised.value)
+    assert "ask your admin to send a new one" in str(raised.value)
+    assert raised.value.remedy is Remedy.RESEND_INVITATION
     assert activate(org.engine, new, STRONG, now=NOW).email == "ann@example.com"
     with pytest.raises(ActivationError, match="already active"):
         activate(org.engine, old, STRONG, now=NOW)
@@ -798,7 +802,8 @@ def test_a_link_expires_30_days_after_sending(invited: tuple[Org, RecordingTrans
     late = NOW + dt.timedelta(days=30, minutes=1)
     with pytest.raises(ActivationError, match=f"expired on {EXPIRY_WORDS}") as raised:
         activate(org.engine, token, STRONG, now=late)
-    assert "importer send-activations --resend" in str(raised.value)
+    assert "ask your admin to send a new one" in str(raised.value)
+    assert raised.value.remedy is Remedy.RESEND_INVITATION
     assert member_row(org.engine, "ann@example.com").status is Status.PENDING
     just_in_time = NOW + dt.timedelta(days=30, minutes=-1)
     assert activate(org.engine, token, STRONG, now=just_in_time).email == "ann@example.com"

@@ -12,10 +12,12 @@ from importer.accounts.passwords import PasswordPolicy, hash_password
 from importer.activation.tokens import format_moment, hash_token, naive_utc, token_from
 from importer.errors import (
     ActivationError,
+    Remedy,
 )
 from importer.store.models import ActivationToken, Member, Status
 
-_RESEND_HINT = "ask your admin to send a new one with `importer send-activations --resend`"
+# The member cannot fix these: an admin can, by sending a new link (Remedy.RESEND_INVITATION).
+_RESEND_HINT = "ask your admin to send a new one"
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +38,8 @@ def _usable_token(session: Session, token_hash: str, *, at: dt.datetime) -> tupl
     if row is None:
         raise ActivationError(
             "This activation link is not valid: check that the whole link was copied from the "
-            f"email, or {_RESEND_HINT}."
+            f"email, or {_RESEND_HINT}.",
+            remedy=Remedy.RESEND_INVITATION,
         )
     if row.used_at is not None:
         raise ActivationError(
@@ -49,11 +52,13 @@ def _usable_token(session: Session, token_hash: str, *, at: dt.datetime) -> tupl
     if row.revoked_at is not None:
         raise ActivationError(
             "This activation link was replaced by a newer one: use the link in the most recent "
-            f"email, or {_RESEND_HINT}."
+            f"email, or {_RESEND_HINT}.",
+            remedy=Remedy.RESEND_INVITATION,
         )
     if at >= row.expires_at:
         raise ActivationError(
-            f"This activation link expired on {format_moment(row.expires_at)}; {_RESEND_HINT}."
+            f"This activation link expired on {format_moment(row.expires_at)}; {_RESEND_HINT}.",
+            remedy=Remedy.RESEND_INVITATION,
         )
     return row, member
 

@@ -77,7 +77,10 @@ class _Prerendered:
         self.html = html
         check = {"name": "A & <b>", "link": "https://x.example/?a=1&b='2'", "expires_on": "1 May"}
         if self.render(**check) != template.render(organization=organization, **check):
-            raise RuntimeError(f"{template.name} cannot be prerendered: it does more than print values")
+            raise ImporterError(
+                f"the email template {template.name} cannot be used: it does more than print the "
+                f"member's values ({', '.join(_MEMBER_VALUES)})."
+            )
 
     def render(self, **values: str) -> str:
         """The template rendered for one member's values."""

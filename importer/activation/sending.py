@@ -43,6 +43,7 @@ from importer.errors import (
     ImporterError,
     NotFoundError,
     RecipientRefused,
+    Remedy,
     TransportError,
     UnsendableAddress,
 )
@@ -237,8 +238,8 @@ class _SendRun:
                 if isinstance(exc, TransportError):
                     raise TransportError(
                         f"{str(exc).rstrip('.')}. The run stopped after {self.sent} sent and "
-                        f"{len(self.failures)} failed (all recorded); run the command again "
-                        "to send the rest.",
+                        f"{len(self.failures)} failed (all recorded); sending again sends the "
+                        "rest.",
                         result=self.result(),
                     ) from exc
                 raise
@@ -380,9 +381,7 @@ def send_activations(
                 select(Batch.id).where(Batch.id == batch_id, Batch.organization_id == org_id)
             )
             if found is None:
-                raise NotFoundError(
-                    f"no batch {batch_id!r} in {org_name}; list them with `importer batches`."
-                )
+                raise NotFoundError(f"no batch {batch_id!r} in {org_name}.", remedy=Remedy.LIST_BATCHES)
     composer = Composer(sender=sender, organization=org_name)
     scope: list[ColumnElement[bool]] = [
         Member.organization_id == org_id,

@@ -12,6 +12,7 @@ import xlsxwriter
 from xlsxwriter.worksheet import Worksheet
 
 from importer.cells import neutralize
+from importer.errors import ImporterError
 from importer.reports.rejected import RejectedView
 from importer.reports.samples import dropdowns
 from importer.settings import MAX_CELL_CHARS
@@ -190,7 +191,9 @@ def _write_text(sheet: Worksheet, row: int, column: int, text: str, *formats: ob
     """Write a text cell; anything XlsxWriter would cut or drop silently is an error instead."""
     status = sheet.write_string(row, column, _literal(text), *formats)
     if status != 0:
-        raise ValueError(f"rejected.xlsx: cannot write row {row + 1}, column {column + 1} (status {status})")
+        raise ImporterError(
+            f"rejected.xlsx: cannot write row {row + 1}, column {column + 1} (status {status})"
+        )
 
 
 def _row_texts(view: RejectedView, row: RejectedRow) -> list[str]:

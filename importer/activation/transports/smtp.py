@@ -13,7 +13,7 @@ import time
 from collections.abc import Iterator
 
 from importer.activation.transports.base import BaseTransport, OutgoingMessage
-from importer.errors import ImporterError, RecipientRefused, TransportError
+from importer.errors import ImporterError, RecipientRefused, Remedy, TransportError
 
 # Each read from the SMTP server must come within the timeout; each message, and each connection's
 # set-up (greeting, EHLO, STARTTLS, login), must be done within the deadline.
@@ -186,7 +186,9 @@ class SmtpTransport(BaseTransport):
     ) -> None:
         if user is not None and security is SmtpSecurity.NONE and not _is_loopback(host):
             raise ImporterError(
-                f"refusing to send the SMTP password to {host} in clear; use --smtp-security starttls or tls."
+                f"refusing to send the SMTP password to {host} in clear: the connection must be encrypted "
+                "(STARTTLS or TLS).",
+                remedy=Remedy.ENCRYPT_SMTP,
             )
         self.host = host
         self.port = DEFAULT_SMTP_PORTS[security] if port is None else port
