@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
 from sqlalchemy import ColumnElement, Connection, Engine, bindparam, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -33,6 +32,7 @@ from importer.activation.compose import Composer
 from importer.activation.tokens import (
     ACTIVATION_DAYS,
     activation_link,
+    check_base_url,
     format_moment,
     hash_token,
     naive_utc,
@@ -40,7 +40,6 @@ from importer.activation.tokens import (
 )
 from importer.activation.transports.base import Transport
 from importer.errors import (
-    ImporterError,
     NotFoundError,
     RecipientRefused,
     Remedy,
@@ -59,20 +58,6 @@ SEND_CHUNK = 200
 SEND_LOCK = "send-activations"
 # How long a run mails before it lets a waiting `batch undo` remove members (see the docstring).
 MAILING_TURN_SECONDS = 0.25
-
-
-def _check_base_url(base_url: str) -> str:
-    base = base_url.strip().rstrip("/")
-    parts = urlsplit(base)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise ImporterError(
-            f"the base URL {base_url!r} is not usable for links: give the portal's address, "
-            "such as https://portal.example.com (http or https, no query string)."
-        )
-    return base
-
-
-# --- sending -----------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,7 +357,7 @@ def send_activations(
     the run goes on; a TransportError (server unreachable, login refused, outbox unwritable) stops
     the run and carries the counts so far in its `result`.
     """
-    link_base = _check_base_url(base_url)
+    link_base = check_base_url(base_url)
     with Session(engine) as session:
         org = find_organization(session, org_ref)
         org_id, org_name = org.id, org.name

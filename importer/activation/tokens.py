@@ -11,6 +11,7 @@ import hashlib
 import secrets
 from urllib.parse import parse_qs, urlsplit
 
+from importer.errors import ImporterError
 from importer.store.models import utcnow
 
 ACTIVATION_DAYS = 30
@@ -50,6 +51,21 @@ def hash_token(token: str) -> str:
 def activation_link(base_url: str, *, token: str) -> str:
     """The set-password link of a token: `BASE_URL/activate?token=TOKEN`."""
     return f"{base_url.rstrip('/')}/activate?token={token}"
+
+
+def check_base_url(base_url: str) -> str:
+    """The portal's address, checked fit for links (http or https, no query string), without a final /."""
+    base = base_url.strip().rstrip("/")
+    parts = urlsplit(base)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ImporterError(
+            f"the base URL {base_url!r} is not usable for links: give the portal's address, "
+            "such as https://portal.example.com (http or https, no query string)."
+        )
+    return base
+
+
+# --- sending -----------------------------------------------------------------------------------
 
 
 @functools.lru_cache(maxsize=64)
