@@ -37,6 +37,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy importer
+	$(BIN)/lint-imports
 
 test: lint
 	$(BIN)/pytest -n 2 -q

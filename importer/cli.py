@@ -21,8 +21,10 @@ from sqlalchemy.orm import Session
 
 from importer import __version__
 from importer.accounts.passwords import get_password_policy, set_password_policy
-from importer.activation.mail import FileTransport, SmtpSecurity, SmtpTransport
-from importer.activation.service import activate, check_token, send_activations
+from importer.activation.activating import activate, check_token
+from importer.activation.sending import send_activations
+from importer.activation.transports.file import FileTransport
+from importer.activation.transports.smtp import SmtpSecurity, SmtpTransport
 from importer.cells import neutralize, visible
 from importer.errors import ImporterError, NoDatabaseError, TransportError
 from importer.pipeline import run_import

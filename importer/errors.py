@@ -18,7 +18,8 @@ ImporterError                 anything the CLI turns into one clear line and exi
 ├── CommitFailedError         COMMIT failed and the database says nothing was saved
 ├── CommitUnknownError        COMMIT's answer was lost and the database cannot be asked
 ├── TransportError            no mail can go: server unreachable, login refused, outbox unwritable
-└── RecipientRefused          the mail server refused one recipient (recorded; the run goes on)
+├── RecipientRefused          the mail server refused one recipient (recorded; the run goes on)
+└── UnsendableAddress         a stored address no envelope can carry (recorded; the run goes on)
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from enum import StrEnum
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from importer.activation.service import SendResult
     from importer.sheets import UserType
+    from importer.values import SendResult
 
 
 class Limit(StrEnum):
@@ -178,3 +179,7 @@ class RecipientRefused(ImporterError):
         super().__init__(f"{address} was refused: {reason}")
         self.address = address
         self.reason = reason
+
+
+class UnsendableAddress(ImporterError):
+    """A stored address that cannot be put on an envelope; reported against the member, the run goes on."""

@@ -22,9 +22,9 @@ from importer.errors import CommitFailedError, CommitUnknownError
 from importer.forked import can_fork
 from importer.reading.sheet import open_sheet
 from importer.reports.files import write_report
-from importer.reports.workbook import describe_template_stamp, read_template_stamp
 from importer.settings import Settings
 from importer.sheets import SheetSpec, UserType, load_sheet
+from importer.stamp import describe_template_stamp, read_template_stamp
 from importer.store.engine import parents_checked_by_writer
 from importer.store.load import MemberLoader, finish_batch, record_batch, start_batch
 from importer.store.models import Batch, utcnow

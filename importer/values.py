@@ -243,6 +243,38 @@ class ImportResult:
         }
 
 
+class SendFailure(NamedTuple):
+    """A member who could not be emailed, and why (the server's reply when it refused)."""
+
+    email: str
+    error: str
+
+
+@dataclass(frozen=True, slots=True)
+class SendResult:
+    """What a send-activations run did.
+
+    `sent`: messages the transport accepted. `failed`: members refused by the server (or with an
+    address no message can carry); each keeps the reason in `invite_error` and is tried again by
+    the next run. `skipped`: pending portal members in scope who were already emailed and were
+    left alone because `resend` was off. Active and no-portal members are not counted at all.
+    """
+
+    sent: int = 0
+    failed: int = 0
+    skipped: int = 0
+    failures: tuple[SendFailure, ...] = ()
+
+    def to_dict(self) -> dict[str, int]:
+        """The counts, as JSON output shows them."""
+        return {"sent": self.sent, "failed": self.failed, "skipped": self.skipped}
+
+    @property
+    def exit_code(self) -> int:
+        """0 when nobody failed, 3 when some members failed (a TransportError means 1)."""
+        return 3 if self.failed else 0
+
+
 @dataclass(slots=True)
 class Members:
     """The rows to write, column by column (the same-for-every-row columns are added by the loader)."""

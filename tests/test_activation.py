@@ -29,7 +29,8 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, insert, select
 from sqlalchemy.orm import Session
 
-import importer.activation.service
+import importer.activation.sending
+import importer.activation.tokens
 import importer.store.orgs
 from importer.accounts.passwords import (
     PasswordPolicy,
@@ -38,19 +39,13 @@ from importer.accounts.passwords import (
     set_password_policy,
     verify_password,
 )
-from importer.activation.mail import (
-    SUBJECT,
-    Composer,
-    FileTransport,
-    OutgoingMessage,
-    SmtpSecurity,
-    SmtpTransport,
-    Transport,
-    _base64_lines,
-    _clean_display_name,
-    _templates,
-)
-from importer.activation.service import ACTIVATION_DAYS, SendFailure, SendResult, activate, send_activations
+from importer.activation.activating import activate
+from importer.activation.compose import SUBJECT, Composer, _base64_lines, _clean_display_name, _templates
+from importer.activation.sending import send_activations
+from importer.activation.tokens import ACTIVATION_DAYS
+from importer.activation.transports.base import OutgoingMessage, Transport
+from importer.activation.transports.file import FileTransport
+from importer.activation.transports.smtp import SmtpSecurity, SmtpTransport
 from importer.checks.emails import check_email
 from importer.cli import cli
 from importer.errors import (
@@ -59,6 +54,7 @@ from importer.errors import (
     NotFoundError,
     PermissionDeniedError,
     RecipientRefused,
+    Remedy,
     TransportError,
 )
 from importer.settings import DEFAULT_DATABASE_URL
@@ -66,6 +62,7 @@ from importer.sheets import UserType
 from importer.store.engine import open_database
 from importer.store.models import ActivationToken, Base, Batch, Member, Role, Status, text_key
 from importer.store.orgs import UndoResult, create_organization, undo_batch
+from importer.values import SendFailure, SendResult
 
 from .conftest import Org
 from .smtp_server import (
@@ -348,8 +345,9 @@ def test_only_the_chosen_batch_is_emailed(org: Org) -> None:
     transport = RecordingTransport()
     assert send(org, transport, batch_id=second).sent == 1
     assert [m.recipient for m in transport.messages] == ["bob@example.com"]
-    with pytest.raises(NotFoundError, match="no batch 'nope'"):
+    with pytest.raises(NotFoundError, match="no batch 'nope'") as raised:
         send(org, transport, batch_id="nope")
+    assert raised.value.remedy is Remedy.LIST_BATCHES
 
 
 def test_international_addresses(org: Org) -> None:
@@ -548,8 +546,9 @@ def test_starttls_that_the_server_does_not_offer_is_a_transport_error(org: Org, 
 
 
 def test_a_password_never_goes_in_clear_to_a_remote_server() -> None:
-    with pytest.raises(ImporterError, match="in clear"):
+    with pytest.raises(ImporterError, match="in clear") as raised:
         SmtpTransport("smtp.example.com", user="mailer", password="s3cret")
+    assert raised.value.remedy is Remedy.ENCRYPT_SMTP
     assert SmtpTransport("smtp.example.com", security=SmtpSecurity.TLS, user="u").port == 465
     assert SmtpTransport("smtp.example.com", security=SmtpSecurity.STARTTLS).port == 587
 
@@ -779,7 +778,8 @@ def test_resend_issues_a_new_link_and_kills_the_old_one(
     assert new != old
     with pytest.raises(ActivationError, match="replaced by a newer one") as raised:
         activate(org.engine, old, STRONG, now=NOW)
-    assert "importer send-activations --resend" in str(raised.value)
+    assert "ask your admin to send a new one" in str(raised.value)
+    assert raised.value.remedy is Remedy.RESEND_INVITATION
     assert activate(org.engine, new, STRONG, now=NOW).email == "ann@example.com"
     with pytest.raises(ActivationError, match="already active"):
         activate(org.engine, old, STRONG, now=NOW)
@@ -802,7 +802,8 @@ def test_a_link_expires_30_days_after_sending(invited: tuple[Org, RecordingTrans
     late = NOW + dt.timedelta(days=30, minutes=1)
     with pytest.raises(ActivationError, match=f"expired on {EXPIRY_WORDS}") as raised:
         activate(org.engine, token, STRONG, now=late)
-    assert "importer send-activations --resend" in str(raised.value)
+    assert "ask your admin to send a new one" in str(raised.value)
+    assert raised.value.remedy is Remedy.RESEND_INVITATION
     assert member_row(org.engine, "ann@example.com").status is Status.PENDING
     just_in_time = NOW + dt.timedelta(days=30, minutes=-1)
     assert activate(org.engine, token, STRONG, now=just_in_time).email == "ann@example.com"
@@ -810,7 +811,7 @@ def test_a_link_expires_30_days_after_sending(invited: tuple[Org, RecordingTrans
 
 def test_expiry_follows_the_clock(org: Org, monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [NOW]
-    monkeypatch.setattr(importer.activation.service, "utcnow", lambda: clock[0])
+    monkeypatch.setattr(importer.activation.tokens, "utcnow", lambda: clock[0])
     add_member(org, "Ann Archer", "ann@example.com")
     transport = RecordingTransport()
     send(org, transport, now=None)
@@ -962,7 +963,7 @@ def test_undo_during_a_send_stops_the_mailing_of_the_members_it_removed(
     org: Org, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The run lets a waiting undo in after every message (by default, every quarter second).
-    monkeypatch.setattr(importer.activation.service, "MAILING_TURN_SECONDS", 0.0, raising=False)
+    monkeypatch.setattr(importer.activation.sending, "MAILING_TURN_SECONDS", 0.0, raising=False)
     add_member(org, "Olga Before", "olga@example.com")
     batch = add_batch(org, "b-undone")
     removed = set(add_members(org, 400, batch_id=batch))

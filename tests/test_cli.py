@@ -27,7 +27,7 @@ from openpyxl import load_workbook
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from importer.activation.service import TOKEN_BYTES, hash_token, new_token
+from importer.activation.tokens import TOKEN_BYTES, hash_token, new_token
 from importer.cli import cli
 from importer.store.engine import open_database
 from importer.store.models import ActivationToken, Batch, Member

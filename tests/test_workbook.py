@@ -17,11 +17,12 @@ from sqlalchemy import Engine
 from importer.pipeline import run_import
 from importer.reports import files as report
 from importer.reports import workbook
-from importer.reports.files import PIN_REMOVED
-from importer.reports.samples import plain_rule, template_stamp, write_template
-from importer.reports.workbook import describe_template_stamp, read_template_stamp, write_rejected_xlsx
+from importer.reports.rejected import PIN_REMOVED
+from importer.reports.samples import plain_rule, write_template
+from importer.reports.workbook import write_rejected_xlsx
 from importer.settings import Settings
 from importer.sheets import UserType, error_codes_for, load_sheet
+from importer.stamp import describe_template_stamp, read_template_stamp, template_stamp
 from importer.store.engine import open_database
 from importer.store.orgs import create_organization, create_teams, list_members
 from importer.values import ImportResult
@@ -368,9 +369,14 @@ def test_read_template_stamp_of_files_that_are_not_workbooks(tmp_path: Path) -> 
         (None, None),
         (
             "member-importer/portal/v0",
-            ["version 0", "current version is 1", "version 1: the first version", "importer template portal"],
+            [
+                "version 0",
+                "current version is 1",
+                "version 1: the first version",
+                "fresh Portal Access sample",
+            ],
         ),
-        ("member-importer/no-portal/v1", ["No Portal Access sample sheet", "--type portal"]),
+        ("member-importer/no-portal/v1", ["No Portal Access sample sheet", "imported as Portal Access"]),
         ("member-importer/portal/v9", ["version 9", "newer"]),
     ],
 )

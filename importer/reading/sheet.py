@@ -36,10 +36,9 @@ from importer.reading.sources import (
     sniff_delimiter,
     workbook_blocks,
 )
-from importer.reports.samples import STAMP_PATTERN
-from importer.reports.workbook import read_template_stamp
 from importer.settings import Settings
 from importer.sheets import ERRORS_HEADER, SheetSpec, UserType, all_sheets, header_lookup, normalize_header
+from importer.stamp import STAMP_PATTERN, read_template_stamp
 from importer.values import Notice, WarningCode
 
 TEXT_EXTENSIONS = frozenset({".csv", ".tsv", ".txt"})

@@ -20,8 +20,8 @@ import python_calamine
 
 from importer.errors import FileLevelError, LimitExceededError, UnreadableFileError
 from importer.reading.guard import first_line, password_protected
-from importer.reports.samples import INSTRUCTIONS_ROWS, SAMPLE_WORKBOOK_SHEETS, holds_template_stamp
 from importer.settings import Settings
+from importer.stamp import INSTRUCTIONS_ROWS, SAMPLE_WORKBOOK_SHEETS, holds_template_stamp
 from importer.values import Notice, WarningCode
 
 DELIMITERS = (",", ";", "\t", "|")

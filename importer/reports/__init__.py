@@ -1,1 +1,2 @@
-"""Reports: report.html, the CSV files, rejected.xlsx and the sample sheets."""
+"""Reports: report.html and the CSV files (files.py), rejected.xlsx (workbook.py), both from one view
+of the rejected rows (rejected.py); the sample sheets (samples.py)."""

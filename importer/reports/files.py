@@ -15,17 +15,15 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from importer.cells import neutralize, visible
 from importer.forked import Helper, can_fork
+from importer.reports.rejected import RejectedView, pin_positions
 from importer.reports.workbook import XLSX_MAX_ROWS, write_rejected_xlsx
-from importer.sheets import ERRORS_HEADER, ColumnKind, SheetSpec, header_lookup, normalize_header
-from importer.values import ErrorCode, GeneratedPin, ImportResult, Notice, RowError, WarningCode
+from importer.sheets import ERRORS_HEADER, SheetSpec
+from importer.values import ErrorCode, GeneratedPin, ImportResult, Notice, WarningCode
 
 # report.html lists at most this many rejected rows; the CSVs always have all of them.
 HTML_ROW_LIMIT = 2_000
 # From this many rejected rows, rejected.xlsx is written in a second process (see _alongside).
 XLSX_ALONGSIDE_FROM = 5_000
-PIN_REMOVED = (
-    "PIN left out of this report for security: enter it again, or leave it blank to have one generated."
-)
 
 
 def _finalize(value: Any) -> Any:
@@ -66,10 +64,8 @@ def write_report(result: ImportResult, *, spec: SheetSpec, teams: Sequence[str] 
                 f"can; rejected.csv has all {len(result.rejected_rows):,}.",
             )
         )
-    pin_columns = _pin_positions(result.headers, spec)
-    errors_by_row: dict[int, list[RowError]] = defaultdict(list)
-    for error in result.errors:
-        errors_by_row[error.row_number].append(error)
+    pin_columns = pin_positions(result.headers, spec)
+    view = RejectedView.of(result, pin_columns=pin_columns)
 
     write_csv(
         folder / "errors.csv",
@@ -79,18 +75,10 @@ def write_report(result: ImportResult, *, spec: SheetSpec, teams: Sequence[str] 
             for e in result.errors
         ),
     )
-    # The Errors column of an earlier rejected file is stale: today's messages replace it.
-    keep = [i for i, h in enumerate(result.headers) if normalize_header(h) != normalize_header(ERRORS_HEADER)]
     write_csv(
         folder / "rejected.csv",
-        (*(result.headers[i] for i in keep), ERRORS_HEADER),
-        (
-            (
-                *_pick(_masked(r.values, pin_columns, blank=True), keep),
-                _errors_cell(errors_by_row[r.row_number], pin_columns, r.values),
-            )
-            for r in result.rejected_rows
-        ),
+        (*view.headers, ERRORS_HEADER),
+        ((*view.kept_values(r), view.errors_text(r)) for r in result.rejected_rows),
     )
     with _alongside(
         write_rejected_xlsx, result, folder / "rejected.xlsx", pin_columns=pin_columns, spec=spec, teams=teams
@@ -103,7 +91,7 @@ def write_report(result: ImportResult, *, spec: SheetSpec, teams: Sequence[str] 
                 mode=0o600,
             )
         (folder / "summary.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
-        html = _render_html(result, errors_by_row, pin_columns)
+        html = _render_html(view)
         (folder / "report.html").write_text(html, encoding="utf-8")
     return folder
 
@@ -141,42 +129,17 @@ def _write_and_tell(
     send(None)
 
 
-def _pick(values: Sequence[str], positions: Sequence[int]) -> list[str]:
-    return [values[i] for i in positions]
-
-
-def _pin_positions(headers: Sequence[str], spec: SheetSpec) -> set[int]:
-    lookup = header_lookup(spec)
-    pin_keys = {c.key for c in spec.columns if c.kind is ColumnKind.PIN}
-    return {i for i, h in enumerate(headers) if lookup.get(normalize_header(h)) in pin_keys}
-
-
-def _masked(values: Sequence[str], pin_columns: set[int], *, blank: bool) -> list[str]:
-    """PINs never leave the database: blank (CSV, re-uploadable) or dots (HTML)."""
-    return [("" if blank else "•" * len(v)) if i in pin_columns and v else v for i, v in enumerate(values)]
-
-
-def _errors_cell(errors: list[RowError], pin_columns: set[int], values: Sequence[str]) -> str:
-    messages = [f"{e.column}: {e.message}" for e in errors]
-    if any(values[i] for i in pin_columns if i < len(values)):
-        messages.append(PIN_REMOVED)
-    return " | ".join(messages)
-
-
-def _render_html(
-    result: ImportResult, errors_by_row: dict[int, list[RowError]], pin_columns: set[int]
-) -> str:
+def _render_html(view: RejectedView) -> str:
+    result = view.result
     rows = []
     for rejected in result.rejected_rows[:HTML_ROW_LIMIT]:
-        row_errors = errors_by_row[rejected.row_number]
+        row_errors = view.errors_of(rejected)
         bad: dict[str, list[str]] = defaultdict(list)
         for error in row_errors:
             bad[error.column].append(error.message)
         cells = [
             {"value": value, "messages": bad.get(header, [])}
-            for header, value in zip(
-                result.headers, _masked(rejected.values, pin_columns, blank=False), strict=True
-            )
+            for header, value in zip(result.headers, view.shown_values(rejected), strict=True)
         ]
         rows.append(
             {

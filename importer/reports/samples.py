@@ -5,8 +5,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 
 from importer.cells import neutralize
 from importer.sheets import ColumnKind, ColumnSpec, SheetSpec, error_codes_for
+from importer.stamp import INSTRUCTIONS_SHEET, LISTS_SHEET, STAMP_PREFIX, template_stamp
 from importer.values import ErrorCode
 
 # Rows formatted cell by cell (PIN as text); dropdowns and checks reach further, they cost nothing.
@@ -26,30 +26,9 @@ TEMPLATE_ROWS = 1000
 VALIDATED_ROWS = 10_000
 HEADER_FILL = PatternFill("solid", fgColor="1F4E79")
 HEADER_FONT = Font(bold=True, color="FFFFFF")
-LISTS_SHEET = "Lists"
-INSTRUCTIONS_SHEET = "Instructions"
-STAMP_PREFIX = "member-importer"
-# What sample workbooks carry in their document keywords (File > Properties in Excel).
-STAMP_PATTERN = re.compile(rf"{STAMP_PREFIX}/(?P<type>[a-z][a-z-]*)/v(?P<version>\d{{1,6}})")
-# The sheets our workbooks carry besides the data, each with the template's stamp in a cell.
-SAMPLE_WORKBOOK_SHEETS = frozenset({INSTRUCTIONS_SHEET, LISTS_SHEET})
-# An instructions sheet is read this far when an upload is checked for one (it is about 30 rows).
-INSTRUCTIONS_ROWS = 100
 # Fixed so a template written today is byte-for-byte the one in sample_files/ (no "now" inside).
 _STAMP_TIME = dt.datetime(2026, 1, 1)
 _TEXT = "@"
-
-
-def template_stamp(spec: SheetSpec) -> str:
-    """The version stamp written into sample workbooks."""
-    return f"{STAMP_PREFIX}/{spec.user_type.value}/v{spec.version}"
-
-
-def holds_template_stamp(rows: Iterable[Sequence[object]]) -> bool:
-    """Whether these rows hold a template stamp in a cell of their own, as the instructions sheet does."""
-    return any(
-        isinstance(value, str) and STAMP_PATTERN.fullmatch(value.strip()) for row in rows for value in row
-    )
 
 
 def template_file_name(spec: SheetSpec, fmt: str) -> str:

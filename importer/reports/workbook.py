@@ -1,24 +1,24 @@
-"""Workbooks around an import: rejected.xlsx with the bad cells marked, and the stamp of an upload."""
+"""rejected.xlsx: the rejected rows in the admin's own columns, the bad cells marked."""
 
 from __future__ import annotations
 
 import re
-import zipfile
 from collections import defaultdict
 from collections.abc import Sequence
 from pathlib import Path
-from xml.etree.ElementTree import Element
 from xml.sax.saxutils import escape as xml_escape
 
-import defusedxml.ElementTree as DefusedET
 import xlsxwriter
 from xlsxwriter.worksheet import Worksheet
 
 from importer.cells import neutralize
-from importer.reports.samples import LISTS_SHEET, STAMP_PATTERN, dropdowns, template_stamp
+from importer.errors import ImporterError
+from importer.reports.rejected import RejectedView
+from importer.reports.samples import dropdowns
 from importer.settings import MAX_CELL_CHARS
-from importer.sheets import ERRORS_HEADER, SheetSpec, UserType, header_lookup, load_sheet, normalize_header
-from importer.values import ImportResult, RowError
+from importer.sheets import ERRORS_HEADER, SheetSpec, header_lookup, normalize_header
+from importer.stamp import LISTS_SHEET, template_stamp
+from importer.values import ImportResult, RejectedRow, RowError
 
 # The look of Excel's built-in "Bad" cell style (light red fill, dark red text).
 BAD_FORMAT = {"bg_color": "#FFC7CE", "font_color": "#9C0006"}
@@ -62,30 +62,13 @@ def write_rejected_xlsx(
 
     XlsxWriter, row by row (3.0 s for 23,000 rejected rows; openpyxl took 5.5 s).
     """
-    from importer.reports.files import PIN_REMOVED  # here, not at the top: report.py imports this module
-
-    # The Errors column of an earlier rejected.xlsx/csv is stale: today's messages replace it.
-    errors_key = normalize_header(ERRORS_HEADER)
-    keep = [i for i, header in enumerate(result.headers) if normalize_header(header) != errors_key]
-    headers = [result.headers[i] for i in keep]
-    pins = {out for out, i in enumerate(keep) if i in pin_columns}
-    errors_by_row: dict[int, list[RowError]] = defaultdict(list)
-    for error in result.errors:
-        errors_by_row[error.row_number].append(error)
+    view = RejectedView.of(result, pin_columns=pin_columns)
+    headers = view.headers
     position: dict[str, int] = {}
     for index, header in enumerate(headers):
         position.setdefault(header, index)
     rejected = result.rejected_rows[:XLSX_MAX_ROWS]  # the report warns when rows are left out
-    rows = [
-        _row_texts(
-            [row.values[i] if i < len(row.values) else "" for i in keep],
-            errors_by_row[row.row_number],
-            row.row_number,
-            pins,
-            PIN_REMOVED,
-        )
-        for row in rejected
-    ]
+    rows = [_row_texts(view, row) for row in rejected]
 
     workbook = xlsxwriter.Workbook(str(path), _WORKBOOK_OPTIONS)
     try:
@@ -98,7 +81,7 @@ def write_rejected_xlsx(
         _write_header(workbook, sheet, headers)
         for count, (row, texts) in enumerate(zip(rejected, rows, strict=True), start=1):
             marked: dict[int, list[RowError]] = defaultdict(list)
-            for error in errors_by_row[row.row_number]:
+            for error in view.errors_of(row):
                 if error.column in position:
                     marked[position[error.column]].append(error)
             for index, text in enumerate(texts):
@@ -165,63 +148,6 @@ def _add_dropdowns(
         )
 
 
-def read_template_stamp(path: Path) -> str | None:
-    """The sample-sheet stamp (`member-importer/<type>/v<n>`) of an .xlsx/.xlsm upload, if it has one."""
-    if path.suffix.lower() not in _STAMP_EXTENSIONS:
-        return None
-    try:
-        with zipfile.ZipFile(path) as archive:
-            info = archive.getinfo(_CORE_PROPERTIES)
-            if info.file_size > _MAX_CORE_BYTES:
-                return None
-            with archive.open(info) as member:
-                data = member.read(_MAX_CORE_BYTES + 1)
-        if len(data) > _MAX_CORE_BYTES:
-            return None
-        root: Element = DefusedET.fromstring(
-            data, forbid_dtd=True, forbid_entities=True, forbid_external=True
-        )
-    except Exception:  # a broken, hostile or foreign file simply has no stamp
-        return None
-    keywords = root.find(_CORE_KEYWORDS)
-    if keywords is None or not keywords.text:
-        return None
-    match = STAMP_PATTERN.search(keywords.text)
-    return match.group() if match else None
-
-
-def describe_template_stamp(stamp: str | None, *, spec: SheetSpec) -> str | None:
-    """A warning when an upload came from another sheet's or an older template, else None."""
-    if stamp is None or stamp == template_stamp(spec):
-        return None
-    match = STAMP_PATTERN.fullmatch(stamp)
-    if match is None:
-        return None
-    user_type, version = match.group("type"), int(match.group("version"))
-    download = f"`importer template {spec.user_type.value} --format xlsx`"
-    if user_type != spec.user_type.value:
-        try:
-            other = load_sheet(UserType(user_type)).title
-        except ValueError:
-            other = user_type
-        return (
-            f"This file was made from the {other} sample sheet but is imported as {spec.title} "
-            f"(--type {spec.user_type.value}); check the type, or start again from {download}."
-        )
-    if version < spec.version:
-        changed = "; ".join(spec.changes_since(version))
-        return (
-            f"This file was made from version {version} of the {spec.title} sample sheet; the current "
-            f"version is {spec.version}. What changed since: {changed}. Its columns were read by their "
-            f"headers; for the current columns, rules and dropdowns download a fresh sample sheet "
-            f"with {download}."
-        )
-    return (
-        f"This file was made from version {version} of the {spec.title} sample sheet, newer than this "
-        f"importer knows (version {spec.version}); its columns were read by their headers."
-    )
-
-
 def xlsx_text(value: str) -> str:
     """A cell value as an inert string (a formula guard, Excel's length cap); the writer escapes it."""
     return _fit(neutralize(value))
@@ -265,18 +191,15 @@ def _write_text(sheet: Worksheet, row: int, column: int, text: str, *formats: ob
     """Write a text cell; anything XlsxWriter would cut or drop silently is an error instead."""
     status = sheet.write_string(row, column, _literal(text), *formats)
     if status != 0:
-        raise ValueError(f"rejected.xlsx: cannot write row {row + 1}, column {column + 1} (status {status})")
+        raise ImporterError(
+            f"rejected.xlsx: cannot write row {row + 1}, column {column + 1} (status {status})"
+        )
 
 
-def _row_texts(
-    values: Sequence[str], errors: list[RowError], row_number: int, pin_columns: set[int], pin_note: str
-) -> list[str]:
+def _row_texts(view: RejectedView, row: RejectedRow) -> list[str]:
     """The row's cells (PINs blanked, as in rejected.csv) and its Errors cell."""
-    texts = ["" if index in pin_columns else xlsx_text(value) for index, value in enumerate(values)]
-    messages = [f"{e.column}: {e.message}" for e in errors]
-    if any(values[i] for i in pin_columns if i < len(values)):
-        messages.append(pin_note)
-    texts.append(_plain(f"Row {row_number}: " + " | ".join(messages)))
+    texts = [xlsx_text(value) for value in view.kept_values(row)]
+    texts.append(_plain(f"Row {row.row_number}: {view.errors_text(row)}"))
     return texts
 
 

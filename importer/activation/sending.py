@@ -1,30 +1,26 @@
-"""Activation: tokens and links, sending the activation emails, activate().
+"""Sending the activation emails.
 
-A token is `secrets.token_urlsafe(32)`; only its SHA-256 is stored. `send_activations` commits a
-chunk of token rows before any of their messages goes, then each member's `invited_at` right after
-its own message is accepted: a rerun after a crash emails nobody twice, except the one message in
-flight at the crash, and every link that went out works until a newer one replaces it. Two runs on
-one organization take turns (db.hold_lock): the second finds the first one's members emailed.
-A run mails only while it holds the organization's MAILING_LOCK, which `batch undo` takes too; it
-passes its turn every MAILING_TURN_SECONDS and, taking it back, drops the members removed
-meanwhile: nobody is emailed after an undo that removed them has returned.
+`send_activations` commits a chunk of token rows before any of their messages goes, then each
+member's `invited_at` right after its own message is accepted: a rerun after a crash emails nobody
+twice, except the one message in flight at the crash, and every link that went out works until a
+newer one replaces it. Two runs on one organization take turns (db.hold_lock): the second finds
+the first one's members emailed. A run mails only while it holds the organization's MAILING_LOCK,
+which `batch undo` takes too; it passes its turn every MAILING_TURN_SECONDS and, taking it back,
+drops the members removed meanwhile: nobody is emailed after an undo that removed them has
+returned.
 
-The message and its transports live in mail.py; password rules and hashing in passwords.py.
+Tokens live in tokens.py; the message in compose.py; the transports in transports/.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import functools
-import hashlib
-import secrets
 import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
-from urllib.parse import parse_qs, urlsplit
+from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, Engine, bindparam, func, insert, select, update
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
@@ -32,122 +28,36 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Update
 
-from importer.accounts.passwords import PasswordPolicy, hash_password
-from importer.activation.mail import Composer, Transport, UnsendableAddress
-from importer.errors import ActivationError, ImporterError, NotFoundError, RecipientRefused, TransportError
+from importer.activation.compose import Composer
+from importer.activation.tokens import (
+    ACTIVATION_DAYS,
+    activation_link,
+    check_base_url,
+    format_moment,
+    hash_token,
+    naive_utc,
+    new_token,
+)
+from importer.activation.transports.base import Transport
+from importer.errors import (
+    NotFoundError,
+    RecipientRefused,
+    Remedy,
+    TransportError,
+    UnsendableAddress,
+)
 from importer.sheets import UserType
 from importer.store.engine import MAILING_LOCK, NamedLock, hold_lock
-from importer.store.models import ActivationToken, Batch, Member, Status, utcnow
+from importer.store.models import ActivationToken, Batch, Member, Status
 from importer.store.orgs import find_organization
+from importer.values import SendFailure, SendResult
 
-ACTIVATION_DAYS = 30
-TOKEN_BYTES = 32
 # Token rows are committed this many at a time, ahead of their messages (see the module docstring).
 SEND_CHUNK = 200
 # The lock a send run holds on its organization (see db.hold_lock).
 SEND_LOCK = "send-activations"
 # How long a run mails before it lets a waiting `batch undo` remove members (see the docstring).
 MAILING_TURN_SECONDS = 0.25
-
-_RESEND_HINT = "ask your admin to send a new one with `importer send-activations --resend`"
-_MONTHS = (
-    "January",
-    "February",
-    "March",
-    "April",
-    "May",
-    "June",
-    "July",
-    "August",
-    "September",
-    "October",
-    "November",
-    "December",
-)
-
-
-# --- tokens, links, dates ----------------------------------------------------------------------
-
-
-def new_token() -> str:
-    """A fresh activation token: 32 random bytes, URL-safe, never starting with `-`.
-
-    A token starting with `-` (1 in 64) reads as an option on a command line; drawing again costs
-    less than a tenth of a bit. Older tokens that start with `-` still work.
-    """
-    while (token := secrets.token_urlsafe(TOKEN_BYTES)).startswith("-"):
-        pass
-    return token
-
-
-def hash_token(token: str) -> str:
-    """The stored form of a token: SHA-256, hex (a token has 256 bits of entropy; no salt needed)."""
-    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def activation_link(base_url: str, *, token: str) -> str:
-    """The set-password link of a token: `BASE_URL/activate?token=TOKEN`."""
-    return f"{base_url.rstrip('/')}/activate?token={token}"
-
-
-@functools.lru_cache(maxsize=64)
-def format_moment(moment: dt.datetime) -> str:
-    """A UTC moment in words, as emails and errors state it: `22 December 2026 at 14:03 UTC`."""
-    return f"{moment.day} {_MONTHS[moment.month - 1]} {moment.year} at {moment:%H:%M} UTC"
-
-
-def _naive_utc(moment: dt.datetime | None) -> dt.datetime:
-    if moment is None:
-        return utcnow()
-    if moment.tzinfo is not None:
-        return moment.astimezone(dt.UTC).replace(tzinfo=None)
-    return moment
-
-
-def _check_base_url(base_url: str) -> str:
-    base = base_url.strip().rstrip("/")
-    parts = urlsplit(base)
-    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
-        raise ImporterError(
-            f"the base URL {base_url!r} is not usable for links: give the portal's address, "
-            "such as https://portal.example.com (http or https, no query string)."
-        )
-    return base
-
-
-# --- sending -----------------------------------------------------------------------------------
-
-
-class SendFailure(NamedTuple):
-    """A member who could not be emailed, and why (the server's reply when it refused)."""
-
-    email: str
-    error: str
-
-
-@dataclass(frozen=True, slots=True)
-class SendResult:
-    """What a send-activations run did.
-
-    `sent`: messages the transport accepted. `failed`: members refused by the server (or with an
-    address no message can carry); each keeps the reason in `invite_error` and is tried again by
-    the next run. `skipped`: pending portal members in scope who were already emailed and were
-    left alone because `resend` was off. Active and no-portal members are not counted at all.
-    """
-
-    sent: int = 0
-    failed: int = 0
-    skipped: int = 0
-    failures: tuple[SendFailure, ...] = ()
-
-    def to_dict(self) -> dict[str, int]:
-        """The counts printed by `--json`."""
-        return {"sent": self.sent, "failed": self.failed, "skipped": self.skipped}
-
-    @property
-    def exit_code(self) -> int:
-        """0 when nobody failed, 3 when some members failed (a TransportError means 1)."""
-        return 3 if self.failed else 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,8 +223,8 @@ class _SendRun:
                 if isinstance(exc, TransportError):
                     raise TransportError(
                         f"{str(exc).rstrip('.')}. The run stopped after {self.sent} sent and "
-                        f"{len(self.failures)} failed (all recorded); run the command again "
-                        "to send the rest.",
+                        f"{len(self.failures)} failed (all recorded); sending again sends the "
+                        "rest.",
                         result=self.result(),
                     ) from exc
                 raise
@@ -353,7 +263,7 @@ class _SendRun:
             .order_by(Member.id)
             .limit(SEND_CHUNK)
         )
-        issued_at = _naive_utc(self.now)
+        issued_at = naive_utc(self.now)
         expires_at = issued_at + dt.timedelta(days=ACTIVATION_DAYS)
         with self.connection.begin():
             rows = self.connection.execute(query).all()
@@ -389,7 +299,7 @@ class _SendRun:
         return issued
 
     def _deliver(self, item: _Issued) -> None:
-        sent_at = _naive_utc(self.now)
+        sent_at = naive_utc(self.now)
         try:
             message = self.composer.compose(
                 item.member_id,
@@ -424,7 +334,7 @@ class _SendRun:
         with contextlib.suppress(SQLAlchemyError), self.connection.begin():
             self.connection.execute(
                 _REVOKE_HASHES,
-                {"b_hashes": [item.token_hash for item in unsent], "b_at": _naive_utc(self.now)},
+                {"b_hashes": [item.token_hash for item in unsent], "b_at": naive_utc(self.now)},
             )
 
 
@@ -447,7 +357,7 @@ def send_activations(
     the run goes on; a TransportError (server unreachable, login refused, outbox unwritable) stops
     the run and carries the counts so far in its `result`.
     """
-    link_base = _check_base_url(base_url)
+    link_base = check_base_url(base_url)
     with Session(engine) as session:
         org = find_organization(session, org_ref)
         org_id, org_name = org.id, org.name
@@ -456,9 +366,7 @@ def send_activations(
                 select(Batch.id).where(Batch.id == batch_id, Batch.organization_id == org_id)
             )
             if found is None:
-                raise NotFoundError(
-                    f"no batch {batch_id!r} in {org_name}; list them with `importer batches`."
-                )
+                raise NotFoundError(f"no batch {batch_id!r} in {org_name}.", remedy=Remedy.LIST_BATCHES)
     composer = Composer(sender=sender, organization=org_name)
     scope: list[ColumnElement[bool]] = [
         Member.organization_id == org_id,
@@ -484,109 +392,3 @@ def send_activations(
             on_progress=on_progress,
         )
         return run.run(scope, resend=resend)
-
-
-# --- activating --------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ActivatedMember:
-    """The member an activation made active."""
-
-    member_id: int
-    name: str
-    email: str
-    organization: str
-
-
-def _token_from(value: str) -> str:
-    """The token itself, also when the whole link was pasted."""
-    value = value.strip()
-    if "token=" in value:
-        found = parse_qs(urlsplit(value).query).get("token")
-        if found:
-            return found[0].strip()
-    return value
-
-
-def _usable_token(session: Session, token_hash: str, *, at: dt.datetime) -> tuple[ActivationToken, Member]:
-    """The token row (locked) and its member; an ActivationError says why it cannot be used."""
-    row = session.scalar(
-        select(ActivationToken).where(ActivationToken.token_hash == token_hash).with_for_update()
-    )
-    if row is None:
-        raise ActivationError(
-            "This activation link is not valid: check that the whole link was copied from the "
-            f"email, or {_RESEND_HINT}."
-        )
-    if row.used_at is not None:
-        raise ActivationError(
-            f"This activation link has already been used (on {format_moment(row.used_at)}); "
-            "sign in with your email and password."
-        )
-    member = session.get_one(Member, row.member_id, with_for_update=True)
-    if member.status is not Status.PENDING:
-        raise ActivationError("This account is already active; sign in with your email and password.")
-    if row.revoked_at is not None:
-        raise ActivationError(
-            "This activation link was replaced by a newer one: use the link in the most recent "
-            f"email, or {_RESEND_HINT}."
-        )
-    if at >= row.expires_at:
-        raise ActivationError(
-            f"This activation link expired on {format_moment(row.expires_at)}; {_RESEND_HINT}."
-        )
-    return row, member
-
-
-def check_token(engine: Engine, token: str, *, now: dt.datetime | None = None) -> ActivatedMember:
-    """The pending member a token (or pasted link) would activate; an ActivationError says why not.
-
-    For asking the password only once the link is known to work: `activate` checks again.
-    """
-    with Session(engine) as session:
-        _, member = _usable_token(session, hash_token(_token_from(token)), at=_naive_utc(now))
-        return ActivatedMember(
-            member_id=member.id,
-            name=member.name,
-            email=member.email or "",
-            organization=member.organization.name,
-        )
-
-
-def activate(engine: Engine, token: str, password: str, *, now: dt.datetime | None = None) -> ActivatedMember:
-    """Set a pending member's password from an activation token; the member becomes active."""
-    token_hash = hash_token(_token_from(token))
-    at = _naive_utc(now)
-    with Session(engine) as session:
-        _, member = _usable_token(session, token_hash, at=at)
-        problems = PasswordPolicy.for_organization(member.organization).problems(password)
-        if problems:
-            raise ActivationError(
-                f"This password does not meet the policy of {member.organization.name}: "
-                f"it needs {'; '.join(problems)}."
-            )
-    # The slow hash is computed outside the write transaction, then everything is checked again.
-    password_hash = hash_password(password)
-    with Session(engine) as session, session.begin():
-        row, member = _usable_token(session, token_hash, at=at)
-        member.password_hash = password_hash
-        member.status = Status.ACTIVE
-        member.activated_at = at
-        row.used_at = at
-        session.execute(
-            update(ActivationToken)
-            .where(
-                ActivationToken.member_id == member.id,
-                ActivationToken.id != row.id,
-                ActivationToken.used_at.is_(None),
-                ActivationToken.revoked_at.is_(None),
-            )
-            .values(revoked_at=at)
-        )
-        return ActivatedMember(
-            member_id=member.id,
-            name=member.name,
-            email=member.email or "",
-            organization=member.organization.name,
-        )

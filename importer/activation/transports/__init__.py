@@ -1,0 +1,1 @@
+"""The transports that deliver activation messages, one module each behind one base (base.py)."""
