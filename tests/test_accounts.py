@@ -51,9 +51,12 @@ def test_one_password_across_two_organizations(org: Org) -> None:
         member=NewMember(name="Ann 2", email="ann@EXAMPLE.com", role="Member"),
     )
     assert third.errors and third.errors[0].code.value == "member.exists"  # same mailbox, same org
-    with Session(org.engine) as session, session.begin():
-        with pytest.raises(ActivationError, match="already has an account"):
-            activate_membership(session, second_change.member.id, password="Another pass 99")
+    with (
+        Session(org.engine) as session,
+        session.begin(),
+        pytest.raises(ActivationError, match="already has an account"),
+    ):
+        activate_membership(session, second_change.member.id, password="Another pass 99")
     with Session(org.engine) as session, session.begin():
         accepted = activate_membership(session, second_change.member.id, password=None)
     assert (accepted.new_account, accepted.account_id) == (False, done.account_id)
