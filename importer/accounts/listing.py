@@ -148,6 +148,10 @@ def list_members(
         )
         if status is not None:
             query = query.where(Member.status == status)
+            if status is not Status.PENDING:
+                # Spelled as ix_members_org_status_page's WHERE: SQLite uses a partial index only
+                # when the query repeats its condition (it does not infer it from `= 'active'`).
+                query = query.where(Member.status != Status.PENDING)
         if user_type is not None:
             query = query.where(Member.user_type == user_type.value)
         if team is not None:
