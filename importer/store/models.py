@@ -1,4 +1,5 @@
-"""The tables: organizations, teams, members, batches, activation tokens."""
+"""The tables: organizations, teams, accounts, members (memberships), batches, activation tokens,
+audit events."""
 
 from __future__ import annotations
 
@@ -45,17 +46,46 @@ class Role(enum.StrEnum):
 
 
 class Status(enum.StrEnum):
-    """A member's lifecycle: pending until the password is set."""
+    """A member's lifecycle: pending until the password is set (or the invitation accepted); an
+    admin may deactivate a member and reactivate them."""
 
     PENDING = "pending"
     ACTIVE = "active"
+    DEACTIVATED = "deactivated"
+
+
+class AuditAction(enum.StrEnum):
+    """What an audit event records (PRODUCT.md, "Audit"), plus the team and password changes."""
+
+    IMPORT = "import"
+    UNDO = "undo"
+    MEMBER_ADDED = "member.added"
+    MEMBER_EDITED = "member.edited"
+    MEMBER_DEACTIVATED = "member.deactivated"
+    MEMBER_REACTIVATED = "member.reactivated"
+    MEMBER_REMOVED = "member.removed"
+    INVITATION_SENT = "invitation.sent"
+    INVITATION_RESENT = "invitation.resent"
+    INVITATION_REFUSED = "invitation.refused"
+    ACTIVATED = "account.activated"
+    ACCEPTED = "invitation.accepted"
+    PIN_REGENERATED = "pin.regenerated"
+    PASSWORD_POLICY_CHANGED = "password_policy.changed"  # noqa: S105
+    PASSWORD_CHANGED = "password.changed"  # noqa: S105 (action names, not secrets)
+    SIGN_IN_SUCCEEDED = "sign_in.succeeded"
+    SIGN_IN_FAILED = "sign_in.failed"
+    API_TOKEN_CREATED = "api_token.created"  # noqa: S105
+    API_TOKEN_REVOKED = "api_token.revoked"  # noqa: S105
+    TEAM_CREATED = "team.created"
+    TEAM_RENAMED = "team.renamed"
+    TEAM_DELETED = "team.deleted"
 
 
 class Base(DeclarativeBase):
     """Declarative base of every table."""
 
 
-def _enum(kind: type[enum.Enum], name: str) -> Enum:
+def _enum(kind: type[enum.Enum], name: str, *, length: int = 20) -> Enum:
     # Stored as the values users see, as plain strings: readable in SQL, no DB enum types to migrate.
     return Enum(
         kind,
@@ -63,7 +93,7 @@ def _enum(kind: type[enum.Enum], name: str) -> Enum:
         native_enum=False,
         validate_strings=True,
         values_callable=lambda k: [m.value for m in k],
-        length=20,
+        length=length,
     )
 
 
@@ -97,8 +127,29 @@ class Team(Base):
     organization: Mapped[Organization] = relationship(back_populates="teams")
 
 
+class Account(Base):
+    """A person who can sign in: one address (in its comparison form, unique), one password for
+    every organization the address belongs to. Made by the address's first activation, never by
+    an import (a million-row import writes members only)."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    # emails.email_key of the address; bytewise on PostgreSQL, as members.email_key.
+    email_key: Mapped[str] = mapped_column(
+        String(320).with_variant(String(320, collation="C"), "postgresql"), unique=True
+    )
+    password_hash: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    password_changed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class Member(Base):
-    """A member of an organization, portal or no-portal, pending or active."""
+    """A membership of an organization, portal or no-portal: pending, active or deactivated.
+
+    A portal member's `account_id` is set when the membership is activated or accepted.
+    """
 
     __tablename__ = "members"
     __table_args__ = (
@@ -123,6 +174,34 @@ class Member(Base):
             postgresql_where=text("email_key IS NULL"),
         ),
         Index("ix_members_batch", "batch_id", "source_row"),
+        # Keyset pages of one organization (`WHERE organization_id = ? AND id > ? ORDER BY id`):
+        # page 2,000 starts where page 1,999 ended. An import appends at the right edge of it.
+        Index("ix_members_org_page", "organization_id", "id"),
+        # The same pages filtered by status. Partial: an import writes pending members only, so
+        # it costs the bulk load nothing; pending members are paged through ix_members_org_page.
+        Index(
+            "ix_members_org_status_page",
+            "organization_id",
+            "status",
+            "id",
+            sqlite_where=text("status <> 'pending'"),
+            postgresql_where=text("status <> 'pending'"),
+        ),
+        # Pages of one team, and the team's members found at once when it is deleted.
+        Index(
+            "ix_members_team_page",
+            "team_id",
+            "id",
+            sqlite_where=text("team_id IS NOT NULL"),
+            postgresql_where=text("team_id IS NOT NULL"),
+        ),
+        # An account's memberships (set at activation: nothing for an import to write).
+        Index(
+            "ix_members_account",
+            "account_id",
+            sqlite_where=text("account_id IS NOT NULL"),
+            postgresql_where=text("account_id IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -142,14 +221,19 @@ class Member(Base):
     batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id", ondelete="SET NULL"))
     source_row: Mapped[int | None] = mapped_column(Integer)
     pin_hash: Mapped[str | None] = mapped_column(String(200))
+    # Legacy: the password before accounts (migration 0005 copied it to accounts.password_hash).
+    # Still written by activation/service.py until it activates through accounts.activate_membership.
     password_hash: Mapped[str | None] = mapped_column(String(200))
+    account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))  # accounts are kept
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     invited_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     invite_error: Mapped[str | None] = mapped_column(Text)
     activated_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    deactivated_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
     team: Mapped[Team | None] = relationship()
     organization: Mapped[Organization] = relationship()
+    account: Mapped[Account | None] = relationship()
 
 
 class Batch(Base):
@@ -188,3 +272,24 @@ class ActivationToken(Base):
     expires_at: Mapped[dt.datetime] = mapped_column(DateTime)
     used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class AuditEvent(Base):
+    """Who did what to whom, when: written in the same transaction as the change it records.
+
+    Never a password, token or PIN: `subject` names a member (address or name), a batch or a team;
+    `detail` says in a few words what changed.
+    """
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_org", "organization_id", "id"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    # The account's address, or "cli:" and the --as address.
+    actor: Mapped[str] = mapped_column(String(330))
+    # None for an account's own events (a sign-in, a password change).
+    organization_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    action: Mapped[AuditAction] = mapped_column(_enum(AuditAction, "audit_action", length=40))
+    subject: Mapped[str] = mapped_column(String(400), default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
