@@ -66,7 +66,7 @@ def test_members_with_a_password_become_accounts(db_url: str) -> None:
     raw.dispose()
 
     engine = open_database(db_url)
-    assert current_revision(engine) == HEAD_REVISION == "0005"
+    assert current_revision(engine) == HEAD_REVISION
     with Session(engine) as session:
         accounts = {a.email_key: a for a in session.scalars(select(Account))}
         assert sorted(accounts) == ["ann@x.example", "bo@x.example"]
@@ -101,4 +101,4 @@ def test_members_with_a_password_become_accounts(db_url: str) -> None:
         rows[2].password_hash == NEW or rows[2].password_hash == OLD
     )  # the Owner's password, from the account
     raw.dispose()
-    assert current_revision(open_database(db_url)) == "0005"  # and up again
+    assert current_revision(open_database(db_url)) == HEAD_REVISION  # and up again

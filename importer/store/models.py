@@ -1,5 +1,5 @@
 """The tables: organizations, teams, accounts, members (memberships), batches, activation tokens,
-audit events."""
+audit events, and the portal's: background jobs, stored files, web sessions, API tokens."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -293,3 +294,109 @@ class AuditEvent(Base):
     action: Mapped[AuditAction] = mapped_column(_enum(AuditAction, "audit_action", length=40))
     subject: Mapped[str] = mapped_column(String(400), default="")
     detail: Mapped[str] = mapped_column(Text, default="")
+
+
+class JobKind(enum.StrEnum):
+    """What a background job does."""
+
+    IMPORT = "import"
+    ACTIVATIONS = "activations"
+    UNDO = "undo"
+
+
+class JobStatus(enum.StrEnum):
+    """A background job's lifecycle, as the API reports it."""
+
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+
+
+class Job(Base):
+    """A background job (an upload's import, a send, an undo): the one record of its state.
+
+    The queue only wakes a worker; this row is what a worker claims (a lease it renews while it
+    works), what any web process reads for progress, and what is claimed again by another worker
+    when a lease runs out (a worker killed mid-job).
+    """
+
+    __tablename__ = "jobs"
+    __table_args__ = (
+        Index("ix_jobs_status", "status", "id"),
+        Index("ix_jobs_org", "organization_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[JobKind] = mapped_column(_enum(JobKind, "job_kind"))
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    # The account that asked (its address): the actor of the import or the send.
+    actor: Mapped[str] = mapped_column(String(330))
+    status: Mapped[JobStatus] = mapped_column(_enum(JobStatus, "job_status"), default=JobStatus.QUEUED)
+    # The job's options as JSON (user type, dry run, all or nothing, file name, batch, resend ...).
+    options: Mapped[str] = mapped_column(Text, default="{}")
+    # The batch the job made or works on; known once an import's batch id is drawn.
+    batch_id: Mapped[str | None] = mapped_column(String(40))
+    phase: Mapped[str] = mapped_column(String(40), default="")
+    rows_done: Mapped[int] = mapped_column(Integer, default=0)
+    rows_total: Mapped[int | None] = mapped_column(Integer)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    worker: Mapped[str | None] = mapped_column(String(200))
+    lease_until: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    # The summary object (as `import --json` prints it) once done; the one-line error once failed.
+    summary: Mapped[str | None] = mapped_column(Text)
+    error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    started_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+class StoredFile(Base):
+    """A file every process reaches through the database: an upload until its job is done, and a
+    batch's report files (report.html, rejected.csv ...) while the report is kept."""
+
+    __tablename__ = "stored_files"
+    __table_args__ = (
+        UniqueConstraint("job_id", "name"),
+        Index("ix_stored_files_batch", "batch_id", "name"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(400))
+    content: Mapped[bytes] = mapped_column(LargeBinary)
+    size: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class WebSession(Base):
+    """A signed-in browser: the cookie holds a random id, this row holds only its SHA-256.
+
+    A new row (a new id) at every sign-in; signed out after `last_seen_at` is 12 hours old.
+    """
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    organization_id: Mapped[int | None] = mapped_column(ForeignKey("organizations.id", ondelete="SET NULL"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ApiToken(Base):
+    """A personal API token for scripts (`Authorization: Bearer ...`): only its SHA-256 is stored;
+    it acts as its account, in its organization, with the account's role there."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(128), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
