@@ -14,10 +14,9 @@ from sqlalchemy import Engine, create_engine, text
 
 from importer.pipeline import run_import
 from importer.settings import Settings
-from importer.sheets import UserType
 from importer.store.engine import open_database
 from importer.store.orgs import create_organization, create_teams
-from importer.values import ImportResult
+from importer.values import ImportResult, UserType
 
 DATA_DIR = Path(__file__).parent / "data"
 POSTGRES_ENV = "IMPORTER_TEST_POSTGRES_URL"

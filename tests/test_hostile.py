@@ -35,10 +35,11 @@ from importer.errors import (
 )
 from importer.reading.sheet import open_sheet
 from importer.settings import Settings
-from importer.sheets import UserType, load_sheet
+from importer.sheets import load_sheet
 from importer.store.engine import open_database
 from importer.store.models import Batch, Member
 from importer.store.orgs import create_organization, list_members
+from importer.values import UserType
 
 from .conftest import DATA_DIR, Org, do_import, errors_of
 

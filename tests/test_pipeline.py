@@ -28,11 +28,11 @@ from importer.errors import (
 )
 from importer.reports.samples import write_template
 from importer.settings import Settings
-from importer.sheets import UserType, load_sheet
+from importer.sheets import load_sheet
 from importer.store.engine import parents_checked_by_writer
-from importer.store.models import Batch, Member, Role, Status
+from importer.store.models import Batch, Member
 from importer.store.orgs import create_organization, list_members
-from importer.values import ErrorCode, Outcome
+from importer.values import ErrorCode, Outcome, Role, Status, UserType
 
 from .conftest import SUMMARY_KEYS, Org, do_import, errors_of
 

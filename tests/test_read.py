@@ -33,8 +33,9 @@ from importer.errors import (
 from importer.reading.sheet import OpenedSheet, open_sheet
 from importer.reports.samples import write_template
 from importer.settings import Settings
-from importer.sheets import UserType, load_sheet
+from importer.sheets import load_sheet
 from importer.store.orgs import list_members
+from importer.values import UserType
 
 from .conftest import Org, do_import, errors_of
 

@@ -23,9 +23,8 @@ from importer.reading import sources
 from importer.reading.sheet import Chunk
 from importer.reports import files as report
 from importer.settings import Settings
-from importer.sheets import UserType
 from importer.store.models import Batch, Member
-from importer.values import ImportResult, Members
+from importer.values import ImportResult, Members, UserType
 
 from .conftest import Org, do_import, errors_of
 
@@ -195,7 +194,7 @@ from importer.store.engine import open_database
 from importer.store.orgs import create_organization
 from importer.pipeline import run_import
 from importer.settings import Settings
-from importer.sheets import UserType
+from importer.values import UserType
 
 write = load.MemberLoader.insert
 def slow(self, members):  # the importing process lags; the worker fills the pipe and waits
@@ -331,7 +330,7 @@ from importer.store.engine import open_database
 from importer.store.orgs import create_organization
 from importer.pipeline import run_import
 from importer.settings import Settings
-from importer.sheets import UserType
+from importer.values import UserType
 
 def stuck(result, target, **options):  # a huge report, still being written
     Path(sys.argv[3], "writer.pid").write_text(str(os.getpid()))

@@ -35,10 +35,10 @@ from sqlalchemy.sql.dml import Update
 from importer.accounts.passwords import PasswordPolicy, hash_password
 from importer.activation.mail import Composer, Transport, UnsendableAddress
 from importer.errors import ActivationError, ImporterError, NotFoundError, RecipientRefused, TransportError
-from importer.sheets import UserType
 from importer.store.engine import MAILING_LOCK, NamedLock, hold_lock
-from importer.store.models import ActivationToken, Batch, Member, Status, utcnow
+from importer.store.models import ActivationToken, Batch, Member, utcnow
 from importer.store.orgs import find_organization
+from importer.values import Status, UserType
 
 ACTIVATION_DAYS = 30
 TOKEN_BYTES = 32

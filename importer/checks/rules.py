@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import difflib
 import re
-import unicodedata
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -16,10 +15,9 @@ import pandas as pd
 import pandera.pandas as pa
 
 from importer.checks.emails import check_email, email_keys, suggest_domain, surely_valid
-from importer.sheets import ColumnKind, ColumnSpec, SheetSpec, UserType
-from importer.store.models import Role, text_key
-from importer.store.orgs import Actor
-from importer.values import ErrorCode, RowError
+from importer.messages import CellFacts, did_you_mean, row_message
+from importer.sheets import ColumnKind, ColumnSpec, SheetSpec
+from importer.values import Actor, ErrorCode, Role, RowError, UserType, text_key
 
 # Line breaks, C0/C1 controls, and the bidi overrides that make a name read differently than it is.
 _INVALID_NAME_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069\u200e\u200f]")
@@ -243,61 +241,48 @@ class Validator:
                 )
         return errors
 
-    def error(self, row: int, key: str, code: ErrorCode, value: str, *, rows: str = "") -> RowError:
-        """A RowError with its message rendered for this cell."""
+    def error(
+        self, row: int, key: str, code: ErrorCode, value: str, *, rows: tuple[int, ...] = ()
+    ) -> RowError:
+        """A RowError with its message (messages.py) filled in with the facts about this cell."""
         column = self.spec.column(key)
         shown = mask_pin(value) if column.kind is ColumnKind.PIN else value
-        message = code.message(
-            value=shown,
-            length=str(len(value)),
-            max=str(column.max_length or ""),
-            allowed=_or_list(column.allowed) if column.allowed else "",
-            rows=rows,
-            hint=self._hint(code, value),
-        )
-        if code is ErrorCode.EMAIL_INVALID:
-            message += provider_hint(value)
-        return RowError(row, self.headers.get(key, column.header), code, message, shown)
-
-    def _hint(self, code: ErrorCode, value: str) -> str:
+        character = problem = suggestion = None
         if code is ErrorCode.NAME_INVALID:
             bad = _INVALID_NAME_CHARS.search(value)
-            return _describe_char(bad.group()) if bad else "a control character"
-        if code is ErrorCode.EMAIL_INVALID:
-            return email_problem(value) or "not a valid address"
-        if code is ErrorCode.ROLE_INVALID:
-            match = suggest(value, self.spec.column("role").allowed)
-            return f' Did you mean "{match}"?' if match else ""
-        if code is ErrorCode.ROLE_NOT_ALLOWED:
-            if text_key(value) == text_key(Role.OWNER.value):
-                return "Nobody can be invited as Owner. Change the role to Admin or Member."
-            return (
-                f"Only an Owner can invite {value.title()}s, and {self.context.actor.email} is "
-                f"{self.context.actor.role.value}. Change the role to "
-                f"{_or_list([r.value for r in sorted(self.context.actor.may_invite)])}, "
-                "or ask the Owner to import this row."
-            )
-        if code is ErrorCode.TEAM_UNKNOWN:
-            match = self.context.team_names.closest(value)
-            return f' Did you mean "{match}"?' if match else ""
-        if code is ErrorCode.PIN_INVALID:
-            digits = value.isdigit()
-            if digits and len(value) < _PIN_MIN:
-                return (
-                    " If it had leading zeros, the spreadsheet dropped them: format the PIN "
-                    "column as Text and enter it again."
-                )
-            if not digits and re.fullmatch(r"[\d.,Ee+ -]+", value):
-                return " The spreadsheet turned it into a number; format the PIN column as Text."
-            return ""
-        return ""
+            character = bad.group() if bad else None
+        elif code is ErrorCode.EMAIL_INVALID:
+            problem, suggestion = email_problem(value), meant_address(value)
+        elif code is ErrorCode.ROLE_INVALID:
+            suggestion = suggest(value, self.spec.column("role").allowed)
+        elif code is ErrorCode.TEAM_UNKNOWN:
+            suggestion = self.context.team_names.closest(value)
+        facts = CellFacts(
+            value=value,
+            shown=shown,
+            min_length=_PIN_MIN if column.kind is ColumnKind.PIN else column.min_length,
+            max_length=column.max_length,
+            allowed=column.allowed,
+            rows=rows,
+            character=character,
+            problem=problem,
+            suggestion=suggestion,
+            actor=self.context.actor,
+        )
+        return RowError(row, self.headers.get(key, column.header), code, row_message(code, facts), shown)
+
+
+def meant_address(address: str) -> str | None:
+    """The address with the mail provider a mistyped domain most likely meant (bob@gmial.com ->
+    bob@gmail.com), or None."""
+    local, at, domain = address.rpartition("@")
+    fixed = suggest_domain(domain) if at else None
+    return f"{local}@{fixed}" if fixed else None
 
 
 def provider_hint(address: str) -> str:
     """` Did you mean "bob@gmail.com"?` when the domain looks like a mistyped mail provider."""
-    local, at, domain = address.rpartition("@")
-    fixed = suggest_domain(domain) if at else None
-    return f' Did you mean "{local}@{fixed}"?' if fixed else ""
+    return did_you_mean(meant_address(address))
 
 
 def suggest(value: str, choices: Iterable[str]) -> str | None:
@@ -314,18 +299,6 @@ def _index_of(choices: tuple[str, ...]) -> NameIndex:
 def mask_pin(value: str) -> str:
     """A PIN as it may appear in reports and logs: never its digits."""
     return "•" * len(value) if value else ""
-
-
-def _or_list(values: Iterable[str]) -> str:
-    quoted = [f'"{v}"' for v in values]
-    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
-
-
-def _describe_char(char: str) -> str:
-    if char in "\r\n\u2028\u2029":
-        return "a line break"
-    name = unicodedata.name(char, "")
-    return f"U+{ord(char):04X}{' ' + name.title() if name else ''}"
 
 
 # --- duplicates inside the file -----------------------------------------------------------------
@@ -431,9 +404,8 @@ class DuplicateTracker:
         errors: list[RowError] = []
         for rows in self.groups.values():
             for row in rows:
-                others = [str(r) for r in rows if r != row]
-                named = others[0] if len(others) == 1 else ", ".join(others[:-1]) + " and " + others[-1]
-                errors.append(validator.error(row, key, code, self.values.get(row, ""), rows=named))
+                others = [r for r in rows if r != row]
+                errors.append(validator.error(row, key, code, self.values.get(row, ""), rows=tuple(others)))
         return errors
 
 

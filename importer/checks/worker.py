@@ -19,9 +19,8 @@ from importer.checks.rules import DuplicateTracker, RuleContext, Team, Validator
 from importer.errors import CheckingStoppedError
 from importer.forked import Helper
 from importer.reading.sheet import Chunk, OpenedSheet
-from importer.sheets import SheetSpec, UserType
-from importer.store.models import Role
-from importer.values import ErrorCode, Members, Notice, RejectedRow, RowError
+from importer.sheets import SheetSpec
+from importer.values import ErrorCode, Members, Notice, RejectedRow, Role, RowError, UserType
 
 PIN_DIGITS = 6
 

@@ -39,8 +39,8 @@ from importer.reading.sources import (
 from importer.reports.samples import STAMP_PATTERN
 from importer.reports.workbook import read_template_stamp
 from importer.settings import Settings
-from importer.sheets import ERRORS_HEADER, SheetSpec, UserType, all_sheets, header_lookup, normalize_header
-from importer.values import Notice, WarningCode
+from importer.sheets import ERRORS_HEADER, SheetSpec, all_sheets, header_lookup, normalize_header
+from importer.values import Notice, UserType, WarningCode
 
 TEXT_EXTENSIONS = frozenset({".csv", ".tsv", ".txt"})
 WORKBOOK_EXTENSIONS = frozenset({".xlsx", ".xlsm", ".xls", ".ods"})

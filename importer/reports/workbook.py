@@ -17,8 +17,8 @@ from xlsxwriter.worksheet import Worksheet
 from importer.cells import neutralize
 from importer.reports.samples import LISTS_SHEET, STAMP_PATTERN, dropdowns, template_stamp
 from importer.settings import MAX_CELL_CHARS
-from importer.sheets import ERRORS_HEADER, SheetSpec, UserType, header_lookup, load_sheet, normalize_header
-from importer.values import ImportResult, RowError
+from importer.sheets import ERRORS_HEADER, SheetSpec, header_lookup, load_sheet, normalize_header
+from importer.values import ImportResult, RowError, UserType
 
 # The look of Excel's built-in "Bad" cell style (light red fill, dark red text).
 BAD_FORMAT = {"bg_color": "#FFC7CE", "font_color": "#9C0006"}
