@@ -24,7 +24,7 @@ from importer.reading.sheet import Chunk
 from importer.reports import files as report
 from importer.settings import Settings
 from importer.store.models import Batch, Member
-from importer.values import ImportResult, Members, UserType
+from importer.values import ImportResult, Limit, Members, UserType
 
 from .conftest import Org, do_import, errors_of
 
@@ -117,8 +117,9 @@ def test_a_limit_passed_in_the_worker_is_one_clear_error_and_writes_nothing(
 
     monkeypatch.setattr(pipeline, "check_all", watched)
     before = counts(org)
-    with pytest.raises(LimitExceededError, match="--max-rows"):
+    with pytest.raises(LimitExceededError, match="rows") as caught:
         do_import(org, path, tmp_path, settings=settings)
+    assert caught.value.limit is Limit.ROWS
     assert raised_through == [(True, "LimitExceededError")]  # found by the worker, raised here
     assert counts(org) == before
     assert not (tmp_path / "r").exists()

@@ -19,6 +19,7 @@ from urllib.parse import unquote
 from importer.errors import LimitExceededError, UnreadableFileError, UnsupportedFileError
 from importer.reading.biff import BiffDamage, BiffEncrypted, measure_xls
 from importer.settings import Settings
+from importer.values import Limit
 
 _SNIFF_BYTES = 64 * 1024
 
@@ -348,7 +349,9 @@ def _check_sizes(name: str, parts: list[zipfile.ZipInfo], *, settings: Settings)
     if total > settings.max_unpacked_bytes:
         raise LimitExceededError(
             f"{name} unpacks to {total:,} bytes; the limit on a workbook's unpacked size is "
-            f"{settings.max_unpacked_bytes:,} bytes (raise it with --max-unpacked-bytes)."
+            f"{settings.max_unpacked_bytes:,} bytes.",
+            limit=Limit.UNPACKED_BYTES,
+            allowed=settings.max_unpacked_bytes,
         )
     for info in parts:
         if info.file_size < _RATIO_EXEMPT_BYTES:
@@ -358,8 +361,9 @@ def _check_sizes(name: str, parts: list[zipfile.ZipInfo], *, settings: Settings)
             raise LimitExceededError(
                 f"{name}: its part {_shown(info.filename)} unpacks from {info.compress_size:,} to "
                 f"{info.file_size:,} bytes, a compression ratio of {ratio:,.0f} to 1, as a zip bomb "
-                f"does; the limit is {settings.max_compression_ratio:,} to 1 (raise it with "
-                "--max-compression-ratio)."
+                f"does; the limit is {settings.max_compression_ratio:,} to 1.",
+                limit=Limit.COMPRESSION_RATIO,
+                allowed=settings.max_compression_ratio,
             )
 
 
@@ -651,13 +655,17 @@ def _check_extent(name: str, extent: Extent, *, part: str, settings: Settings) -
     if columns > settings.max_columns:
         raise LimitExceededError(
             f"{name} has cells as far right as column {columns:,} (in {part}); the limit is "
-            f"{settings.max_columns} columns (raise it with --max-columns)."
+            f"{settings.max_columns} columns.",
+            limit=Limit.COLUMNS,
+            allowed=settings.max_columns,
         )
     if rows * columns > settings.max_cells:
         raise LimitExceededError(
             f"{name} has a sheet spanning {rows:,} rows by {columns:,} columns ({rows * columns:,} "
             f"cells, in {part}), too many to read into memory; the limit is {settings.max_cells:,} "
-            "cells (raise it with --max-cells)."
+            "cells.",
+            limit=Limit.CELLS,
+            allowed=settings.max_cells,
         )
 
 

@@ -40,7 +40,7 @@ from importer.reports.samples import STAMP_PATTERN
 from importer.reports.workbook import read_template_stamp
 from importer.settings import Settings
 from importer.sheets import ERRORS_HEADER, SheetSpec, all_sheets, header_lookup, normalize_header
-from importer.values import Notice, UserType, WarningCode
+from importer.values import Limit, Notice, Remedy, UserType, WarningCode
 
 TEXT_EXTENSIONS = frozenset({".csv", ".tsv", ".txt"})
 WORKBOOK_EXTENSIONS = frozenset({".xlsx", ".xlsm", ".xls", ".ods"})
@@ -306,8 +306,9 @@ def open_sheet(
     size = identity[0]
     if size > settings.max_file_bytes:
         raise LimitExceededError(
-            f"{path.name} is {size:,} bytes; the limit is {settings.max_file_bytes:,} "
-            "(raise it with --max-file-bytes)."
+            f"{path.name} is {size:,} bytes; the limit is {settings.max_file_bytes:,}.",
+            limit=Limit.FILE_BYTES,
+            allowed=settings.max_file_bytes,
         )
     blocks: Iterator[RawBlock]
     warnings: list[Notice]
@@ -368,8 +369,10 @@ def open_sheet(
         opened.row_estimate = estimate
         return opened
     raise FileLevelError(
-        f"{path.name} is empty: there is no header row. Start from the sample sheet "
-        f"(`importer template {spec.user_type}`); expected headers: {spec.expected_headers}."
+        f"{path.name} is empty: there is no header row. Start from the {spec.title} sample sheet; "
+        f"expected headers: {spec.expected_headers}.",
+        remedy=Remedy.START_FROM_TEMPLATE,
+        remedy_arg=spec.user_type,
     )
 
 
@@ -387,8 +390,9 @@ def _map_header(
 ) -> OpenedSheet:
     if len(header) > settings.max_columns:
         raise LimitExceededError(
-            f"{path.name} has {len(header)} columns; the limit is {settings.max_columns} "
-            "(raise it with --max-columns)."
+            f"{path.name} has {len(header)} columns; the limit is {settings.max_columns}.",
+            limit=Limit.COLUMNS,
+            allowed=settings.max_columns,
         )
     lookup = header_lookup(spec)
     columns: dict[str, int] = {}
@@ -580,13 +584,16 @@ def _raise_limit(
 ) -> None:
     if passed is _Limit.FLOOD:
         raise LimitExceededError(
-            f"{file_name} goes on past row {number - 1:,}, far more than {settings.max_rows:,} "
-            "rows (blank rows included); split it or raise the limit with --max-rows."
+            f"{file_name} goes on past row {number - 1:,}, far more than the limit of "
+            f"{settings.max_rows:,} rows (blank rows included); split it.",
+            limit=Limit.ROWS,
+            allowed=settings.max_rows,
         )
     if passed is _Limit.ROWS:
         raise LimitExceededError(
-            f"{file_name} has more than {settings.max_rows:,} rows; "
-            "split it or raise the limit with --max-rows."
+            f"{file_name} has more than the limit of {settings.max_rows:,} rows; split it.",
+            limit=Limit.ROWS,
+            allowed=settings.max_rows,
         )
     limit = settings.max_cell_chars
     column, text = next((i, c[position]) for i, c in enumerate(columns) if len(c[position]) > limit)
@@ -597,6 +604,7 @@ def _raise_limit(
     )
     raise LimitExceededError(
         f"{file_name}: the cell in row {number}, column {column + 1} has "
-        f"{len(text):,} characters; the limit is {limit:,} (Excel's own; raise it "
-        f"with --max-cell-chars).{hint}"
+        f"{len(text):,} characters; the limit is {limit:,} (Excel's own).{hint}",
+        limit=Limit.CELL_CHARS,
+        allowed=limit,
     )

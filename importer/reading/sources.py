@@ -22,7 +22,7 @@ from importer.errors import FileLevelError, LimitExceededError, UnreadableFileEr
 from importer.reading.guard import first_line, password_protected
 from importer.reports.samples import INSTRUCTIONS_ROWS, SAMPLE_WORKBOOK_SHEETS, holds_template_stamp
 from importer.settings import Settings
-from importer.values import Notice, WarningCode
+from importer.values import Limit, Notice, Remedy, WarningCode
 
 DELIMITERS = (",", ";", "\t", "|")
 _SNIFF_BYTES = 64 * 1024
@@ -155,8 +155,9 @@ def _capped_lines(f: IO[str], *, settings: Settings, file_name: str) -> Iterator
         if len(line) > cap:
             raise LimitExceededError(
                 f"{file_name}: line {number:,} is longer than {cap:,} characters, more than "
-                f"{settings.max_columns} cells of {settings.max_cell_chars:,} characters can hold "
-                "(raise the limits with --max-columns or --max-cell-chars)."
+                f"{settings.max_columns} cells of {settings.max_cell_chars:,} characters can hold.",
+                limit=Limit.CELL_CHARS,
+                allowed=settings.max_cell_chars,
             )
         yield line
 
@@ -274,7 +275,7 @@ def _csv_error(
     """The csv module's complaint, as the user's problem: a cell too long, or unparsable text.
 
     The module's own cap on a field (csv.field_size_limit, 131,072 by default) is process-wide
-    state, raised by the entry points for a --max-cell-chars above it, never here.
+    state, raised by the entry points for a cell limit above it, never here.
     """
     if "field limit" not in str(exc):
         return UnreadableFileError(
@@ -285,7 +286,9 @@ def _csv_error(
     if settings.max_cell_chars < most:
         return LimitExceededError(
             f"{file_name}: a cell near line {line:,} is longer than {most:,} characters; the limit is "
-            f"{settings.max_cell_chars:,} (Excel's own; raise it with --max-cell-chars).{hint}"
+            f"{settings.max_cell_chars:,} (Excel's own).{hint}",
+            limit=Limit.CELL_CHARS,
+            allowed=settings.max_cell_chars,
         )
     return LimitExceededError(
         f"{file_name}: a cell near line {line:,} is longer than {most:,} characters, the most the CSV "
@@ -392,8 +395,8 @@ def workbook_blocks(
             warnings.append(
                 Notice(
                     WarningCode.SHEET_CHOSEN,
-                    f"{path.name} has {len(names)} sheets; read the first, {chosen!r} "
-                    "(choose another with --sheet).",
+                    f"{path.name} has {len(names)} sheets; read the first, {chosen!r}.",
+                    remedy=Remedy.CHOOSE_SHEET,
                 )
             )
     elif sheet_name in names:
@@ -401,7 +404,8 @@ def workbook_blocks(
     else:
         raise FileLevelError(
             f"{path.name} has no sheet named {sheet_name!r}; its sheets are "
-            f"{', '.join(repr(n) for n in names)}."
+            f"{', '.join(repr(n) for n in names)}.",
+            remedy=Remedy.CHOOSE_SHEET,
         )
     try:
         sheet = workbook.get_sheet_by_name(chosen)
