@@ -19,7 +19,7 @@ from typing import IO, Any
 import python_calamine
 
 from importer.errors import FileLevelError, LimitExceededError, UnreadableFileError
-from importer.reading.guard import first_line, password_protected
+from importer.reading.problems import first_line, password_protected
 from importer.reports.samples import INSTRUCTIONS_ROWS, SAMPLE_WORKBOOK_SHEETS, holds_template_stamp
 from importer.settings import Settings
 from importer.values import Limit, Notice, Remedy, WarningCode
