@@ -247,7 +247,9 @@ def calamine_never_called(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         pytest.fail("the file reached calamine: it should have been refused before parsing")
 
-    monkeypatch.setattr("importer.reading.sources.python_calamine.CalamineWorkbook.from_path", refuse)
+    monkeypatch.setattr(
+        "importer.reading.sources.workbook.python_calamine.CalamineWorkbook.from_path", refuse
+    )
 
 
 @pytest.mark.usefixtures("calamine_never_called")

@@ -19,8 +19,8 @@ from importer import pipeline
 from importer.checks.worker import Checked, Checker, check_all
 from importer.errors import CheckingStoppedError, ImporterError, LimitExceededError
 from importer.forked import can_fork
-from importer.reading import sources
 from importer.reading.sheet import Chunk
+from importer.reading.sources import base as sources
 from importer.reports import files as report
 from importer.settings import Settings
 from importer.store.models import Batch, Member
