@@ -30,9 +30,8 @@ from importer.errors import ImporterError, NoDatabaseError, TransportError
 from importer.pipeline import run_import
 from importer.reports.samples import render_template, template_file_name
 from importer.settings import DEFAULT_DATABASE_URL, DEFAULT_REPORT_DIR, Settings
-from importer.sheets import UserType, load_sheet
+from importer.sheets import load_sheet
 from importer.store.engine import current_revision, open_database
-from importer.store.models import Status
 from importer.store.orgs import (
     create_organization,
     create_teams,
@@ -43,7 +42,7 @@ from importer.store.orgs import (
     show_batch,
     undo_batch,
 )
-from importer.values import ImportResult
+from importer.values import ImportResult, Status, UserType
 
 F = TypeVar("F", bound=Callable[..., Any])
 USER_TYPES = click.Choice([t.value for t in UserType])

@@ -1,4 +1,4 @@
-"""The exception tree: a broken world is an exception, bad data is a value (see results.py).
+"""The exception tree: a broken world is an exception, bad data is a value (see values.py).
 
 ImporterError                 anything the CLI turns into one clear line and exit 1
 ├── FileLevelError            the file as a whole cannot be imported (nothing is written)
@@ -24,41 +24,14 @@ ImporterError                 anything the CLI turns into one clear line and exi
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from importer.values import Limit as Limit  # re-exported: errors name their facts
+from importer.values import Remedy as Remedy
+from importer.values import UserType
+
 if TYPE_CHECKING:
-    from importer.sheets import UserType
     from importer.values import SendResult
-
-
-class Limit(StrEnum):
-    """An import limit, named as its Settings field; each front end says in its own words how to raise it."""
-
-    FILE_BYTES = "max_file_bytes"
-    UNPACKED_BYTES = "max_unpacked_bytes"
-    COMPRESSION_RATIO = "max_compression_ratio"
-    ROWS = "max_rows"
-    COLUMNS = "max_columns"
-    CELL_CHARS = "max_cell_chars"
-    CELLS = "max_cells"
-
-
-class Remedy(StrEnum):
-    """What the user can do next, as a fact: the CLI renders it as a command or flag, a web page as a
-    link or button. `ImporterError.remedy_arg` carries its one argument where it has one."""
-
-    RAISE_LIMIT = "raise_limit"  # arg: the Limit
-    CREATE_ORGANIZATION = "create_organization"
-    LIST_BATCHES = "list_batches"
-    UNDO_BATCH = "undo_batch"  # arg: the batch id
-    CHOOSE_SHEET = "choose_sheet"
-    START_FROM_TEMPLATE = "start_from_template"  # arg: the user type
-    IMPORT_AS_TYPE = "import_as_type"  # arg: the user type the sheet looks like
-    RESEND_INVITATION = "resend_invitation"
-    ENCRYPT_SMTP = "encrypt_smtp"
-    GIVE_PASSWORD_ON_STDIN = "give_password_on_stdin"  # noqa: S105 (a remedy's name, not a password)
-    CHOOSE_DATABASE = "choose_database"
 
 
 class ImporterError(Exception):
@@ -95,7 +68,7 @@ class MissingColumnsError(FileLevelError):
     def __init__(
         self, message: str, *, expected: UserType | None = None, looks_like: UserType | None = None
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, remedy=Remedy.IMPORT_AS_TYPE if looks_like else None, remedy_arg=looks_like)
         self.expected = expected
         self.looks_like = looks_like
 
@@ -105,7 +78,7 @@ class WrongSheetTypeError(FileLevelError):
     make the wrong kind of member (a Portal Access sheet read as No Portal Access: phone users)."""
 
     def __init__(self, message: str, *, expected: UserType, looks_like: UserType) -> None:
-        super().__init__(message)
+        super().__init__(message, remedy=Remedy.IMPORT_AS_TYPE, remedy_arg=looks_like)
         self.expected = expected
         self.looks_like = looks_like
 

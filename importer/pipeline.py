@@ -20,16 +20,18 @@ from importer.checks.rules import RuleContext, Team, provider_hint
 from importer.checks.worker import Checked, Checker, Settled, check_all
 from importer.errors import CommitFailedError, CommitUnknownError
 from importer.forked import can_fork
+from importer.messages import row_message
 from importer.reading.sheet import open_sheet
 from importer.reports.files import write_report
 from importer.settings import Settings
-from importer.sheets import SheetSpec, UserType, load_sheet
+from importer.sheets import SheetSpec, load_sheet
 from importer.stamp import describe_template_stamp, read_template_stamp
 from importer.store.engine import parents_checked_by_writer
 from importer.store.load import MemberLoader, finish_batch, record_batch, start_batch
 from importer.store.models import Batch, utcnow
-from importer.store.orgs import Actor, find_actor, find_organization, list_teams
+from importer.store.orgs import find_actor, find_organization, list_teams
 from importer.values import (
+    Actor,
     ErrorCode,
     GeneratedPin,
     ImportResult,
@@ -38,6 +40,7 @@ from importer.values import (
     RejectedRow,
     RowError,
     SkippedRow,
+    UserType,
     WarningCode,
 )
 
@@ -306,7 +309,9 @@ class _Run:
                 )
 
     def _skip(self, row: int, shown: str) -> None:
-        self.skipped[row] = SkippedRow(row, ErrorCode.MEMBER_EXISTS, ErrorCode.MEMBER_EXISTS.template, shown)
+        self.skipped[row] = SkippedRow(
+            row, ErrorCode.MEMBER_EXISTS, row_message(ErrorCode.MEMBER_EXISTS), shown
+        )
 
 
 def _capped(lines: list[Notice], *, limit: int) -> list[Notice]:

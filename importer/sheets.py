@@ -9,14 +9,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 
-from importer.values import ErrorCode
-
-
-class UserType(enum.StrEnum):
-    """The two kinds of member, one sample sheet each."""
-
-    PORTAL = "portal"
-    NO_PORTAL = "no-portal"
+from importer.values import ErrorCode, UserType
 
 
 class ColumnKind(enum.StrEnum):

@@ -11,7 +11,8 @@ from xml.etree.ElementTree import Element
 
 import defusedxml.ElementTree as DefusedET
 
-from importer.sheets import SheetSpec, UserType, load_sheet
+from importer.sheets import SheetSpec, load_sheet
+from importer.values import UserType
 
 STAMP_PREFIX = "member-importer"
 # What sample workbooks carry in their document keywords (File > Properties in Excel).

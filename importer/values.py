@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import enum
+import unicodedata
 from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
-
-from importer.checks.emails import email_keys
 
 
 class ErrorCode(enum.StrEnum):
@@ -30,50 +29,9 @@ class ErrorCode(enum.StrEnum):
     MEMBER_EXISTS = "member.exists"
 
     @property
-    def template(self) -> str:
-        """The one sentence this code owns: what is wrong and how to fix it."""
-        return MESSAGES[self]
-
-    @property
     def description(self) -> str:
         """What the code means, in general terms (for the README and the report)."""
         return DESCRIPTIONS[self]
-
-    def message(self, **params: str) -> str:
-        """Render this code's sentence with the row's details."""
-        return self.template.format(**params)
-
-
-# Each code owns one message. Placeholders: {value}, {max}, {min}, {rows}, {hint}, {allowed}.
-MESSAGES: dict[ErrorCode, str] = {
-    ErrorCode.NAME_MISSING: "Name is empty. Enter the member's name.",
-    ErrorCode.NAME_TOO_LONG: (
-        "Name is {length} characters long; the limit is {max}. Shorten it to at most {max}."
-    ),
-    ErrorCode.NAME_INVALID: (
-        "Name contains a line break or an invisible control character ({hint}). "
-        "Retype the name on a single line."
-    ),
-    ErrorCode.EMAIL_MISSING: "Email is empty. Enter the address the member will log in with.",
-    ErrorCode.EMAIL_INVALID: '"{value}" is not a valid email address: {hint}. Correct the address.',
-    ErrorCode.EMAIL_DUPLICATE_IN_FILE: (
-        'The email "{value}" is also on row {rows}. Keep it on one row only and remove or correct the others.'
-    ),
-    ErrorCode.ROLE_MISSING: "Role is empty. Enter {allowed}.",
-    ErrorCode.ROLE_INVALID: '"{value}" is not a role that can be invited. Enter {allowed}.{hint}',
-    ErrorCode.ROLE_NOT_ALLOWED: "{hint}",
-    ErrorCode.TEAM_UNKNOWN: (
-        'There is no team "{value}" in this organization.{hint} Use an existing team\'s name, '
-        "leave the cell blank, or ask an admin to create the team first."
-    ),
-    ErrorCode.PIN_INVALID: (
-        'PIN "{value}" is not 4–8 digits.{hint} Enter 4 to 8 digits, or leave it blank to have one generated.'
-    ),
-    ErrorCode.MEMBER_DUPLICATE_IN_FILE: (
-        '"{value}" is also on row {rows}. Keep this member on one row only and remove or correct the others.'
-    ),
-    ErrorCode.MEMBER_EXISTS: "Already a member of this organization; nothing to do.",
-}
 
 
 DESCRIPTIONS: dict[ErrorCode, str] = {
@@ -137,25 +95,37 @@ class WarningCode(enum.StrEnum):
 
 
 class Notice(str):
-    """One warning: its text, and its code.
+    """One warning: its text, its code, and what the user can do about it.
 
     A str, so everything that shows or compares a warning as text (the summary, report.html,
-    tests) keeps doing so; the code is what a program reading `--json` relies on.
+    tests) keeps doing so; the code is what a program reading `--json` relies on. `remedy` (and
+    `remedy_arg`) is a fact each front end phrases in its own words, as for an ImporterError.
     """
 
     code: WarningCode
+    remedy: Remedy | None
+    remedy_arg: str | None
 
-    def __new__(cls, code: WarningCode, message: str) -> Notice:
+    def __new__(
+        cls, code: WarningCode, message: str, *, remedy: Remedy | None = None, remedy_arg: str | None = None
+    ) -> Notice:
         notice = super().__new__(cls, message)
         notice.code = code
+        notice.remedy = remedy
+        notice.remedy_arg = remedy_arg
         return notice
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (Notice, (self.code, str(self)))  # it crosses the checking worker's pipe
+        # It crosses the checking worker's pipe.
+        return (_make_notice, (self.code, str(self), self.remedy, self.remedy_arg))
 
     def to_dict(self) -> dict[str, str]:
         """As `--json` prints it."""
         return {"code": self.code.value, "message": str(self)}
+
+
+def _make_notice(code: WarningCode, message: str, remedy: Remedy | None, remedy_arg: str | None) -> Notice:
+    return Notice(code, message, remedy=remedy, remedy_arg=remedy_arg)
 
 
 class GeneratedPin(NamedTuple):
@@ -290,16 +260,12 @@ class Members:
         return len(self.source_rows)
 
     def name_keys(self) -> Iterator[str]:
-        """Each name's comparison form (models.text_key): cells are NFC already, so lower-case.
+        """Each name's comparison form (text_key): cells are NFC already, so lower-case.
 
         Derived where the rows are written, not carried: the checking worker sends less, and
         the importing process lower-cases in the same C-level pass that builds the rows.
         """
         return map(str.lower, self.names)
-
-    def email_keys(self) -> list[str] | None:
-        """Each address's comparison form (emails.email_key); None for no-portal members."""
-        return email_keys(self.emails) if self.emails is not None else None
 
     def shown(self) -> list[str]:
         """What a report shows of each member: the address, or the name when there is none."""
@@ -335,3 +301,93 @@ def _unpack_members(rows: bytes, teams: bytes, texts: tuple[str | None, ...]) ->
         team_ids=[t or None for t in array("q", teams).tolist()],
         pin_hashes=pin_hashes,
     )
+
+
+# --- value types every layer shares -------------------------------------------------------------
+# The ORM maps Role and Status (store/models.py re-exports them); the checks and the readers use
+# them without importing the store. Limit and Remedy are re-exported by errors.py.
+
+
+class UserType(enum.StrEnum):
+    """The two kinds of member, one sample sheet each."""
+
+    PORTAL = "portal"
+    NO_PORTAL = "no-portal"
+
+
+class Role(enum.StrEnum):
+    """A member's role in an organization."""
+
+    OWNER = "Owner"
+    ADMIN = "Admin"
+    MEMBER = "Member"
+
+
+class Status(enum.StrEnum):
+    """A member's lifecycle: pending until the password is set (or the invitation accepted); an
+    admin may deactivate a member and reactivate them."""
+
+    PENDING = "pending"
+    ACTIVE = "active"
+    DEACTIVATED = "deactivated"
+
+
+def text_key(text_value: str) -> str:
+    """The one documented comparison form of names, teams and emails: NFC, then lower-case.
+
+    Deliberately not NFKC or casefold: a full-width `ａ`, a dotless `ı` or a Cyrillic `а` stays a
+    different character, so a look-alike address is never taken for an existing member's.
+    """
+    return unicodedata.normalize("NFC", text_value).lower()
+
+
+# Who may invite whom: an Owner invites Admins and Members; an Admin only Members.
+INVITABLE_ROLES: dict[Role, frozenset[Role]] = {
+    Role.OWNER: frozenset({Role.ADMIN, Role.MEMBER}),
+    Role.ADMIN: frozenset({Role.MEMBER}),
+    Role.MEMBER: frozenset(),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """The member on whose authority an import runs."""
+
+    member_id: int
+    email: str
+    role: Role
+
+    @property
+    def may_invite(self) -> frozenset[Role]:
+        """The roles this actor may give."""
+        return INVITABLE_ROLES[self.role]
+
+
+class Limit(enum.StrEnum):
+    """An import limit, named as its Settings field; each front end says in its own words how to raise it."""
+
+    FILE_BYTES = "max_file_bytes"
+    UNPACKED_BYTES = "max_unpacked_bytes"
+    COMPRESSION_RATIO = "max_compression_ratio"
+    ROWS = "max_rows"
+    COLUMNS = "max_columns"
+    CELL_CHARS = "max_cell_chars"
+    CELLS = "max_cells"
+
+
+class Remedy(enum.StrEnum):
+    """What the user can do next, as a fact: the CLI renders it as a command or flag, a web page as a
+    link or button. `ImporterError.remedy_arg` (or `Notice.remedy_arg`) carries its one argument where
+    it has one."""
+
+    RAISE_LIMIT = "raise_limit"  # arg: the Limit
+    CREATE_ORGANIZATION = "create_organization"
+    LIST_BATCHES = "list_batches"
+    UNDO_BATCH = "undo_batch"  # arg: the batch id
+    CHOOSE_SHEET = "choose_sheet"
+    START_FROM_TEMPLATE = "start_from_template"  # arg: the user type
+    IMPORT_AS_TYPE = "import_as_type"  # arg: the user type the sheet looks like
+    RESEND_INVITATION = "resend_invitation"
+    ENCRYPT_SMTP = "encrypt_smtp"
+    GIVE_PASSWORD_ON_STDIN = "give_password_on_stdin"  # noqa: S105 (a remedy's name, not a password)
+    CHOOSE_DATABASE = "choose_database"

@@ -14,10 +14,9 @@ from sqlalchemy import Engine, create_engine, text
 
 from importer.pipeline import run_import
 from importer.settings import Settings
-from importer.sheets import UserType
 from importer.store.engine import open_database
 from importer.store.orgs import create_organization, create_teams
-from importer.values import ImportResult
+from importer.values import ImportResult, UserType
 
 DATA_DIR = Path(__file__).parent / "data"
 POSTGRES_ENV = "IMPORTER_TEST_POSTGRES_URL"
@@ -148,8 +147,8 @@ def errors_of(result: ImportResult) -> list[tuple[int, str, str]]:
 def read_blocks(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
     """Run a reading test at the real block size and again with blocks of 2 records, so that rows,
     blank rows, ragged rows and limits that straddle a block boundary are read the same way."""
-    from importer.reading import sources
+    from importer.reading.sources import base
 
     if request.param is not None:
-        monkeypatch.setattr(sources, "BLOCK_ROWS", request.param)
-    return int(sources.BLOCK_ROWS)
+        monkeypatch.setattr(base, "BLOCK_ROWS", request.param)
+    return int(base.BLOCK_ROWS)

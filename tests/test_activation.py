@@ -58,11 +58,10 @@ from importer.errors import (
     TransportError,
 )
 from importer.settings import DEFAULT_DATABASE_URL
-from importer.sheets import UserType
 from importer.store.engine import open_database
-from importer.store.models import ActivationToken, Base, Batch, Member, Role, Status, text_key
+from importer.store.models import ActivationToken, Base, Batch, Member
 from importer.store.orgs import UndoResult, create_organization, undo_batch
-from importer.values import SendFailure, SendResult
+from importer.values import Role, SendFailure, SendResult, Status, UserType, text_key
 
 from .conftest import Org
 from .smtp_server import (

@@ -17,7 +17,8 @@ import pytest
 from importer.cells import trim
 from importer.reading.sheet import open_sheet
 from importer.settings import Settings
-from importer.sheets import ColumnKind, ColumnSpec, SheetSpec, UserType
+from importer.sheets import ColumnKind, ColumnSpec, SheetSpec
+from importer.values import UserType
 
 SPECTRUM = Path(__file__).parent.parent.parent / "shared" / "corpus" / "csv-spectrum"
 # The corpus README: location_coordinates.json disagrees with its own CSV; the CSV is right.

@@ -20,7 +20,8 @@ from sqlalchemy import select
 from importer.cells import trim
 from importer.checks.emails import email_key
 from importer.checks.rules import emails_ok
-from importer.store.models import Member, text_key
+from importer.store.models import Member
+from importer.values import text_key
 
 from .conftest import Org, do_import
 

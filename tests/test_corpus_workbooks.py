@@ -53,7 +53,8 @@ from pathlib import Path
 from importer.errors import FileLevelError
 from importer.reading.sheet import open_sheet
 from importer.settings import Settings
-from importer.sheets import UserType, load_sheet
+from importer.sheets import load_sheet
+from importer.values import UserType
 spec = load_sheet(UserType.PORTAL)
 for line in sys.stdin:
     try:

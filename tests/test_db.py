@@ -19,10 +19,10 @@ from sqlalchemy.orm import Session
 
 from importer.pipeline import run_import
 from importer.settings import Settings
-from importer.sheets import UserType
 from importer.store.engine import HEAD_REVISION, current_revision, open_database, upgrade_schema
-from importer.store.models import ActivationToken, Base, Member, Organization, Status
+from importer.store.models import ActivationToken, Base, Member, Organization
 from importer.store.orgs import list_members, show_batch, undo_batch
+from importer.values import Status, UserType
 
 from .conftest import Org
 

@@ -14,7 +14,8 @@ from openpyxl import load_workbook
 from importer.cli import cli
 from importer.docs import generated_sections
 from importer.reports.samples import template_file_name, write_template
-from importer.sheets import UserType, load_sheet
+from importer.sheets import load_sheet
+from importer.values import UserType
 
 ROOT = Path(__file__).parent.parent
 README = (ROOT / "README.md").read_text(encoding="utf-8")

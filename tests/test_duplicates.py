@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from importer.checks.rules import DuplicateTracker
+from importer.checks.duplicates import DuplicateTracker
+from importer.errors import FileLevelError
 
 
 def chunk(first_row: int, keys: list[str]) -> tuple[pd.Series, pd.Series]:
@@ -40,7 +41,7 @@ def test_two_different_keys_with_the_same_hash_stop_the_import(monkeypatch: pyte
     # Force every key onto one hash: the tracker must notice the texts differ, not merge them.
     monkeypatch.setattr(pd.util, "hash_array", lambda values, **_: np.zeros(len(values), dtype=np.uint64))
     tracker = DuplicateTracker()
-    with pytest.raises(RuntimeError, match="share a 128-bit hash"):
+    with pytest.raises(FileLevelError, match="share a 128-bit hash"):
         tracker.observe(*chunk(2, ["a", "b"]))
 
 
@@ -49,5 +50,5 @@ def test_a_first_copy_read_back_is_checked_against_its_later_copies() -> None:
     tracker.observe(*chunk(2, ["a", "b"]))
     tracker.observe(*chunk(4, ["a"]))
     tracker.verify({2: "a"})  # what row 2 holds when read back: the same key
-    with pytest.raises(RuntimeError, match="row 2"):
+    with pytest.raises(FileLevelError, match="row 2"):
         tracker.verify({2: "z"})

@@ -14,8 +14,8 @@ from sqlalchemy import Engine, create_engine, text
 from importer.checks.emails import check_email, email_key, email_keys, surely_valid
 from importer.checks.rules import emails_ok
 from importer.store.engine import open_database
-from importer.store.models import text_key
 from importer.store.orgs import create_organization, list_members
+from importer.values import text_key
 
 from .conftest import Org, do_import, errors_of
 

@@ -103,9 +103,9 @@ def test_two_imports_with_overlapping_rows_in_opposite_order_both_finish(
 
 def _seed_batch(org: Org, members: int) -> str:
     """A committed batch of `members` pending portal members p2@ ... (rows 2 ...), generated in SQL."""
-    from importer.sheets import UserType
     from importer.store.load import start_batch
     from importer.store.models import utcnow
+    from importer.values import UserType
 
     batch_id = f"seeded-{secrets.token_hex(3)}"
     with org.engine.begin() as conn:
@@ -138,8 +138,9 @@ UNDO_MEMBERS = 200_000
 
 
 def test_undo_of_200000_members_takes_seconds(org: Org, db_url: str) -> None:
-    from importer.store.models import ActivationToken, Status
+    from importer.store.models import ActivationToken
     from importer.store.orgs import undo_batch
+    from importer.values import Status
 
     if not db_url.startswith("sqlite"):
         pytest.skip("the size is what matters; SQLite is enough (and the slower writer)")
@@ -261,8 +262,8 @@ def test_a_database_locked_past_the_wait_is_reported_as_busy(
     from importer.errors import ImporterError
     from importer.pipeline import run_import
     from importer.settings import Settings
-    from importer.sheets import UserType
     from importer.store.engine import open_database
+    from importer.values import UserType
 
     if not db_url.startswith("sqlite"):
         pytest.skip("SQLite's database-wide write lock")

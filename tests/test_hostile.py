@@ -35,10 +35,11 @@ from importer.errors import (
 )
 from importer.reading.sheet import open_sheet
 from importer.settings import Settings
-from importer.sheets import UserType, load_sheet
+from importer.sheets import load_sheet
 from importer.store.engine import open_database
 from importer.store.models import Batch, Member
 from importer.store.orgs import create_organization, list_members
+from importer.values import Limit, Remedy, UserType
 
 from .conftest import DATA_DIR, Org, do_import, errors_of
 
@@ -120,30 +121,31 @@ def repetitive_workbook(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path,
 
 
 @pytest.mark.parametrize(
-    ("name", "over", "at", "option"),
+    ("name", "over", "at", "limit"),
     [
-        ("portal-utf8.csv", Settings(max_rows=3), Settings(max_rows=4), "--max-rows"),
-        ("portal.xlsx", Settings(max_rows=3), Settings(max_rows=4), "--max-rows"),
-        ("portal.ods", Settings(max_rows=3), Settings(max_rows=4), "--max-rows"),
-        ("portal-utf8.csv", Settings(max_columns=3), Settings(max_columns=4), "--max-columns"),
-        ("portal.xlsx", Settings(max_columns=3), Settings(max_columns=4), "--max-columns"),
-        ("portal.ods", Settings(max_columns=3), Settings(max_columns=4), "--max-columns"),
-        ("portal-utf8.csv", Settings(max_cell_chars=21), Settings(max_cell_chars=22), "--max-cell-chars"),
-        ("portal.xlsx", Settings(max_cell_chars=21), Settings(max_cell_chars=22), "--max-cell-chars"),
-        ("portal.xlsx", Settings(max_cells=19), Settings(max_cells=20), "--max-cells"),
-        ("portal.ods", Settings(max_cells=19), Settings(max_cells=20), "--max-cells"),
-        ("hostile-no-ref-tall.xlsx", Settings(max_cells=15_599), Settings(max_cells=15_600), "--max-cells"),
+        ("portal-utf8.csv", Settings(max_rows=3), Settings(max_rows=4), Limit.ROWS),
+        ("portal.xlsx", Settings(max_rows=3), Settings(max_rows=4), Limit.ROWS),
+        ("portal.ods", Settings(max_rows=3), Settings(max_rows=4), Limit.ROWS),
+        ("portal-utf8.csv", Settings(max_columns=3), Settings(max_columns=4), Limit.COLUMNS),
+        ("portal.xlsx", Settings(max_columns=3), Settings(max_columns=4), Limit.COLUMNS),
+        ("portal.ods", Settings(max_columns=3), Settings(max_columns=4), Limit.COLUMNS),
+        ("portal-utf8.csv", Settings(max_cell_chars=21), Settings(max_cell_chars=22), Limit.CELL_CHARS),
+        ("portal.xlsx", Settings(max_cell_chars=21), Settings(max_cell_chars=22), Limit.CELL_CHARS),
+        ("portal.xlsx", Settings(max_cells=19), Settings(max_cells=20), Limit.CELLS),
+        ("portal.ods", Settings(max_cells=19), Settings(max_cells=20), Limit.CELLS),
+        ("hostile-no-ref-tall.xlsx", Settings(max_cells=15_599), Settings(max_cells=15_600), Limit.CELLS),
     ],
 )
 @pytest.mark.usefixtures("read_blocks")
-def test_each_limit_refuses_a_file_just_over_it_naming_the_option(
-    data_dir: Path, name: str, over: Settings, at: Settings | None, option: str
+def test_each_limit_refuses_a_file_just_over_it_naming_the_limit(
+    data_dir: Path, name: str, over: Settings, at: Settings | None, limit: Limit
 ) -> None:
     path = data_dir / name
     error = refusal(path, settings=over)
     assert isinstance(error, LimitExceededError)
-    assert f"(raise it with {option})" in str(error) or option in str(error)
-    assert "limit" in str(error)
+    assert (error.limit, error.allowed) == (limit, getattr(over, limit.value))
+    assert (error.remedy, error.remedy_arg) == (Remedy.RAISE_LIMIT, limit)
+    assert "limit" in str(error) and "--" not in str(error)
     if at is not None:
         assert read_all(path, settings=at) >= 0
 
@@ -154,9 +156,8 @@ def test_file_size_limit_just_over_and_at(data_dir: Path, name: str) -> None:
     size = path.stat().st_size
     error = refusal(path, settings=Settings(max_file_bytes=size - 1))
     assert isinstance(error, LimitExceededError)
-    assert (
-        str(error) == f"{name} is {size:,} bytes; the limit is {size - 1:,} (raise it with --max-file-bytes)."
-    )
+    assert str(error) == f"{name} is {size:,} bytes; the limit is {size - 1:,}."
+    assert (error.limit, error.allowed) == (Limit.FILE_BYTES, size - 1)
     if name != "hostile-encrypted.xlsx":
         assert read_all(path, settings=Settings(max_file_bytes=size)) == 4
 
@@ -168,7 +169,7 @@ def test_unpacked_size_limit_is_read_from_the_zip_directory(data_dir: Path) -> N
     assert isinstance(error, LimitExceededError)
     assert f"unpacks to {total:,} bytes" in str(error)
     assert f"limit on a workbook's unpacked size is {total - 1:,} bytes" in str(error)
-    assert "(raise it with --max-unpacked-bytes)" in str(error)
+    assert (error.limit, error.allowed) == (Limit.UNPACKED_BYTES, total - 1)
     assert read_all(path, settings=Settings(max_unpacked_bytes=total)) == 4
 
 
@@ -178,7 +179,7 @@ def test_compression_ratio_limit_just_over_and_at(repetitive_workbook: tuple[Pat
     assert isinstance(error, LimitExceededError)
     assert "xl/worksheets/sheet1.xml" in str(error)
     assert f"a compression ratio of {ratio:,.0f} to 1" in str(error)
-    assert "(raise it with --max-compression-ratio)" in str(error)
+    assert (error.limit, error.allowed) == (Limit.COMPRESSION_RATIO, math.ceil(ratio) - 1)
     assert read_all(path, settings=Settings(max_compression_ratio=math.ceil(ratio))) == 12_000
 
 
@@ -188,7 +189,7 @@ def test_blank_lines_without_end_are_refused_by_the_row_limit(tmp_path: Path) ->
     path.write_bytes(b"Name,Email,Role\r\n" + b"\r\n" * 1000)
     error = refusal(path, settings=Settings(max_rows=100))
     assert isinstance(error, LimitExceededError)
-    assert "blank rows included" in str(error) and "--max-rows" in str(error)
+    assert "blank rows included" in str(error) and error.limit is Limit.ROWS
 
 
 @pytest.mark.usefixtures("read_blocks")
@@ -198,16 +199,17 @@ def test_a_line_longer_than_any_row_is_refused_unread(tmp_path: Path) -> None:
     error = refusal(path, settings=Settings(max_columns=4, max_cell_chars=100))
     assert isinstance(error, LimitExceededError)
     assert "line 2 is longer than 414 characters" in str(error)
-    assert "--max-columns" in str(error) and "--max-cell-chars" in str(error)
+    assert "more than 4 cells of 100 characters can hold" in str(error)
+    assert (error.limit, error.allowed) == (Limit.CELL_CHARS, 100)
 
 
 @pytest.mark.usefixtures("read_blocks")
-def test_a_cell_past_the_csv_modules_own_limit_names_the_option(tmp_path: Path) -> None:
+def test_a_cell_past_the_csv_modules_own_limit_names_the_limit(tmp_path: Path) -> None:
     path = tmp_path / "huge-cell.csv"
     path.write_bytes(b'Name,Email,Role\r\n"' + (b"x" * 50 + b"\r\n") * 4_000 + b'",a@example.com,Member\r\n')
     error = refusal(path, settings=Settings(max_cell_chars=100))
     assert isinstance(error, LimitExceededError)
-    assert "(Excel's own; raise it with --max-cell-chars)" in str(error)
+    assert "(Excel's own)." in str(error) and error.limit is Limit.CELL_CHARS
     assert "never closed" in str(error)
 
 
@@ -245,7 +247,9 @@ def calamine_never_called(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object, **kwargs: object) -> None:
         pytest.fail("the file reached calamine: it should have been refused before parsing")
 
-    monkeypatch.setattr("importer.reading.sources.python_calamine.CalamineWorkbook.from_path", refuse)
+    monkeypatch.setattr(
+        "importer.reading.sources.workbook.python_calamine.CalamineWorkbook.from_path", refuse
+    )
 
 
 @pytest.mark.usefixtures("calamine_never_called")
@@ -256,17 +260,18 @@ def test_zip_bomb_is_refused_before_parsing(zip_bomb: Path) -> None:
     assert isinstance(error, LimitExceededError)
     assert SHEET in str(error)
     assert "unpacks from" in str(error) and "a compression ratio of 1,0" in str(error)
-    assert "the limit is 200 to 1 (raise it with --max-compression-ratio)" in str(error)
+    assert "the limit is 200 to 1." in str(error)
+    assert (error.limit, error.allowed) == (Limit.COMPRESSION_RATIO, 200)
     assert seconds < HANG_GUARD_SECONDS
 
 
 @pytest.mark.usefixtures("calamine_never_called")
-def test_zip_bomb_over_the_unpacked_limit_names_that_option(zip_bomb: Path) -> None:
+def test_zip_bomb_over_the_unpacked_limit_names_that_limit(zip_bomb: Path) -> None:
     started = time.perf_counter()
     limits = Settings(max_unpacked_bytes=100 * 1024 * 1024, max_compression_ratio=10_000)
     error = refusal(zip_bomb, settings=limits)
     assert isinstance(error, LimitExceededError)
-    assert "(raise it with --max-unpacked-bytes)" in str(error)
+    assert error.limit is Limit.UNPACKED_BYTES and "unpacks to" in str(error)
     assert time.perf_counter() - started < HANG_GUARD_SECONDS
 
 
@@ -334,7 +339,7 @@ def test_sheets_too_large_to_hold_are_refused_before_calamine_reads_them(
     error = refusal(data_dir / name)
     assert isinstance(error, LimitExceededError)
     assert says in str(error)
-    assert "--max-columns" in str(error) or "--max-cells" in str(error)
+    assert error.limit is (Limit.COLUMNS if "as far right" in says else Limit.CELLS)
     assert time.perf_counter() - started < HANG_GUARD_SECONDS
 
 

@@ -28,11 +28,11 @@ from importer.errors import (
 )
 from importer.reports.samples import write_template
 from importer.settings import Settings
-from importer.sheets import UserType, load_sheet
+from importer.sheets import load_sheet
 from importer.store.engine import parents_checked_by_writer
-from importer.store.models import Batch, Member, Role, Status
+from importer.store.models import Batch, Member
 from importer.store.orgs import create_organization, list_members
-from importer.values import ErrorCode, Outcome
+from importer.values import ErrorCode, Outcome, Remedy, Role, Status, UserType
 
 from .conftest import SUMMARY_KEYS, Org, do_import, errors_of
 
@@ -596,6 +596,7 @@ def test_a_sheet_imported_as_the_other_type_is_refused_and_writes_nothing(
     with pytest.raises((WrongSheetTypeError, MissingColumnsError)) as caught:
         do_import(org, path, tmp_path, user_type=imported_as)
     assert caught.value.looks_like is sheet_type
+    assert (caught.value.remedy, caught.value.remedy_arg) == (Remedy.IMPORT_AS_TYPE, sheet_type)
     assert says in str(caught.value)
     assert f"(type {sheet_type.value})" in str(caught.value)
 

@@ -22,10 +22,10 @@ from sqlalchemy.orm import Session
 from importer.errors import ImporterError
 from importer.pipeline import run_import
 from importer.settings import Settings
-from importer.sheets import UserType
 from importer.store.engine import open_database
 from importer.store.models import Batch, Member
 from importer.store.orgs import create_organization, create_teams
+from importer.values import UserType
 
 OWNER = "olive.owner@acme.example"
 ENCODINGS = ("utf-8", "utf-8-sig", "utf-16", "cp1252")

@@ -33,8 +33,9 @@ from importer.errors import (
 from importer.reading.sheet import OpenedSheet, open_sheet
 from importer.reports.samples import write_template
 from importer.settings import Settings
-from importer.sheets import UserType, load_sheet
+from importer.sheets import load_sheet
 from importer.store.orgs import list_members
+from importer.values import Limit, Remedy, UserType, WarningCode
 
 from .conftest import Org, do_import, errors_of
 
@@ -164,9 +165,8 @@ def test_pins_keep_leading_zeros_and_numbers_lose_no_decimal(data_dir: Path, nam
 def test_first_sheet_is_read_with_a_warning_naming_it(data_dir: Path) -> None:
     sheet, rows = read_rows(data_dir / "portal-two-sheets.xlsx")
     assert rows == [(2, "Ada Lovelace", "ada@example.com", "Admin", "")]
-    assert sheet.warnings == [
-        "portal-two-sheets.xlsx has 2 sheets; read the first, 'Members' (choose another with --sheet)."
-    ]
+    assert sheet.warnings == ["portal-two-sheets.xlsx has 2 sheets; read the first, 'Members'."]
+    assert [(w.code, w.remedy) for w in sheet.warnings] == [(WarningCode.SHEET_CHOSEN, Remedy.CHOOSE_SHEET)]
 
 
 def _filled_sample(path: Path, user_type: UserType, *, teams: list[str], stamped: bool = True) -> Path:
@@ -202,9 +202,8 @@ def test_a_real_sheet_beside_the_sample_workbooks_own_is_still_named(tmp_path: P
     book.create_sheet("More members").append(["Name", "Email", "Role"])
     book.save(path)
     sheet, _ = read_rows(path)
-    assert sheet.warnings == [
-        "filled.xlsx has 4 sheets; read the first, 'Portal Access' (choose another with --sheet)."
-    ]
+    assert sheet.warnings == ["filled.xlsx has 4 sheets; read the first, 'Portal Access'."]
+    assert [w.remedy for w in sheet.warnings] == [Remedy.CHOOSE_SHEET]
 
 
 def test_a_sheet_named_instructions_that_is_not_ours_is_a_real_sheet(tmp_path: Path) -> None:
@@ -218,9 +217,8 @@ def test_a_sheet_named_instructions_that_is_not_ours_is_a_real_sheet(tmp_path: P
     book.create_sheet("Instructions").append(["Fill in one row per person."])
     book.save(path)
     sheet, _ = read_rows(path)
-    assert sheet.warnings == [
-        "own.xlsx has 2 sheets; read the first, 'Members' (choose another with --sheet)."
-    ]
+    assert sheet.warnings == ["own.xlsx has 2 sheets; read the first, 'Members'."]
+    assert [w.remedy for w in sheet.warnings] == [Remedy.CHOOSE_SHEET]
 
 
 def test_sheet_is_chosen_by_name(data_dir: Path) -> None:
@@ -237,6 +235,7 @@ def test_missing_sheet_lists_the_sheets(data_dir: Path) -> None:
     assert str(error) == (
         "portal-two-sheets.xlsx has no sheet named 'Staff'; its sheets are 'Members', 'More members'."
     )
+    assert error.remedy is Remedy.CHOOSE_SHEET
 
 
 @pytest.mark.parametrize(
@@ -463,19 +462,36 @@ def test_file_level_errors_are_one_clear_line(
     assert [s for s in says if s not in message] == []
 
 
+@pytest.mark.parametrize("name", ["portal-empty.csv", "portal-blank-only.csv"])
+def test_an_empty_file_says_to_start_from_the_sample_sheet(data_dir: Path, name: str) -> None:
+    error = file_error(data_dir / name)
+    assert isinstance(error, FileLevelError)
+    assert "Start from the Portal Access sample sheet" in str(error)
+    assert (error.remedy, error.remedy_arg) == (Remedy.START_FROM_TEMPLATE, UserType.PORTAL)
+    assert "`" not in str(error) and "importer " not in str(error)
+
+
 @pytest.mark.parametrize(
-    ("settings", "says"),
+    ("settings", "limit", "allowed", "says"),
     [
-        (Settings(max_file_bytes=100), "--max-file-bytes"),
-        (Settings(max_columns=3), "--max-columns"),
-        (Settings(max_rows=3), "--max-rows"),
-        (Settings(max_cell_chars=11), "row 2, column 1 has 12 characters"),
+        (Settings(max_file_bytes=100), Limit.FILE_BYTES, 100, "the limit is 100"),
+        (Settings(max_columns=3), Limit.COLUMNS, 3, "the limit is 3"),
+        (Settings(max_rows=3), Limit.ROWS, 3, "more than the limit of 3 rows"),
+        (Settings(max_cell_chars=11), Limit.CELL_CHARS, 11, "row 2, column 1 has 12 characters"),
     ],
 )
-def test_limits_raise_naming_the_option(data_dir: Path, settings: Settings, says: str) -> None:
+def test_limits_raise_naming_the_limit(
+    data_dir: Path, settings: Settings, limit: Limit, allowed: int, says: str
+) -> None:
     error = file_error(data_dir / "portal-utf8.csv", settings=settings)
     assert isinstance(error, LimitExceededError)
-    assert says in str(error)
+    assert (error.limit, error.allowed, error.remedy, error.remedy_arg) == (
+        limit,
+        allowed,
+        Remedy.RAISE_LIMIT,
+        limit,
+    )
+    assert says in str(error) and "--" not in str(error)
 
 
 def test_limits_allow_a_file_at_the_limit(data_dir: Path) -> None:
@@ -594,7 +610,8 @@ def test_a_cell_past_the_csv_modules_own_limit_is_the_cell_limit(tmp_path: Path,
     assert isinstance(error, LimitExceededError)
     message = str(error)
     assert message.startswith("huge.csv: ") and "\n" not in message and len(message) < 300
-    assert "the limit is 32,767 (Excel's own; raise it with --max-cell-chars)" in message
+    assert "the limit is 32,767 (Excel's own)." in message
+    assert (error.limit, error.allowed) == (Limit.CELL_CHARS, 32_767)
     assert csv.field_size_limit() == before
 
 

@@ -14,10 +14,9 @@ import pytest
 
 from importer.pipeline import run_import
 from importer.settings import Settings
-from importer.sheets import UserType
 from importer.store.engine import open_database
 from importer.store.orgs import create_organization, create_teams
-from importer.values import ImportResult
+from importer.values import ImportResult, UserType
 
 CHROMIUM = Path("/usr/bin/chromium")
 WINDOW = (1280, 1600)

@@ -21,11 +21,11 @@ from importer.reports.rejected import PIN_REMOVED
 from importer.reports.samples import plain_rule, write_template
 from importer.reports.workbook import write_rejected_xlsx
 from importer.settings import Settings
-from importer.sheets import UserType, error_codes_for, load_sheet
+from importer.sheets import error_codes_for, load_sheet
 from importer.stamp import describe_template_stamp, read_template_stamp, template_stamp
 from importer.store.engine import open_database
 from importer.store.orgs import create_organization, create_teams, list_members
-from importer.values import ImportResult
+from importer.values import ImportResult, UserType
 
 OWNER = "olive.owner@acme.example"
 TEAMS = ["Sales", "Support", "Engineering", "Warehouse"]

@@ -19,13 +19,12 @@ from importer import pipeline
 from importer.checks.worker import Checked, Checker, check_all
 from importer.errors import CheckingStoppedError, ImporterError, LimitExceededError
 from importer.forked import can_fork
-from importer.reading import sources
 from importer.reading.sheet import Chunk
+from importer.reading.sources import base as sources
 from importer.reports import files as report
 from importer.settings import Settings
-from importer.sheets import UserType
 from importer.store.models import Batch, Member
-from importer.values import ImportResult, Members
+from importer.values import ImportResult, Limit, Members, UserType
 
 from .conftest import Org, do_import, errors_of
 
@@ -118,8 +117,9 @@ def test_a_limit_passed_in_the_worker_is_one_clear_error_and_writes_nothing(
 
     monkeypatch.setattr(pipeline, "check_all", watched)
     before = counts(org)
-    with pytest.raises(LimitExceededError, match="--max-rows"):
+    with pytest.raises(LimitExceededError, match="rows") as caught:
         do_import(org, path, tmp_path, settings=settings)
+    assert caught.value.limit is Limit.ROWS
     assert raised_through == [(True, "LimitExceededError")]  # found by the worker, raised here
     assert counts(org) == before
     assert not (tmp_path / "r").exists()
@@ -195,7 +195,7 @@ from importer.store.engine import open_database
 from importer.store.orgs import create_organization
 from importer.pipeline import run_import
 from importer.settings import Settings
-from importer.sheets import UserType
+from importer.values import UserType
 
 write = load.MemberLoader.insert
 def slow(self, members):  # the importing process lags; the worker fills the pipe and waits
@@ -331,7 +331,7 @@ from importer.store.engine import open_database
 from importer.store.orgs import create_organization
 from importer.pipeline import run_import
 from importer.settings import Settings
-from importer.sheets import UserType
+from importer.values import UserType
 
 def stuck(result, target, **options):  # a huge report, still being written
     Path(sys.argv[3], "writer.pid").write_text(str(os.getpid()))

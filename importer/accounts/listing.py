@@ -12,9 +12,9 @@ from sqlalchemy import Engine, or_, select
 from sqlalchemy.orm import Session
 
 from importer.errors import ImporterError, NotFoundError
-from importer.sheets import UserType
-from importer.store.models import Member, Role, Status, Team, text_key
+from importer.store.models import Member, Role, Status, Team
 from importer.store.orgs import find_organization
+from importer.values import UserType, text_key
 
 _CURSOR_PREFIX = "m1:"
 MAX_PAGE = 10_000

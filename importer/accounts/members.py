@@ -23,7 +23,7 @@ from importer.checks.emails import email_key
 from importer.checks.rules import RuleContext, Team, Validator
 from importer.checks.worker import PIN_DIGITS, hash_pin
 from importer.errors import ConflictError, ImporterError, NotFoundError, PermissionDeniedError
-from importer.sheets import SheetSpec, UserType, load_sheet
+from importer.sheets import SheetSpec, load_sheet
 from importer.store.models import (
     Account,
     ActivationToken,
@@ -35,8 +35,8 @@ from importer.store.models import (
     utcnow,
 )
 from importer.store.models import Team as TeamRow
-from importer.store.orgs import Actor, find_actor, find_organization
-from importer.values import ErrorCode, RowError
+from importer.store.orgs import find_actor, find_organization
+from importer.values import Actor, ErrorCode, RowError, UserType
 
 # The row number a single member's errors carry: it is checked as row 1 of a one-row sheet.
 SINGLE_ROW = 1

@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session
 
 from importer.checks.emails import email_key
 from importer.errors import ImporterError, PermissionDeniedError
-from importer.store.models import Member, Organization, Role, Status
+from importer.store.models import Member, Organization
 from importer.store.orgs import find_organization
+from importer.values import Role, Status
 
 DEFAULT_MIN_PASSWORD_LENGTH = 8
 MIN_PASSWORD_LENGTH_RANGE = (8, 128)

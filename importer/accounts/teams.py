@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session, aliased
 from importer.accounts.audit import Acting, record
 from importer.cells import trim
 from importer.errors import ConflictError, ImporterError, NotFoundError
-from importer.store.models import AuditAction, Member, Organization, Team, text_key
+from importer.store.models import AuditAction, Member, Organization, Team
 from importer.store.orgs import find_actor, find_organization
+from importer.values import text_key
 
 MAX_TEAM_NAME = 200
 

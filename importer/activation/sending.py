@@ -46,11 +46,10 @@ from importer.errors import (
     TransportError,
     UnsendableAddress,
 )
-from importer.sheets import UserType
 from importer.store.engine import MAILING_LOCK, NamedLock, hold_lock
-from importer.store.models import ActivationToken, Batch, Member, Status
+from importer.store.models import ActivationToken, Batch, Member
 from importer.store.orgs import find_organization
-from importer.values import SendFailure, SendResult
+from importer.values import SendFailure, SendResult, Status, UserType
 
 # Token rows are committed this many at a time, ahead of their messages (see the module docstring).
 SEND_CHUNK = 200

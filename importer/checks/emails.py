@@ -6,7 +6,7 @@ once by email-validator and cached. Anything else goes through email-validator i
 verdict is always the one email-validator would give.
 
 Two addresses are one mailbox when their comparison forms (email_key) are equal: the local part
-as NFC then lower-case (models.text_key: never NFKC, so a full-width, dotless or Cyrillic letter
+as NFC then lower-case (values.text_key: never NFKC, so a full-width, dotless or Cyrillic letter
 there stays a different mailbox), the domain as email-validator normalizes it (IDNA: case,
 full-width letters and punycode are only spellings of one domain name, as DNS itself reads them).
 """
@@ -19,7 +19,7 @@ from functools import lru_cache
 
 from email_validator import EmailNotValidError, validate_email
 
-from importer.store.models import text_key
+from importer.values import text_key
 
 # RFC 5322 dot-atom local part in ASCII, at most 64 characters, in an address of at most 254:
 # what email-validator accepts without question when the domain is fine.

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from importer.checks.duplicates import DuplicateTracker, duplicate_keys
 from importer.checks.emails import suggest_domain
-from importer.checks.rules import DuplicateTracker, RuleContext, Team, Validator, duplicate_keys
+from importer.checks.rules import RuleContext, Team, Validator
 from importer.errors import CheckingStoppedError
 from importer.forked import Helper
 from importer.reading.sheet import Chunk, OpenedSheet
-from importer.sheets import SheetSpec, UserType
-from importer.store.models import Role
-from importer.values import ErrorCode, Members, Notice, RejectedRow, RowError
+from importer.sheets import SheetSpec
+from importer.values import ErrorCode, Members, Notice, RejectedRow, Role, RowError, UserType
 
 PIN_DIGITS = 6
 

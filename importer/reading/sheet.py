@@ -1,22 +1,17 @@
-"""Raw records (sources.py) -> cleaned, header-mapped text rows in chunks, checked against limits."""
+"""An uploaded file opened: its source chosen, its header row found and mapped to the sheet's columns,
+its cleaned rows (clean.py) served in chunks."""
 
 from __future__ import annotations
 
 import bisect
-import datetime as dt
-import enum
 import itertools
-import operator
-import unicodedata
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from importer.cells import trim_all, unguard
 from importer.errors import (
     FileLevelError,
     LimitExceededError,
@@ -25,21 +20,23 @@ from importer.errors import (
     UnsupportedFileError,
     WrongSheetTypeError,
 )
-from importer.reading.guard import check_workbook_file
-from importer.reading.sources import (
-    CsvSource,
-    RawBlock,
-    RawPicks,
-    detect_encoding,
-    reopen_workbook,
-    scan_lines,
-    sniff_delimiter,
-    workbook_blocks,
+from importer.reading.clean import (
+    Block,
+    clean_blocks,
+    clean_columns,
+    fit_width,
+    row_of,
+    unguarded,
+    written_by_us,
 )
+from importer.reading.guard import check_workbook_file
+from importer.reading.sources.base import RawBlock, RawPicks, Source
+from importer.reading.sources.text import CsvSource
+from importer.reading.sources.workbook import WorkbookSource
 from importer.settings import Settings
-from importer.sheets import ERRORS_HEADER, SheetSpec, UserType, all_sheets, header_lookup, normalize_header
+from importer.sheets import ERRORS_HEADER, SheetSpec, all_sheets, header_lookup, normalize_header
 from importer.stamp import STAMP_PATTERN, read_template_stamp
-from importer.values import Notice, WarningCode
+from importer.values import Limit, Notice, Remedy, UserType, WarningCode
 
 TEXT_EXTENSIONS = frozenset({".csv", ".tsv", ".txt"})
 WORKBOOK_EXTENSIONS = frozenset({".xlsx", ".xlsm", ".xls", ".ods"})
@@ -68,34 +65,6 @@ class Chunk:
     def raw(self) -> list[tuple[str, ...]]:
         """Every row's cells, every column of the file."""
         return list(zip(*self.columns, strict=True)) if self.columns else [() for _ in range(len(self))]
-
-
-@dataclass(slots=True)
-class Block:
-    """Consecutive non-blank rows of a file, cleaned, held by column (C-level passes, not row loops).
-
-    `lengths` holds each row's cell count as the file gave it, when the rows are ragged.
-    """
-
-    numbers: list[int]
-    columns: list[list[str]]
-    lengths: list[int] | None = None
-
-    def __len__(self) -> int:
-        return len(self.numbers)
-
-    def cells(self, position: int) -> list[str]:
-        """One row's cells, as many as the file gave it."""
-        cells = [column[position] for column in self.columns]
-        return cells[: self.lengths[position]] if self.lengths is not None else cells
-
-    def tail(self, start: int) -> Block:
-        """The rows from this position on."""
-        return Block(
-            self.numbers[start:],
-            [column[start:] for column in self.columns],
-            self.lengths[start:] if self.lengths is not None else None,
-        )
 
 
 @dataclass(slots=True)
@@ -187,9 +156,9 @@ class OpenedSheet:
         return found
 
     def _picked(self, numbers: list[int], records: list[list[Any]]) -> dict[int, tuple[str, ...]]:
-        block = Block(numbers, _clean_columns(records, texts_only=self._texts_only))
+        block = Block(numbers, clean_columns(records, texts_only=self._texts_only))
         if self._ours:
-            block = _unguarded(block)
+            block = unguarded(block)
         fit_width(block, len(self.headers))
         return {number: row_of(block.columns, position) for position, number in enumerate(numbers)}
 
@@ -205,87 +174,7 @@ def _identity(path: Path) -> tuple[int, int, int]:
     return stat.st_size, stat.st_mtime_ns, stat.st_ino
 
 
-def fit_width(block: Block, width: int) -> list[int]:
-    """Cut or pad a block's columns to the header's width; return the rows that lost a non-blank cell."""
-    extra = block.columns[width:]
-    del block.columns[width:]
-    while len(block.columns) < width:
-        block.columns.append([""] * len(block))
-    if not extra:
-        return []
-    flagged = [any(cells) for cells in zip(*extra, strict=True)]
-    return list(itertools.compress(block.numbers, flagged))
-
-
-def row_of(columns: list[list[str]], position: int) -> tuple[str, ...]:
-    """One row of column-held cells, as a tuple."""
-    return tuple(column[position] for column in columns)
-
-
 _OVERLONG_SHOWN = 5
-_quoted = operator.methodcaller("startswith", "'")
-_JOIN = "\x00"
-
-
-def written_by_us(header: list[str]) -> bool:
-    """Whether a header row is that of a file the importer wrote: rejected.csv and rejected.xlsx
-    end with the `Errors` column, which no sheet of ours declares."""
-    errors = normalize_header(ERRORS_HEADER)
-    return any(normalize_header(text) == errors for text in header)
-
-
-def _unguarded(block: Block) -> Block:
-    """A block of a file the importer wrote, with the formula guards it added dropped again."""
-    block.columns = [list(map(unguard, c)) if any(map(_quoted, c)) else c for c in block.columns]
-    return block
-
-
-def _clean_columns(records: list[list[Any]], *, texts_only: bool) -> list[list[str]]:
-    """Records -> columns of text, trimmed (cells.trim: spaces, tabs, line breaks), NFC.
-
-    Column by column, with C-level passes (map, zip) rather than a Python loop per cell.
-    """
-    widths = set(map(len, records))
-    width = max(widths, default=0)
-    if len(widths) > 1:
-        records = [r if len(r) == width else [*r, *[""] * (width - len(r))] for r in records]
-    columns: list[list[str]] = []
-    for values in zip(*records, strict=True):
-        texts = trim_all(
-            values if texts_only else [v if v.__class__ is str else cell_text(v) for v in values]
-        )
-        # One joined string per column makes the common checks single C calls.
-        joined = _JOIN.join(texts)
-        if not joined.isascii():
-            normal = unicodedata.normalize("NFC", joined)
-            if normal != joined:
-                # NUL is a starter that composes with nothing: NFC of the joined column is the
-                # joined NFC of its cells, unless a cell holds a NUL itself.
-                if joined.count(_JOIN) == len(texts) - 1:
-                    texts = normal.split(_JOIN)
-                else:
-                    texts = [unicodedata.normalize("NFC", t) for t in texts]
-        columns.append(texts)
-    return columns
-
-
-def cell_text(value: Any) -> str:
-    """A workbook cell as the text the user sees (numbers without a spurious `.0`)."""
-    if value is None or value == "":
-        return ""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "TRUE" if value else "FALSE"
-    if isinstance(value, float):
-        if value.is_integer() and abs(value) < 1e16:
-            return str(int(value))
-        return repr(value)
-    if isinstance(value, dt.datetime):
-        return value.isoformat(sep=" ") if value.time() != dt.time(0) else value.date().isoformat()
-    if isinstance(value, dt.date | dt.time):
-        return value.isoformat()
-    return str(value)
 
 
 def open_sheet(
@@ -305,48 +194,35 @@ def open_sheet(
     size = identity[0]
     if size > settings.max_file_bytes:
         raise LimitExceededError(
-            f"{path.name} is {size:,} bytes; the limit is {settings.max_file_bytes:,} "
-            "(raise it with --max-file-bytes)."
+            f"{path.name} is {size:,} bytes; the limit is {settings.max_file_bytes:,}.",
+            limit=Limit.FILE_BYTES,
+            allowed=settings.max_file_bytes,
         )
-    blocks: Iterator[RawBlock]
-    warnings: list[Notice]
-    reopen: Callable[[], Iterator[RawBlock]] | None = None
-    pick: Callable[[list[int]], RawPicks | None] | None = None
-    estimate: int | None = None
-    texts_only = True
+    source: Source
     if size == 0:
-        blocks, encoding, delimiter, warnings = iter(()), None, None, []
+        source = Source()  # no records
     elif extension in TEXT_EXTENSIONS:
-        encoding, warning = detect_encoding(path)
-        warnings = [Notice(WarningCode.ENCODING_GUESSED, warning)] if warning else []
-        scan = scan_lines(path, encoding=encoding, settings=settings)
-        estimate = scan.estimate if scan else None
-        delimiter = sniff_delimiter(path, encoding=encoding, settings=settings)
-        source = CsvSource(path, encoding=encoding, delimiter=delimiter, settings=settings, scan=scan)
-        reopen, pick = source.blocks, source.pick
-        blocks = reopen()
+        source = CsvSource.open(path, settings=settings)
     else:
         check_workbook_file(path, settings=settings)
-        blocks, warnings, estimate = workbook_blocks(path, sheet_name=sheet_name)
-        encoding, delimiter, texts_only = None, None, False
-        reopen = partial(reopen_workbook, path, sheet_name=sheet_name)
-    cleaned: Iterator[Block] = _clean_blocks(
-        blocks, settings=settings, file_name=path.name, texts_only=texts_only
+        source = WorkbookSource(path, sheet_name=sheet_name)
+    cleaned: Iterator[Block] = clean_blocks(
+        source.blocks(), settings=settings, file_name=path.name, texts_only=source.texts_only
     )
     for block in cleaned:
         # Only a file the importer wrote carries its formula guards; in any other file a leading
         # apostrophe is the user's own (`'-ann@example.com` is a valid address).
         ours = written_by_us(block.cells(0))
         if ours:
-            block, cleaned = _unguarded(block), map(_unguarded, cleaned)
+            block, cleaned = unguarded(block), map(unguarded, cleaned)
         opened = _map_header(
             path,
             spec,
             header=block.cells(0),
             header_row=block.numbers[0],
-            encoding=encoding,
-            delimiter=delimiter,
-            warnings=warnings,
+            encoding=source.encoding,
+            delimiter=source.delimiter,
+            warnings=source.warnings,
             settings=settings,
             stamped=_stamped_type(path),
         )
@@ -359,16 +235,18 @@ def open_sheet(
                 "import. Fill in one member per row below the header and upload it again."
             )
         opened._blocks = itertools.chain([rows], cleaned)
-        opened._reopen = reopen
-        opened._pick = pick
-        opened._texts_only = texts_only
+        opened._reopen = source.blocks
+        opened._pick = source.pick
+        opened._texts_only = source.texts_only
         opened._ours = ours
         opened._stat = identity
-        opened.row_estimate = estimate
+        opened.row_estimate = source.row_estimate
         return opened
     raise FileLevelError(
-        f"{path.name} is empty: there is no header row. Start from the sample sheet "
-        f"(`importer template {spec.user_type}`); expected headers: {spec.expected_headers}."
+        f"{path.name} is empty: there is no header row. Start from the {spec.title} sample sheet; "
+        f"expected headers: {spec.expected_headers}.",
+        remedy=Remedy.START_FROM_TEMPLATE,
+        remedy_arg=spec.user_type,
     )
 
 
@@ -386,8 +264,9 @@ def _map_header(
 ) -> OpenedSheet:
     if len(header) > settings.max_columns:
         raise LimitExceededError(
-            f"{path.name} has {len(header)} columns; the limit is {settings.max_columns} "
-            "(raise it with --max-columns)."
+            f"{path.name} has {len(header)} columns; the limit is {settings.max_columns}.",
+            limit=Limit.COLUMNS,
+            allowed=settings.max_columns,
         )
     lookup = header_lookup(spec)
     columns: dict[str, int] = {}
@@ -498,104 +377,3 @@ def _stamped_type(path: Path) -> UserType | None:
         return UserType(match.group("type")) if match else None
     except ValueError:
         return None
-
-
-def _clean_blocks(
-    blocks: Iterator[RawBlock], *, settings: Settings, file_name: str, texts_only: bool
-) -> Iterator[Block]:
-    """Text, trimmed, NFC; blank rows dropped; row and cell limits enforced, in row order."""
-    limit = settings.max_cell_chars
-    last_row = settings.max_rows + 1
-    seen = 0
-    for start, records in blocks:
-        count = len(records)
-        columns = _clean_columns(records, texts_only=texts_only)
-        kept = _filled_rows(columns, count)
-        # Where each limit is first passed, as a position in this block (count = not passed).
-        # Blank rows count too: a file of nothing but line breaks must not keep us busy for long.
-        flood = min(max(last_row + settings.max_rows + 1 - start, 0), count)
-        too_long = min(
-            (
-                next(i for i, text in enumerate(column) if len(text) > limit)
-                for column in columns
-                if max(map(len, column)) > limit
-            ),
-            default=count,
-        )
-        too_many = kept[last_row - seen] if len(kept) > last_row - seen else count
-        first = min(flood, too_long, too_many)
-        if first < count:
-            _raise_limit(
-                file_name,
-                settings,
-                number=start + first,
-                columns=columns,
-                position=first,
-                passed=_Limit.FLOOD if first == flood else _Limit.CELL if first == too_long else _Limit.ROWS,
-            )
-        seen += len(kept)
-        if not kept:
-            continue
-        ragged = len(set(map(len, records))) > 1
-        if len(kept) == count:
-            numbers = list(range(start, start + count))
-            block = Block(numbers, columns, list(map(len, records)) if ragged else None)
-        else:
-            block = Block(
-                [start + i for i in kept],
-                [[column[i] for i in kept] for column in columns],
-                [len(records[i]) for i in kept] if ragged else None,
-            )
-        yield block
-
-
-def _filled_rows(columns: list[list[str]], count: int) -> list[int]:
-    """The positions of the rows with at least one non-blank cell."""
-    if any("" not in column for column in columns):  # the usual case: no row can be blank
-        return list(range(count))
-    blank: Iterable[int] = (i for i, text in enumerate(columns[0]) if not text) if columns else range(count)
-    for column in columns[1:]:
-        blank = [i for i in blank if not column[i]]
-    gaps = set(blank)
-    return [i for i in range(count) if i not in gaps]
-
-
-class _Limit(enum.Enum):
-    """Which limit a block passed first."""
-
-    FLOOD = "rows, blank rows included"
-    ROWS = "rows"
-    CELL = "cell length"
-
-
-def _raise_limit(
-    file_name: str,
-    settings: Settings,
-    *,
-    number: int,
-    columns: list[list[str]],
-    position: int,
-    passed: _Limit,
-) -> None:
-    if passed is _Limit.FLOOD:
-        raise LimitExceededError(
-            f"{file_name} goes on past row {number - 1:,}, far more than {settings.max_rows:,} "
-            "rows (blank rows included); split it or raise the limit with --max-rows."
-        )
-    if passed is _Limit.ROWS:
-        raise LimitExceededError(
-            f"{file_name} has more than {settings.max_rows:,} rows; "
-            "split it or raise the limit with --max-rows."
-        )
-    limit = settings.max_cell_chars
-    column, text = next((i, c[position]) for i, c in enumerate(columns) if len(c[position]) > limit)
-    hint = (
-        " A cell that long with line breaks in it is often a quote that is never closed."
-        if "\n" in text
-        else ""
-    )
-    raise LimitExceededError(
-        f"{file_name}: the cell in row {number}, column {column + 1} has "
-        f"{len(text):,} characters; the limit is {limit:,} (Excel's own; raise it "
-        f"with --max-cell-chars).{hint}"
-    )

@@ -10,11 +10,11 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, insert, select, update
 
+from importer.checks.emails import email_keys
 from importer.errors import NotFoundError
-from importer.sheets import UserType
 from importer.store.engine import database_error
-from importer.store.models import Batch, Member, Organization, Role, Status, Team, utcnow
-from importer.values import Members
+from importer.store.models import Batch, Member, Organization, Team, utcnow
+from importer.values import Members, Role, Status, UserType
 
 # The member columns that differ from row to row, in the order of the tuples insert() binds ...
 ROW_COLUMNS: tuple[str, ...] = (
@@ -231,7 +231,7 @@ def _row_tuples(members: Members) -> list[tuple[Any, ...]]:
         members.names,
         members.name_keys(),
         members.emails or none,
-        members.email_keys() or none,
+        email_keys(members.emails) if members.emails is not None else none,
         members.roles or repeat(Role.MEMBER.value),
         members.team_ids,
         (t or 0 for t in members.team_ids),

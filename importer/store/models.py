@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-import unicodedata
 
 from sqlalchemy import (
     Boolean,
@@ -23,36 +22,15 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
+# The value types the tables map live with the other values, where the checks can use them
+# without importing the ORM; re-exported here for the store's modules.
+from importer.values import Role as Role
+from importer.values import Status as Status
+
 
 def utcnow() -> dt.datetime:
     """The current time, UTC, without tzinfo (how every timestamp is stored)."""
     return dt.datetime.now(dt.UTC).replace(tzinfo=None)
-
-
-def text_key(text_value: str) -> str:
-    """The one documented comparison form of names, teams and emails: NFC, then lower-case.
-
-    Deliberately not NFKC or casefold: a full-width `ａ`, a dotless `ı` or a Cyrillic `а` stays a
-    different character, so a look-alike address is never taken for an existing member's.
-    """
-    return unicodedata.normalize("NFC", text_value).lower()
-
-
-class Role(enum.StrEnum):
-    """A member's role in an organization."""
-
-    OWNER = "Owner"
-    ADMIN = "Admin"
-    MEMBER = "Member"
-
-
-class Status(enum.StrEnum):
-    """A member's lifecycle: pending until the password is set (or the invitation accepted); an
-    admin may deactivate a member and reactivate them."""
-
-    PENDING = "pending"
-    ACTIVE = "active"
-    DEACTIVATED = "deactivated"
 
 
 class AuditAction(enum.StrEnum):

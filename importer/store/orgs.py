@@ -12,9 +12,9 @@ from sqlalchemy.orm import Session
 
 from importer.checks.emails import check_email, email_key
 from importer.errors import ConflictError, ImporterError, NotFoundError, PermissionDeniedError
-from importer.sheets import UserType
 from importer.store.engine import MAILING_LOCK, hold_lock
-from importer.store.models import ActivationToken, Batch, Member, Organization, Role, Status, Team, text_key
+from importer.store.models import ActivationToken, Batch, Member, Organization, Team
+from importer.values import Actor, Role, Status, UserType, text_key
 
 
 def create_organization(engine: Engine, name: str, *, owner_email: str, owner_name: str) -> int:
@@ -87,28 +87,6 @@ def create_teams(engine: Engine, org_ref: str, names: Sequence[str]) -> list[str
 def list_teams(session: Session, org_id: int) -> list[Team]:
     """The organization's teams, by name."""
     return list(session.scalars(select(Team).where(Team.organization_id == org_id).order_by(Team.name)))
-
-
-# Who may invite whom: an Owner invites Admins and Members; an Admin only Members.
-INVITABLE_ROLES: dict[Role, frozenset[Role]] = {
-    Role.OWNER: frozenset({Role.ADMIN, Role.MEMBER}),
-    Role.ADMIN: frozenset({Role.MEMBER}),
-    Role.MEMBER: frozenset(),
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Actor:
-    """The member on whose authority an import runs."""
-
-    member_id: int
-    email: str
-    role: Role
-
-    @property
-    def may_invite(self) -> frozenset[Role]:
-        """The roles this actor may give."""
-        return INVITABLE_ROLES[self.role]
 
 
 def find_actor(session: Session, org: Organization, email: str) -> Actor:

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from alembic import op
 
 from importer.checks.emails import email_key
-from importer.store.models import text_key
+from importer.values import text_key
 
 revision = "0004"
 down_revision = "0003"

@@ -1,6 +1,6 @@
-"""Files -> raw records in blocks: CSV/TSV/TXT (encoding, delimiter, line checks) and workbooks.
+"""Text files (CSV, TSV, TXT) -> raw records in blocks: encoding, delimiter, line checks.
 
-The records are as the file gives them (strings, or workbook values); read.py cleans them.
+The records are as the file gives them, strings; clean.py cleans them.
 """
 
 from __future__ import annotations
@@ -14,15 +14,13 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import IO, Any
-
-import python_calamine
+from typing import IO
 
 from importer.errors import FileLevelError, LimitExceededError, UnreadableFileError
-from importer.reading.guard import first_line, password_protected
+from importer.reading.sources import base
+from importer.reading.sources.base import RawBlock, RawPicks, Source
 from importer.settings import Settings
-from importer.stamp import INSTRUCTIONS_ROWS, SAMPLE_WORKBOOK_SHEETS, holds_template_stamp
-from importer.values import Notice, WarningCode
+from importer.values import Limit, Notice, WarningCode
 
 DELIMITERS = (",", ";", "\t", "|")
 _SNIFF_BYTES = 64 * 1024
@@ -30,19 +28,9 @@ _DECODE_BLOCK = 1024 * 1024
 # More NUL bytes than this share of a text file's start: UTF-16 without a byte-order mark, or binary.
 # A few NULs are a bad cell (a control character in a name), answered row by row.
 _NUL_SHARE = 8
-# Records read and cleaned at a time.
-BLOCK_ROWS = 10_000
 # A progress bar only for files of more lines than this.
 _ESTIMATE_FROM_LINES = 20_000
-
-# The first row number of a run of consecutive records, and the records as the file gives them.
-RawBlock = tuple[int, list[list[Any]]]
-# Row numbers, and the record of each.
-RawPicks = tuple[list[int], list[list[str]]]
 _LINE_BREAK = re.compile(r"\r\n|\r|\n")
-
-
-# --- text files ---------------------------------------------------------------------------------
 
 
 def detect_encoding(path: Path) -> tuple[str, str | None]:
@@ -155,25 +143,42 @@ def _capped_lines(f: IO[str], *, settings: Settings, file_name: str) -> Iterator
         if len(line) > cap:
             raise LimitExceededError(
                 f"{file_name}: line {number:,} is longer than {cap:,} characters, more than "
-                f"{settings.max_columns} cells of {settings.max_cell_chars:,} characters can hold "
-                "(raise the limits with --max-columns or --max-cell-chars)."
+                f"{settings.max_columns} cells of {settings.max_cell_chars:,} characters can hold.",
+                limit=Limit.CELL_CHARS,
+                allowed=settings.max_cell_chars,
             )
         yield line
 
 
-class CsvSource:
+class CsvSource(Source):
     """A CSV/TSV/TXT file's records, in blocks; and, after one full read, single rows by number."""
+
+    encoding: str
+    delimiter: str
 
     def __init__(
         self, path: Path, *, encoding: str, delimiter: str, settings: Settings, scan: LineScan | None
     ) -> None:
+        super().__init__()
         self.path = path
         self.encoding = encoding
         self.delimiter = delimiter
         self.settings = settings
         self.scan = scan
+        self.row_estimate = scan.estimate if scan else None
         # Set by a full read: every record is exactly one LF-ended line, so row N is line N.
         self.one_line_records = False
+
+    @classmethod
+    def open(cls, path: Path, *, settings: Settings) -> CsvSource:
+        """A text file's source: its encoding detected (a guess is warned about), its delimiter sniffed."""
+        encoding, warning = detect_encoding(path)
+        scan = scan_lines(path, encoding=encoding, settings=settings)
+        delimiter = sniff_delimiter(path, encoding=encoding, settings=settings)
+        source = cls(path, encoding=encoding, delimiter=delimiter, settings=settings, scan=scan)
+        if warning:
+            source.warnings.append(Notice(WarningCode.ENCODING_GUESSED, warning))
+        return source
 
     def blocks(self) -> Iterator[RawBlock]:
         """Runs of records; each record is one spreadsheet row, quoted line breaks included."""
@@ -234,7 +239,7 @@ def csv_blocks(
         number = 0
         last: list[str] = []
         try:
-            while records := list(itertools.islice(reader, BLOCK_ROWS)):
+            while records := list(itertools.islice(reader, base.BLOCK_ROWS)):
                 yield number + 1, records
                 number += len(records)
                 last = records[-1]
@@ -274,7 +279,7 @@ def _csv_error(
     """The csv module's complaint, as the user's problem: a cell too long, or unparsable text.
 
     The module's own cap on a field (csv.field_size_limit, 131,072 by default) is process-wide
-    state, raised by the entry points for a --max-cell-chars above it, never here.
+    state, raised by the entry points for a cell limit above it, never here.
     """
     if "field limit" not in str(exc):
         return UnreadableFileError(
@@ -285,7 +290,9 @@ def _csv_error(
     if settings.max_cell_chars < most:
         return LimitExceededError(
             f"{file_name}: a cell near line {line:,} is longer than {most:,} characters; the limit is "
-            f"{settings.max_cell_chars:,} (Excel's own; raise it with --max-cell-chars).{hint}"
+            f"{settings.max_cell_chars:,} (Excel's own).{hint}",
+            limit=Limit.CELL_CHARS,
+            allowed=settings.max_cell_chars,
         )
     return LimitExceededError(
         f"{file_name}: a cell near line {line:,} is longer than {most:,} characters, the most the CSV "
@@ -357,96 +364,3 @@ def ends_inside_quote(text: str, *, delimiter: str) -> bool:
             field_start = char == delimiter or char in "\r\n"
         position += 1
     return quoted
-
-
-# --- workbooks ----------------------------------------------------------------------------------
-
-
-def reopen_workbook(path: Path, *, sheet_name: str | None) -> Iterator[RawBlock]:
-    """A workbook sheet's records from the start again (for rows read back at the end)."""
-    return workbook_blocks(path, sheet_name=sheet_name)[0]
-
-
-def workbook_blocks(
-    path: Path, *, sheet_name: str | None
-) -> tuple[Iterator[RawBlock], list[Notice], int | None]:
-    """(the chosen sheet's records in blocks, warnings, the sheet's height) of a workbook."""
-    try:
-        workbook = python_calamine.CalamineWorkbook.from_path(str(path))
-    except python_calamine.PasswordError as exc:
-        raise UnreadableFileError(password_protected(path)) from exc
-    except BaseException as exc:  # calamine raises several unrelated types for corrupt files
-        _reraise_unless_calamine_failure(exc)
-        raise UnreadableFileError(
-            f"{path.name} cannot be opened as a {path.suffix.lower()} workbook ({first_line(exc)}): "
-            "it is damaged or not a spreadsheet. Save it again from your spreadsheet program and "
-            "upload it again."
-        ) from exc
-    names: list[str] = list(workbook.sheet_names)
-    if not names:
-        raise UnreadableFileError(f"{path.name} has no sheets.")
-    warnings: list[Notice] = []
-    if sheet_name is None:
-        chosen = names[0]
-        if set(names[1:]) - _sample_workbooks_own(workbook, names):
-            warnings.append(
-                Notice(
-                    WarningCode.SHEET_CHOSEN,
-                    f"{path.name} has {len(names)} sheets; read the first, {chosen!r} "
-                    "(choose another with --sheet).",
-                )
-            )
-    elif sheet_name in names:
-        chosen = sheet_name
-    else:
-        raise FileLevelError(
-            f"{path.name} has no sheet named {sheet_name!r}; its sheets are "
-            f"{', '.join(repr(n) for n in names)}."
-        )
-    try:
-        sheet = workbook.get_sheet_by_name(chosen)
-    except BaseException as exc:
-        _reraise_unless_calamine_failure(exc)
-        raise UnreadableFileError(f"{path.name}: cannot read sheet {chosen!r} ({first_line(exc)}).") from exc
-    return _sheet_blocks(sheet, path=path), warnings, int(getattr(sheet, "height", 0) or 0) or None
-
-
-def _sample_workbooks_own(workbook: Any, names: list[str]) -> set[str]:
-    """The sheets that come with our workbooks: a sample sheet's instructions, the hidden list of teams.
-
-    Known by name and content (each holds its template's stamp in a cell): whatever saved the file
-    (Excel, LibreOffice, Google Sheets) keeps the cells, not always the document properties.
-    """
-    return {name for name in SAMPLE_WORKBOOK_SHEETS & set(names) if _holds_stamp(workbook, name)}
-
-
-def _holds_stamp(workbook: Any, name: str) -> bool:
-    try:
-        rows = workbook.get_sheet_by_name(name).iter_rows()
-        return holds_template_stamp(itertools.islice(rows, INSTRUCTIONS_ROWS))
-    except Exception:  # unreadable: then it is not ours, and the warning names it
-        return False
-
-
-def _sheet_blocks(sheet: Any, *, path: Path) -> Iterator[RawBlock]:
-    # calamine's iter_rows() starts at the sheet's row 1 (blank rows above the data included),
-    # so the count is the row number the user sees.
-    number = 0
-    try:
-        rows = sheet.iter_rows()
-        while records := list(itertools.islice(rows, BLOCK_ROWS)):
-            yield number + 1, records
-            number += len(records)
-    except BaseException as exc:
-        _reraise_unless_calamine_failure(exc)
-        raise UnreadableFileError(f"{path.name}: cannot read the sheet ({first_line(exc)}).") from exc
-
-
-def _reraise_unless_calamine_failure(exc: BaseException) -> None:
-    """Let Ctrl-C and exits through; a reader's error, or a panic inside calamine, is the file's fault.
-
-    A Rust panic reaches Python as pyo3's PanicException, which derives from BaseException (an
-    index out of range on a malformed .xls formula, for one): it is a damaged file, not a crash.
-    """
-    if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
-        raise exc
