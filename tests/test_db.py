@@ -161,18 +161,18 @@ def test_batch_undo_removes_pending_keeps_active(org: Org, tmp_path: Path) -> No
 
     undone = undo_batch(org.engine, result.batch_id)
 
-    assert (undone.removed, undone.kept_active) == (2, ["b@example.com"])
-    assert [m["email"] for m in list_members(org.engine, org.name)] == [org.owner, "b@example.com"]
+    assert (undone.removed, undone.kept_active) == (2, ("b@example.com",))
+    assert [m.email for m in list_members(org.engine, org.name)] == [org.owner, "b@example.com"]
     with Session(org.engine) as session:
         assert session.scalar(select(func.count()).select_from(ActivationToken)) == 0
     shown = show_batch(org.engine, result.batch_id)
-    assert (shown["outcome"], shown["members_active"], shown["members_pending"], shown["created"]) == (
+    assert (shown.batch.outcome, shown.members_active, shown.members_pending, shown.batch.created) == (
         "undone",
         1,
         0,
         3,
     )
-    assert shown["sha256"] == result.sha256 and shown["file_name"] == "b.csv"
+    assert shown.batch.sha256 == result.sha256 and shown.batch.file_name == "b.csv"
 
 
 def test_an_unreachable_database_is_one_clear_error() -> None:

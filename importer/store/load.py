@@ -14,7 +14,7 @@ from importer.errors import NotFoundError
 from importer.sheets import UserType
 from importer.store.engine import database_error
 from importer.store.models import Batch, Member, Organization, Role, Status, Team, utcnow
-from importer.values import Members
+from importer.values import BatchOutcome, Members
 
 # The member columns that differ from row to row, in the order of the tuples insert() binds ...
 ROW_COLUMNS: tuple[str, ...] = (
@@ -252,7 +252,7 @@ def _sqlite_literal(value: object) -> str:
 
 def start_batch(conn: Connection, values: dict[str, Any]) -> None:
     """Record a batch as running (inside the batch's transaction)."""
-    conn.execute(insert(Batch).values(outcome="running", **values))
+    conn.execute(insert(Batch).values(outcome=BatchOutcome.RUNNING.value, **values))
 
 
 def finish_batch(conn: Connection, batch_id: str, values: dict[str, Any]) -> None:
