@@ -654,7 +654,7 @@ def test_look_alike_addresses_are_never_the_existing_member(
     ):
         assert row in rejected or address in created, address
     ali = [m for m in list_members(org.engine, org.name) if m.email == "ali@example.com"]
-    assert len(ali) == 1 and ali[0]["name"] == "Ali"
+    assert len(ali) == 1 and ali[0].name == "Ali"
 
 
 # --- Excel coercions ------------------------------------------------------------------------------

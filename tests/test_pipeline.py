@@ -278,7 +278,7 @@ def test_no_portal_pins_generated_hashed_and_written_once(org: Org, tmp_path: Pa
     assert not verify_pin(phones["Desk"].pin_hash or "", "42")
     assert verify_pin(phones["Lobby"].pin_hash or "", generated["Lobby"])
     # nowhere else: not in the other report files, not in the members listing
-    listing = json.dumps(list_members(org.engine, org.name))
+    listing = json.dumps([m.to_dict() for m in list_members(org.engine, org.name)])
     for name in ("report.html", "errors.csv", "rejected.csv", "summary.json"):
         text = (result.report_dir / name).read_text(encoding="utf-8-sig")  # type: ignore[operator]
         assert all(pin not in text for pin in [*generated.values(), "0042"]), name
