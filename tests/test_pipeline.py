@@ -657,3 +657,18 @@ def test_a_cell_limit_above_the_csv_modules_own_is_honoured_on_the_command_line(
         csv.field_size_limit(before)
     assert result.exit_code == 3, result.output
     assert json.loads(result.output)["errors_by_code"] == {"name.too_long": 1}
+
+
+def test_run_import_as_a_library_leaves_process_wide_state_alone(org: Org, tmp_path: Path, write_csv) -> None:  # type: ignore[no-untyped-def]
+    import csv as csv_module
+    import gc
+
+    gc.set_threshold(1234, 11, 12)
+    csv_module.field_size_limit(4321)
+    try:
+        result = do_import(org, write_csv("s.csv", "Name,Email,Role", "A,a@example.com,Member"), tmp_path)
+        assert result.created == 1
+        assert (gc.get_threshold(), csv_module.field_size_limit()) == ((1234, 11, 12), 4321)
+    finally:
+        gc.set_threshold(700, 10, 10)
+        csv_module.field_size_limit(131_072)
