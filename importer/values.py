@@ -44,7 +44,7 @@ class MemberRecord:
     invite_error: str | None
 
     def to_dict(self) -> dict[str, Any]:
-        """As `members --format json` prints it."""
+        """As a JSON listing of members shows it (the keys PRODUCT.md lists)."""
         return {
             "id": self.id,
             "name": self.name,
@@ -81,7 +81,7 @@ class BatchRecord:
     report_dir: str | None
 
     def to_dict(self) -> dict[str, Any]:
-        """As `batches --json` prints it."""
+        """As a JSON listing of batches shows it."""
         return {
             "id": self.id,
             "type": self.user_type.value,
@@ -112,7 +112,7 @@ class BatchDetail:
     members_active: int
 
     def to_dict(self) -> dict[str, Any]:
-        """As `batch show --json` prints it."""
+        """As a batch is shown in JSON: its record, organization and member counts."""
         return self.batch.to_dict() | {
             "organization": self.organization,
             "members_pending": self.members_pending,
@@ -129,7 +129,7 @@ class UndoResult:
     kept_active: tuple[str, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        """As `batch undo --json` prints it."""
+        """As an undo is reported in JSON."""
         return {"batch_id": self.batch_id, "removed": self.removed, "kept_active": list(self.kept_active)}
 
 
