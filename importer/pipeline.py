@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import gc
 import hashlib
 import secrets
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session
 
+from importer.checking import Checked, Checker, Settled, check_all
 from importer.checks.rules import RuleContext, Team, provider_hint
-from importer.checks.worker import Checked, Checker, Settled, check_all
 from importer.errors import CommitFailedError, CommitUnknownError
 from importer.forked import can_fork
 from importer.messages import row_message
@@ -32,6 +31,7 @@ from importer.store.models import Batch, utcnow
 from importer.store.orgs import find_actor, find_organization, list_teams
 from importer.values import (
     Actor,
+    BatchOutcome,
     ErrorCode,
     GeneratedPin,
     ImportResult,
@@ -47,7 +47,6 @@ from importer.values import (
 # (rows just processed, about how many rows the file has or None): drives the CLI's progress bar.
 ProgressCallback = Callable[[int, int | None], None]
 TYPO_WARNINGS_SHOWN = 20
-_GC_THRESHOLD = 50_000
 
 
 def run_import(
@@ -66,52 +65,11 @@ def run_import(
     """Import one sheet: valid rows become pending members, every other row is explained.
 
     A dry run is the real run, rolled back. File-level problems and refusals raise ImporterError
-    before anything is written.
+    before anything is written. Process-wide state (the garbage collector's thresholds, the csv
+    module's field limit) is left as it is: the entry point that owns the process may tune it
+    (importer.cli.process.tuned_for_import).
     """
-    with _fewer_collections():
-        return _run_import(
-            engine,
-            path,
-            org_ref=org_ref,
-            actor_email=actor_email,
-            user_type=user_type,
-            sheet_name=sheet_name,
-            dry_run=dry_run,
-            all_or_nothing=all_or_nothing,
-            settings=settings or Settings(),
-            progress=progress,
-        )
-
-
-@contextlib.contextmanager
-def _fewer_collections() -> Iterator[None]:
-    """Run the cyclic garbage collector 70 times less often while an import runs.
-
-    An import makes millions of short-lived lists and tuples (rows), none in reference cycles; at
-    the default threshold (700) the collector ran thousands of times over an ever larger heap,
-    about a quarter of the reading time. Cycles are still collected, just in larger batches.
-    """
-    thresholds = gc.get_threshold()
-    gc.set_threshold(_GC_THRESHOLD, *thresholds[1:])
-    try:
-        yield
-    finally:
-        gc.set_threshold(*thresholds)
-
-
-def _run_import(
-    engine: Engine,
-    path: Path,
-    *,
-    org_ref: str,
-    actor_email: str,
-    user_type: UserType,
-    sheet_name: str | None,
-    dry_run: bool,
-    all_or_nothing: bool,
-    settings: Settings,
-    progress: ProgressCallback | None,
-) -> ImportResult:
+    settings = settings or Settings()
     spec = load_sheet(user_type)
     opened = open_sheet(path, spec, sheet_name=sheet_name, settings=settings)
     started, started_at = time.perf_counter(), utcnow()
@@ -303,8 +261,8 @@ class _Run:
                 self.typo_warnings.append(
                     Notice(
                         WarningCode.EMAIL_PROVIDER_TYPO,
-                        f"Row {row}: {email} was accepted.{hint} If it is a typo, undo this batch "
-                        f"(importer batch undo {self.result.batch_id}), fix the sheet and import it again.",
+                        f"Row {row}: {email} was accepted.{hint} If it is a typo, undo this batch, fix "
+                        "the sheet and import it again.",
                     )
                 )
 
@@ -370,7 +328,7 @@ def _counts(result: ImportResult) -> dict[str, Any]:
         "created": result.created,
         "skipped": len(result.skipped),
         "rejected": result.rejected,
-        "outcome": result.outcome.value,
+        "outcome": BatchOutcome(result.outcome.value).value,
         "finished_at": utcnow(),
         "seconds": result.seconds,
         "report_dir": str(result.report_dir) if result.report_dir else None,

@@ -46,7 +46,7 @@ from importer.activation.tokens import ACTIVATION_DAYS
 from importer.activation.transports.base import OutgoingMessage, Transport
 from importer.activation.transports.file import FileTransport
 from importer.activation.transports.smtp import SmtpSecurity, SmtpTransport
-from importer.checks.emails import check_email
+from importer.addresses import check_email
 from importer.cli import cli
 from importer.errors import (
     ActivationError,

@@ -617,3 +617,251 @@ def test_the_summary_says_where_generated_pins_are_and_pins_csv_names_the_team(r
         ("2", "Lobby Phone", "Sales", 6),
         ("3", "Lobby Phone", "Support", 6),
     ]
+
+
+# --- The listings render typed records exactly as the dicts they replaced -----------------------
+
+
+def _old_member_dicts(db_url: str) -> list[dict[str, object]]:
+    """Members as `list_members` returned them before it answered MemberRecords (the reference)."""
+    from importer.store.models import Team
+
+    with Session(open_database(db_url)) as session:
+        query = select(Member, Team.name).outerjoin(Team, Member.team_id == Team.id).order_by(Member.id)
+        return [
+            {
+                "id": m.id,
+                "name": m.name,
+                "email": m.email,
+                "type": m.user_type,
+                "role": m.role.value,
+                "team": team,
+                "status": m.status.value,
+                "batch_id": m.batch_id,
+                "invited_at": m.invited_at.isoformat() if m.invited_at else None,
+                "invite_error": m.invite_error,
+            }
+            for m, team in session.execute(query)
+        ]
+
+
+def _old_batch_dicts(db_url: str) -> list[dict[str, object]]:
+    """Batches as `list_batches` returned them before BatchRecord (the reference)."""
+    with Session(open_database(db_url)) as session:
+        return [
+            {
+                "id": b.id,
+                "type": b.user_type,
+                "file_name": b.file_name,
+                "sha256": b.sha256,
+                "actor": b.actor_email,
+                "dry_run": b.dry_run,
+                "all_or_nothing": b.all_or_nothing,
+                "rows": b.rows,
+                "created": b.created,
+                "skipped": b.skipped,
+                "rejected": b.rejected,
+                "outcome": b.outcome,
+                "started_at": b.started_at.isoformat(),
+                "finished_at": b.finished_at.isoformat() if b.finished_at else None,
+                "seconds": round(b.seconds, 3),
+                "report_dir": b.report_dir,
+            }
+            for b in session.scalars(select(Batch).order_by(Batch.started_at.desc()))
+        ]
+
+
+def test_listings_print_exactly_what_the_dicts_printed(run, db_url: str, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from importer.cli.orgs import BATCH_COLUMNS, MEMBER_COLUMNS
+    from importer.cli.output import csv_text, table
+
+    path = write(tmp_path, "p.csv", "Name,Email,Role,Team", "A,a@example.com,Admin,Sales", "B,b@,Member,")
+    run(*import_args(path, "--dry-run"))
+    run(*import_args(path))
+    with Session(open_database(db_url)) as session, session.begin():
+        session.execute(update(Member).where(Member.name == "A").values(invite_error="550 no such user"))
+    members, batches = _old_member_dicts(db_url), _old_batch_dicts(db_url)
+    assert len(members) == 2 and len(batches) == 2
+
+    assert (
+        run("members", "--org", "Acme Corp", "--format", "json").output
+        == json.dumps(members, indent=2) + "\n"
+    )
+    # (CliRunner gives the CSV's \r\n line ends as \n.)
+    csv_out = csv_text(members).replace("\r\n", "\n")
+    assert run("members", "--org", "Acme Corp", "--format", "csv").output == csv_out
+    assert run("members", "--org", "Acme Corp").output.splitlines() == table(
+        members, (*MEMBER_COLUMNS, "invite_error")
+    )
+    assert run("batches", "--org", "Acme Corp", "--json").output == json.dumps(batches, indent=2) + "\n"
+    assert run("batches", "--org", "Acme Corp").output.splitlines() == table(batches, BATCH_COLUMNS)
+    newest = batches[0]
+    detail = newest | {"organization": "Acme Corp", "members_pending": 1, "members_active": 0}
+    shown = run("batch", "show", str(newest["id"]), "--json").output
+    assert shown == json.dumps(detail, indent=2) + "\n"
+    human = run("batch", "show", str(newest["id"])).output.splitlines()
+    assert human == [f"{key + ':':<17} {'' if value is None else value}" for key, value in detail.items()]
+    undone = run("batch", "undo", str(newest["id"]), "--json").output
+    assert undone == json.dumps({"batch_id": newest["id"], "removed": 1, "kept_active": []}) + "\n"
+    assert [b["outcome"] for b in _old_batch_dicts(db_url)] == ["undone", "dry_run"]
+
+
+def test_the_cli_choices_spelt_for_a_light_start_match_the_library() -> None:
+    from importer.activation.mail import SmtpSecurity
+
+    from importer.cli.activation import SMTP_SECURITY
+    from importer.cli.imports import LIMIT_HELP
+    from importer.cli.orgs import MEMBER_STATUSES
+    from importer.errors import Limit
+    from importer.settings import Settings
+    from importer.store.models import Status
+
+    assert tuple(s.value for s in Status) == MEMBER_STATUSES
+    assert tuple(s.value for s in SmtpSecurity) == SMTP_SECURITY
+    assert set(LIMIT_HELP) == set(Limit)
+    assert all(hasattr(Settings(), limit.value) for limit in Limit)
+
+
+# --- Remedies: the library says what can be done, the command line says it in its words ---------
+
+
+def test_every_remedy_has_the_command_lines_words() -> None:
+    from importer.cli.answers import REMEDY_WORDS, error_line
+    from importer.errors import ImporterError, Remedy
+
+    assert set(REMEDY_WORDS) == set(Remedy)
+    for remedy in Remedy:
+        line = error_line(ImporterError("something is wrong.", remedy=remedy, remedy_arg="x"))
+        assert line.startswith("something is wrong (") and line.endswith(")."), line
+
+
+@pytest.mark.parametrize(
+    ("error", "line"),
+    [
+        (
+            ("the file has 12 rows; the limit is 10.", "RAISE_LIMIT", "max_rows"),
+            "the file has 12 rows; the limit is 10 (raise it with --max-rows).",
+        ),
+        (
+            ("no organization 'Nope'", "CREATE_ORGANIZATION", None),
+            "no organization 'Nope' (create it with `importer org create`)",
+        ),
+        (("no batch 'x'", "LIST_BATCHES", None), "no batch 'x' (`importer batches --org ORG` lists them)"),
+        (
+            ("undo it.", "UNDO_BATCH", "20260101-000000-abcdef"),
+            "undo it (`importer batch undo 20260101-000000-abcdef`).",
+        ),
+        (("plain.", None, None), "plain."),
+    ],
+)
+def test_a_remedy_is_rendered_after_the_message(error: tuple[str, str | None, str | None], line: str) -> None:
+    from importer.cli.answers import error_line
+    from importer.errors import ImporterError, Remedy
+
+    message, remedy, arg = error
+    exc = ImporterError(message, remedy=Remedy[remedy] if remedy else None, remedy_arg=arg)
+    assert error_line(exc) == line
+
+
+def test_a_limit_error_names_the_option_that_raises_it(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = write(tmp_path, "big.csv", "Name,Email,Role", *(f"N{i},n{i}@example.com,Member" for i in range(5)))
+    result = run(*import_args(path, "--max-rows", "2"))
+    assert result.exit_code == 1
+    assert "--max-rows" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+def test_the_library_messages_of_the_store_name_no_flag_and_the_cli_adds_its_words(run, db_url: str) -> None:  # type: ignore[no-untyped-def]
+    from importer.errors import NotFoundError, Remedy
+    from importer.store.orgs import list_members, undo_batch
+
+    with pytest.raises(NotFoundError) as no_batch:
+        undo_batch(open_database(db_url), "nope")
+    with pytest.raises(NotFoundError) as no_org:
+        list_members(open_database(db_url), "Nope")
+    assert (no_batch.value.remedy, no_org.value.remedy) == (Remedy.LIST_BATCHES, Remedy.CREATE_ORGANIZATION)
+    assert "importer" not in str(no_batch.value) + str(no_org.value)
+    result = run("batch", "show", "nope")
+    assert result.output == "Error: no batch 'nope' (`importer batches --org ORG` lists them)\n"
+    result = run("members", "--org", "Nope")
+    assert result.output == "Error: no organization 'Nope' (create it with `importer org create`)\n"
+
+
+def test_a_provider_typo_warning_says_how_to_undo_the_batch(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = write(tmp_path, "typo.csv", "Name,Email,Role", "A,ann@gmial.com,Member")
+    result = run(*import_args(path))
+    batch_id = json.loads(run("batches", "--org", "Acme Corp", "--json").output)[0]["id"]
+    assert (
+        'Warning: Row 2: ann@gmial.com was accepted. Did you mean "ann@gmail.com"? If it is a typo, undo '
+        f"this batch, fix the sheet and import it again (`importer batch undo {batch_id}`)."
+    ) in result.output.splitlines()
+
+
+# --- An instant start -----------------------------------------------------------------------------
+
+HEAVY = (
+    "pandas",
+    "pandera",
+    "numpy",
+    "sqlalchemy",
+    "openpyxl",
+    "xlsxwriter",
+    "python_calamine",
+    "email_validator",
+    "jinja2",
+    "alembic",
+)
+
+
+def _loaded_after(argv: list[str], *, cwd: Path) -> tuple[int, list[str]]:
+    """Run the command line in a fresh interpreter; its exit code and the heavy modules it loaded."""
+    probe = (
+        "import sys\n"
+        "from importer.cli import main\n"
+        f"sys.argv = ['importer', *{argv!r}]\n"
+        "try:\n"
+        "    main()\n"
+        "except SystemExit as exc:\n"
+        "    code = exc.code or 0\n"
+        f"heavy = [m for m in {HEAVY!r} if m in sys.modules]\n"
+        "print('LOADED', code, ','.join(heavy), file=sys.stderr)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe], cwd=cwd, capture_output=True, text=True, timeout=120)
+    (last,) = [line for line in done.stderr.splitlines() if line.startswith("LOADED")]
+    _, code, heavy = [*last.split(" "), ""][:3]
+    return int(code), [m for m in heavy.split(",") if m]
+
+
+def _command_paths() -> list[list[str]]:
+    paths: list[list[str]] = [[]]
+    for name, command in cli.commands.items():
+        sub = getattr(command, "commands", None)
+        paths += [[name, s] for s in sub] if sub else [[name]]
+    return paths
+
+
+@pytest.mark.parametrize("path", _command_paths(), ids=lambda p: " ".join(p) or "importer")
+def test_help_loads_no_heavy_library(path: list[str], tmp_path: Path) -> None:
+    assert _loaded_after([*path, "--help"], cwd=tmp_path) == (0, [])
+
+
+def test_members_loads_sqlalchemy_but_not_pandas(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'm.db'}"
+    assert (
+        CliRunner()
+        .invoke(cli, ["--db", url, "org", "create", "A", "--owner-email", OWNER, "--owner-name", "O"])
+        .exit_code
+        == 0
+    )
+    code, heavy = _loaded_after(["--db", url, "members", "--org", "A", "--format", "json"], cwd=tmp_path)
+    assert code == 0 and "sqlalchemy" in heavy
+    assert not {"pandas", "pandera", "numpy", "openpyxl", "python_calamine", "jinja2"} & set(heavy)
+
+
+def test_an_import_from_the_cli_puts_the_collector_and_the_csv_limit_back(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import csv as csv_module
+    import gc
+
+    before = (gc.get_threshold(), csv_module.field_size_limit())
+    path = write(tmp_path, "ok.csv", "Name,Email,Role", "A,a@example.com,Member")
+    assert run(*import_args(path, "--max-cell-chars", "500000")).exit_code == 0
+    assert (gc.get_threshold(), csv_module.field_size_limit()) == before

@@ -17,8 +17,8 @@ from pathlib import Path
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import select
 
+from importer.addresses import email_key
 from importer.cells import trim
-from importer.checks.emails import email_key
 from importer.checks.rules import emails_ok
 from importer.store.models import Member
 from importer.values import text_key

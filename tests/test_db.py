@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -20,7 +23,7 @@ from sqlalchemy.orm import Session
 from importer.pipeline import run_import
 from importer.settings import Settings
 from importer.store.engine import HEAD_REVISION, current_revision, open_database, upgrade_schema
-from importer.store.models import ActivationToken, Base, Member, Organization
+from importer.store.models import ActivationToken, Base, Batch, Member, Organization
 from importer.store.orgs import list_members, show_batch, undo_batch
 from importer.values import Status, UserType
 
@@ -161,18 +164,18 @@ def test_batch_undo_removes_pending_keeps_active(org: Org, tmp_path: Path) -> No
 
     undone = undo_batch(org.engine, result.batch_id)
 
-    assert (undone.removed, undone.kept_active) == (2, ["b@example.com"])
-    assert [m["email"] for m in list_members(org.engine, org.name)] == [org.owner, "b@example.com"]
+    assert (undone.removed, undone.kept_active) == (2, ("b@example.com",))
+    assert [m.email for m in list_members(org.engine, org.name)] == [org.owner, "b@example.com"]
     with Session(org.engine) as session:
         assert session.scalar(select(func.count()).select_from(ActivationToken)) == 0
     shown = show_batch(org.engine, result.batch_id)
-    assert (shown["outcome"], shown["members_active"], shown["members_pending"], shown["created"]) == (
+    assert (shown.batch.outcome, shown.members_active, shown.members_pending, shown.batch.created) == (
         "undone",
         1,
         0,
         3,
     )
-    assert shown["sha256"] == result.sha256 and shown["file_name"] == "b.csv"
+    assert shown.batch.sha256 == result.sha256 and shown.batch.file_name == "b.csv"
 
 
 def test_an_unreachable_database_is_one_clear_error() -> None:
@@ -203,25 +206,68 @@ def _import_command(db_url: str, org: Org, sheet: Path, reports: Path) -> list[s
     ]  # fmt: skip
 
 
-def test_an_import_killed_at_any_moment_leaves_no_half_batch(org: Org, db_url: str, tmp_path: Path) -> None:
-    rows = 20_000
+DEADLINE_SECONDS = 120.0
+
+
+def _wait_until(condition: Callable[[], bool], process: subprocess.Popen[Any], what: str) -> None:
+    """Poll until the condition holds while the process runs; fail, naming `what`, past the deadline."""
+    deadline = time.monotonic() + DEADLINE_SECONDS
+    while not condition():
+        assert process.poll() is None, f"the import ended before {what}: {process.communicate()}"
+        assert time.monotonic() < deadline, f"never {what}"
+        time.sleep(0.01)
+
+
+def _checking_in_a_worker(pid: int) -> bool:
+    """Whether the import has forked its checking worker: it does so inside its write transaction,
+    after recording the batch, and writes each chunk's members as the worker hands them over."""
+    try:
+        return bool(Path(f"/proc/{pid}/task/{pid}/children").read_text().split())
+    except OSError:
+        return False
+
+
+def _counts(engine: Engine) -> tuple[int, int]:
+    """(members, batches) in the database."""
+    with Session(engine) as session:
+        members = session.scalar(select(func.count()).select_from(Member)) or 0
+        return members, session.scalar(select(func.count()).select_from(Batch)) or 0
+
+
+def test_an_import_killed_inside_its_transaction_leaves_nothing(
+    org: Org, db_url: str, tmp_path: Path
+) -> None:
+    # Big enough to be checked in a worker process (Settings.worker_from_rows), which the import
+    # forks only once its batch transaction is open: killed then, it has written its batch row
+    # and is writing members, none of it committed.
+    rows = 120_000
     sheet = tmp_path / "big.csv"
     sheet.write_text("Name,Email,Role\n" + "".join(f"P{i},p{i}@example.com,Member\n" for i in range(rows)))
     command = _import_command(db_url, org, sheet, tmp_path / "reports")
-    for delay in (0.8, 1.6, 2.4):
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(delay)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        _wait_until(lambda: _checking_in_a_worker(process.pid), process, "checked rows in a worker")
+    finally:
         process.kill()  # SIGKILL: no cleanup code runs
         process.wait()
-        with Session(org.engine) as session:
-            count = session.scalar(select(func.count()).select_from(Member)) or 0
-        assert count - 1 in (0, rows), f"half a batch after a kill at {delay}s: {count - 1} members"
+    assert _counts(org.engine) == (1, 0), "the killed import left members or its batch behind"
+
     again = subprocess.run(command, capture_output=True, text=True, check=False)
     assert again.returncode == 0, again.stderr
     summary = json.loads(again.stdout)
-    assert summary["created"] + summary["skipped"] == rows
-    with Session(org.engine) as session:
-        assert session.scalar(select(func.count()).select_from(Member)) == rows + 1
+    assert (summary["created"], summary["skipped"], summary["rejected"]) == (rows, 0, 0)
+    assert _counts(org.engine) == (rows + 1, 1)
+
+
+def _sleeping_on_the_database(pid: int, database: Path) -> bool:
+    """Whether the process has the database open and sleeps in a system call (SQLite's busy
+    handler waits for a lock by sleeping: nanosleep or clock_nanosleep)."""
+    try:
+        opened = {os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()}
+        call = Path(f"/proc/{pid}/syscall").read_text().split()[0]
+    except OSError:
+        return False
+    return str(database) in opened and call in {"35", "230"}  # x86-64 nanosleep, clock_nanosleep
 
 
 def test_sqlite_import_waits_for_a_locked_database(org: Org, db_url: str, tmp_path: Path) -> None:
@@ -237,7 +283,11 @@ def test_sqlite_import_waits_for_a_locked_database(org: Org, db_url: str, tmp_pa
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(2.0)
+    database = Path(db_url.removeprefix("sqlite:///")).resolve()
+    # Seen waiting in the busy handler, several times over: it waits for the lock, not gives up.
+    for _ in range(3):
+        _wait_until(lambda: _sleeping_on_the_database(process.pid, database), process, "waited for the lock")
+        time.sleep(0.05)  # a poll interval: the next look finds it waiting again, or done
     assert process.poll() is None, "the import gave up instead of waiting"
     blocker.execute("COMMIT")
     blocker.close()

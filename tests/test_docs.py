@@ -5,6 +5,8 @@ from __future__ import annotations
 import itertools
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -115,3 +117,34 @@ def test_the_tour_is_true_when_followed(tmp_path: Path, monkeypatch: pytest.Monk
     assert ran == ["org", "team", "template", "import", "members", "batches", "send-activations"]
     assert (tmp_path / "portal-users.xlsx").is_file()
     assert any("/activate?token=" in p.read_text() for p in (tmp_path / "outbox").glob("*.eml"))
+
+
+def _library_section() -> tuple[str, str]:
+    section = README.split("## As a library\n", 1)[1].split("\n## ", 1)[0]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    printed = section.split("```text\n", 1)[1].split("```", 1)[0]
+    return code, printed
+
+
+def test_the_library_example_runs_and_prints_what_the_readme_says(tmp_path: Path) -> None:
+    code, printed = _library_section()
+    (tmp_path / "example.py").write_text(code, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "example.py"], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
+    assert (done.returncode, done.stderr) == (0, "")
+    assert done.stdout == printed
+    assert len(list((tmp_path / "outbox").glob("*.eml"))) == 1
+
+
+def test_the_public_api_is_complete_and_light() -> None:
+    import importer
+
+    for name in importer.__all__:
+        assert getattr(importer, name) is not None, name
+    errors = __import__("importer.errors", fromlist=["ImporterError"])
+    tree = {n for n, v in vars(errors).items() if isinstance(v, type) and issubclass(v, errors.ImporterError)}
+    assert tree <= set(importer.__all__)
+    probe = "import sys, importer; print(sorted(m for m in ('pandas', 'sqlalchemy') if m in sys.modules))"
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "[]"

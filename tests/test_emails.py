@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy import Engine, create_engine, text
 
-from importer.checks.emails import check_email, email_key, email_keys, surely_valid
+from importer.addresses import check_email, email_key, email_keys, surely_valid
 from importer.checks.rules import emails_ok
 from importer.store.engine import open_database
 from importer.store.orgs import create_organization, list_members

@@ -19,7 +19,7 @@ from importer.accounts.members import (
     remove_member,
 )
 from importer.accounts.teams import delete_team, list_teams, rename_team
-from importer.checks.worker import verify_pin
+from importer.checks.pins import verify_pin
 from importer.errors import ConflictError, ImporterError, NotFoundError, PermissionDeniedError
 from importer.store.models import ActivationToken, Member, Role, Status, utcnow
 

@@ -737,7 +737,7 @@ def test_an_address_starting_with_an_apostrophe_survives_the_rejected_files(
         book.save(rejected)
     again = do_import(org, rejected, tmp_path)
     assert (again.created, again.rejected) == (1, 0)
-    emails = {m["email"] for m in list_members(org.engine, org.name)}
+    emails = {m.email for m in list_members(org.engine, org.name)}
     assert {"'-ann@example.com", "'=bob@example.com"} <= emails
     assert "-ann@example.com" not in emails and "=bob@example.com" not in emails
 

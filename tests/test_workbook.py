@@ -144,7 +144,7 @@ def test_fixed_rejected_xlsx_imports_every_row_once(
     second = do_import(acme, tmp_path / "fixed.xlsx", tmp_path)
 
     assert (second.rows, second.created, len(second.skipped), second.rejected) == (4, 4, 0, 0)
-    members = {m["email"]: (m["name"], m["role"], m["team"]) for m in list_members(acme, "Acme Corp")}
+    members = {m.email: (m.name, m.role, m.team) for m in list_members(acme, "Acme Corp")}
     assert members == {
         OWNER: ("Olive Owner", "Owner", None),
         "ada@example.com": ("Ada Lovelace", "Admin", "Engineering"),

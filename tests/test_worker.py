@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from importer import pipeline
-from importer.checks.worker import Checked, Checker, check_all
+from importer.checking import Checked, Checker, check_all
 from importer.errors import CheckingStoppedError, ImporterError, LimitExceededError
 from importer.forked import can_fork
 from importer.reading.sheet import Chunk
@@ -252,8 +252,22 @@ def test_a_killed_import_takes_its_worker_with_it(tmp_path: Path) -> None:
         time.sleep(0.05)
         workers = [int(p) for p in children.read_text().split()]
     assert workers, "the import never started its worker"
-    time.sleep(1.0)  # the worker is ahead now, blocked writing to the pipe
+    # Wait until the worker is ahead, blocked writing a chunk to the full pipe: the moment a worker
+    # left behind would hang on forever if it outlived the import.
+    while not _blocked_writing(workers[0]) and time.monotonic() < deadline and importer.poll() is None:
+        time.sleep(0.05)
+    assert _blocked_writing(workers[0]), "the worker never got ahead of the import"
     assert not _lingers_after_killing(importer, workers[0])
+
+
+def _blocked_writing(pid: int) -> bool:
+    """Whether the process sleeps in a write to a pipe (the reader is behind)."""
+    try:
+        call = Path(f"/proc/{pid}/syscall").read_text().split()[0]
+        waits_on = Path(f"/proc/{pid}/wchan").read_text()
+    except OSError:
+        return False
+    return call == "1" and "pipe_write" in waits_on  # x86-64 write(2), asleep in the pipe
 
 
 def test_rejected_xlsx_written_alongside_is_the_same_workbook(org: Org, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
@@ -355,8 +369,17 @@ def test_a_killed_import_takes_its_workbook_writer_with_it(tmp_path: Path) -> No
     )
     pid_file = reports / "writer.pid"
     deadline = time.monotonic() + 30
-    while not pid_file.exists() and time.monotonic() < deadline and importer.poll() is None:
+    while not _writer_asleep(pid_file) and time.monotonic() < deadline and importer.poll() is None:
         time.sleep(0.05)
-    assert pid_file.exists(), "the import never started writing its workbook"
-    time.sleep(0.1)  # the pid is written; the writer sleeps
+    assert _writer_asleep(pid_file), "the import never started writing its workbook"
     assert not _lingers_after_killing(importer, int(pid_file.read_text()))
+
+
+def _writer_asleep(pid_file: Path) -> bool:
+    """Whether the stuck writer has written its whole pid and sleeps (in its time.sleep)."""
+    try:
+        pid = int(pid_file.read_text())
+        call = Path(f"/proc/{pid}/syscall").read_text().split()[0]
+    except (OSError, ValueError):
+        return False
+    return call in {"35", "230"}  # x86-64 nanosleep, clock_nanosleep

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from importer.accounts.audit import record
 from importer.accounts.passwords import PasswordPolicy, hash_password, verify_password
-from importer.checks.emails import email_key
+from importer.addresses import email_key
 from importer.errors import ActivationError, NotFoundError
 from importer.store.models import Account, AuditAction, Member, Organization, Status, utcnow
 from importer.values import UserType

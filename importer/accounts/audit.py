@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Engine, func, or_, select
 from sqlalchemy.orm import Session
 
-from importer.checks.emails import email_key
+from importer.addresses import email_key
 from importer.store.models import AuditAction, AuditEvent, Organization, utcnow
 from importer.store.orgs import find_organization
 

@@ -18,10 +18,10 @@ from sqlalchemy.orm import Session
 
 from importer.accounts.audit import Acting, record
 from importer.accounts.listing import MemberView, member_view
+from importer.addresses import email_key
 from importer.cells import trim
-from importer.checks.emails import email_key
+from importer.checks.pins import PIN_DIGITS, hash_pin
 from importer.checks.rules import RuleContext, Team, Validator
-from importer.checks.worker import PIN_DIGITS, hash_pin
 from importer.errors import ConflictError, ImporterError, NotFoundError, PermissionDeniedError
 from importer.sheets import SheetSpec, load_sheet
 from importer.store.models import (

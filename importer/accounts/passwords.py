@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from importer.checks.emails import email_key
+from importer.addresses import email_key
 from importer.errors import ImporterError, PermissionDeniedError
 from importer.store.models import Member, Organization
 from importer.store.orgs import find_organization

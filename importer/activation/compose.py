@@ -23,7 +23,7 @@ import markupsafe
 from email_validator import EmailNotValidError, validate_email
 
 from importer.activation.transports.base import OutgoingMessage
-from importer.checks.emails import check_email
+from importer.addresses import check_email
 from importer.errors import ImporterError, UnsendableAddress
 
 SUBJECT = "Your account has been created!"

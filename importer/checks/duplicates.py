@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from importer.checks.emails import email_keys
+from importer.addresses import email_keys
 from importer.errors import FileLevelError
 from importer.values import ErrorCode, RowError, UserType
 

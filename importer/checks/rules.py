@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import pandera.pandas as pa
 
-from importer.checks.emails import check_email, suggest_domain, surely_valid
+from importer.addresses import check_email, suggest_domain, surely_valid
 from importer.checks.suggestions import NameIndex, suggest
 from importer.messages import CellFacts, did_you_mean, row_message
 from importer.sheets import ColumnKind, ColumnSpec, SheetSpec

@@ -15,7 +15,7 @@ from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from importer.errors import DatabaseBusyError, ImporterError, NoDatabaseError, WriteConflictError
+from importer.errors import DatabaseBusyError, ImporterError, NoDatabaseError, Remedy, WriteConflictError
 from importer.settings import DEFAULT_SQLITE_BUSY_SECONDS
 
 # The newest migration in importer/store/migrations/versions (tests/test_db.py keeps them in step).
@@ -35,7 +35,7 @@ def open_database(
     try:
         parsed = make_url(url)
     except ArgumentError as exc:
-        raise ImporterError(f"--db: {url!r} is not a database URL ({exc}).") from exc
+        raise ImporterError(f"{url!r} is not a database URL ({exc}).", remedy=Remedy.CHOOSE_DATABASE) from exc
     if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
         parsed = parsed.set(drivername="postgresql+psycopg")
     where = parsed.render_as_string(hide_password=True)

@@ -10,11 +10,11 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, delete, insert, select, update
 
-from importer.checks.emails import email_keys
+from importer.addresses import email_keys
 from importer.errors import NotFoundError
 from importer.store.engine import database_error
 from importer.store.models import Batch, Member, Organization, Team, utcnow
-from importer.values import Members, Role, Status, UserType
+from importer.values import BatchOutcome, Members, Role, Status, UserType
 
 # The member columns that differ from row to row, in the order of the tuples insert() binds ...
 ROW_COLUMNS: tuple[str, ...] = (
@@ -252,7 +252,7 @@ def _sqlite_literal(value: object) -> str:
 
 def start_batch(conn: Connection, values: dict[str, Any]) -> None:
     """Record a batch as running (inside the batch's transaction)."""
-    conn.execute(insert(Batch).values(outcome="running", **values))
+    conn.execute(insert(Batch).values(outcome=BatchOutcome.RUNNING.value, **values))
 
 
 def finish_batch(conn: Connection, batch_id: str, values: dict[str, Any]) -> None:

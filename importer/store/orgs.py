@@ -4,17 +4,41 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import Engine, delete, func, select
 from sqlalchemy.orm import Session
 
-from importer.checks.emails import check_email, email_key
-from importer.errors import ConflictError, ImporterError, NotFoundError, PermissionDeniedError
+from importer.addresses import check_email, email_key
+from importer.errors import ConflictError, ImporterError, NotFoundError, PermissionDeniedError, Remedy
 from importer.store.engine import MAILING_LOCK, hold_lock
 from importer.store.models import ActivationToken, Batch, Member, Organization, Team
-from importer.values import Actor, Role, Status, UserType, text_key
+from importer.values import (
+    Actor,
+    BatchDetail,
+    BatchOutcome,
+    BatchRecord,
+    MemberRecord,
+    Role,
+    Status,
+    UndoResult,
+    UserType,
+    text_key,
+)
+
+__all__ = [  # UndoResult is imported from here by callers that predate importer.values
+    "Actor",
+    "UndoResult",
+    "create_organization",
+    "create_teams",
+    "find_actor",
+    "find_batch",
+    "find_organization",
+    "list_batches",
+    "list_members",
+    "list_teams",
+    "show_batch",
+    "undo_batch",
+]
 
 
 def create_organization(engine: Engine, name: str, *, owner_email: str, owner_name: str) -> int:
@@ -26,7 +50,7 @@ def create_organization(engine: Engine, name: str, *, owner_email: str, owner_na
         raise ImporterError("an organization's name cannot be only digits (it would read as an id).")
     problem = check_email(owner_email.strip())
     if problem:
-        raise ImporterError(f"--owner-email {owner_email!r} is not a valid address: {problem}.")
+        raise ImporterError(f"the Owner's email {owner_email!r} is not a valid address: {problem}.")
     with Session(engine) as session, session.begin():
         if session.scalar(select(Organization.id).where(Organization.name == name)) is not None:
             raise ConflictError(f"an organization named {name!r} already exists.")
@@ -62,7 +86,7 @@ def find_organization(session: Session, ref: str) -> Organization:
         matches = [o for o in session.scalars(select(Organization)) if text_key(o.name) == text_key(ref)]
         org = matches[0] if len(matches) == 1 else None
     if org is None:
-        raise NotFoundError(f"no organization {ref!r}; create it with `importer org create`.")
+        raise NotFoundError(f"no organization {ref!r}", remedy=Remedy.CREATE_ORGANIZATION)
     return org
 
 
@@ -115,8 +139,8 @@ def list_members(
     *,
     status: Status | None = None,
     user_type: UserType | None = None,
-) -> list[dict[str, Any]]:
-    """Members of an organization as plain objects (PIN and password hashes never included)."""
+) -> list[MemberRecord]:
+    """Members of an organization, by id (PIN and password hashes never included)."""
     with Session(engine) as session:
         org = find_organization(session, org_ref)
         query = (
@@ -130,87 +154,75 @@ def list_members(
         if user_type is not None:
             query = query.where(Member.user_type == user_type.value)
         return [
-            {
-                "id": member.id,
-                "name": member.name,
-                "email": member.email,
-                "type": member.user_type,
-                "role": member.role.value,
-                "team": team_name,
-                "status": member.status.value,
-                "batch_id": member.batch_id,
-                "invited_at": member.invited_at.isoformat() if member.invited_at else None,
-                "invite_error": member.invite_error,
-            }
+            MemberRecord(
+                id=member.id,
+                name=member.name,
+                email=member.email,
+                user_type=UserType(member.user_type),
+                role=member.role,
+                team=team_name,
+                status=member.status,
+                batch_id=member.batch_id,
+                invited_at=member.invited_at,
+                invite_error=member.invite_error,
+            )
             for member, team_name in session.execute(query)
         ]
 
 
-def list_batches(engine: Engine, org_ref: str) -> list[dict[str, Any]]:
+def list_batches(engine: Engine, org_ref: str) -> list[BatchRecord]:
     """Past imports of an organization, newest first."""
     with Session(engine) as session:
         org = find_organization(session, org_ref)
         batches = session.scalars(
             select(Batch).where(Batch.organization_id == org.id).order_by(Batch.started_at.desc())
         )
-        return [batch_dict(b) for b in batches]
+        return [batch_record(b) for b in batches]
 
 
-def batch_dict(batch: Batch) -> dict[str, Any]:
-    """A batch as a plain object."""
-    return {
-        "id": batch.id,
-        "type": batch.user_type,
-        "file_name": batch.file_name,
-        "sha256": batch.sha256,
-        "actor": batch.actor_email,
-        "dry_run": batch.dry_run,
-        "all_or_nothing": batch.all_or_nothing,
-        "rows": batch.rows,
-        "created": batch.created,
-        "skipped": batch.skipped,
-        "rejected": batch.rejected,
-        "outcome": batch.outcome,
-        "started_at": batch.started_at.isoformat(),
-        "finished_at": batch.finished_at.isoformat() if batch.finished_at else None,
-        "seconds": round(batch.seconds, 3),
-        "report_dir": batch.report_dir,
-    }
+def batch_record(batch: Batch) -> BatchRecord:
+    """A batch row as a plain value."""
+    return BatchRecord(
+        id=batch.id,
+        user_type=UserType(batch.user_type),
+        file_name=batch.file_name,
+        sha256=batch.sha256,
+        actor=batch.actor_email,
+        dry_run=batch.dry_run,
+        all_or_nothing=batch.all_or_nothing,
+        rows=batch.rows,
+        created=batch.created,
+        skipped=batch.skipped,
+        rejected=batch.rejected,
+        outcome=BatchOutcome(batch.outcome),
+        started_at=batch.started_at,
+        finished_at=batch.finished_at,
+        seconds=batch.seconds,
+        report_dir=batch.report_dir,
+    )
 
 
 def find_batch(session: Session, batch_id: str) -> Batch:
     """A batch by id."""
     batch = session.get(Batch, batch_id.strip())
     if batch is None:
-        raise NotFoundError(f"no batch {batch_id!r}; `importer batches --org ORG` lists them.")
+        raise NotFoundError(f"no batch {batch_id!r}", remedy=Remedy.LIST_BATCHES)
     return batch
 
 
-def show_batch(engine: Engine, batch_id: str) -> dict[str, Any]:
+def show_batch(engine: Engine, batch_id: str) -> BatchDetail:
     """One batch with its organization and how many of its members are still pending."""
     with Session(engine) as session:
         batch = find_batch(session, batch_id)
         query = select(Member.status, func.count()).where(Member.batch_id == batch.id).group_by(Member.status)
         counts = {status: count for status, count in session.execute(query)}
         org_name = session.scalar(select(Organization.name).where(Organization.id == batch.organization_id))
-        return batch_dict(batch) | {
-            "organization": org_name,
-            "members_pending": counts.get(Status.PENDING, 0),
-            "members_active": counts.get(Status.ACTIVE, 0),
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class UndoResult:
-    """What `batch undo` did: pending members removed, active ones kept."""
-
-    batch_id: str
-    removed: int
-    kept_active: list[str]
-
-    def to_dict(self) -> dict[str, Any]:
-        """As printed by `batch undo --json`."""
-        return {"batch_id": self.batch_id, "removed": self.removed, "kept_active": self.kept_active}
+        return BatchDetail(
+            batch=batch_record(batch),
+            organization=org_name or "",
+            members_pending=counts.get(Status.PENDING, 0),
+            members_active=counts.get(Status.ACTIVE, 0),
+        )
 
 
 def undo_batch(engine: Engine, batch_id: str) -> UndoResult:
@@ -232,7 +244,7 @@ def _remove_pending(engine: Engine, batch_id: str) -> UndoResult:
     with Session(engine) as session, session.begin():
         batch = find_batch(session, batch_id)
         of_batch = Member.batch_id == batch.id
-        kept = list(
+        kept = tuple(
             session.scalars(
                 select(func.coalesce(Member.email, Member.name))
                 .where(of_batch, Member.status == Status.ACTIVE)
@@ -243,5 +255,5 @@ def _remove_pending(engine: Engine, batch_id: str) -> UndoResult:
         conn = session.connection()  # Core statements: nothing loaded, nothing to synchronize
         conn.execute(delete(ActivationToken).where(ActivationToken.member_id.in_(pending.scalar_subquery())))
         removed = conn.execute(delete(Member).where(of_batch, Member.status == Status.PENDING))
-        batch.outcome = "undone"
+        batch.outcome = BatchOutcome.UNDONE.value
         return UndoResult(batch_id=batch.id, removed=removed.rowcount, kept_active=kept)

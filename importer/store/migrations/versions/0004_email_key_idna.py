@@ -22,7 +22,7 @@ from collections.abc import Callable
 import sqlalchemy as sa
 from alembic import op
 
-from importer.checks.emails import email_key
+from importer.addresses import email_key
 from importer.values import text_key
 
 revision = "0004"

@@ -7,23 +7,21 @@ results are the same either way (the test suite runs both).
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pandas as pd
 
+from importer.addresses import suggest_domain
 from importer.checks.duplicates import DuplicateTracker, duplicate_keys
-from importer.checks.emails import suggest_domain
+from importer.checks.pins import PIN_DIGITS, hash_pin
 from importer.checks.rules import RuleContext, Team, Validator
 from importer.errors import CheckingStoppedError
 from importer.forked import Helper
 from importer.reading.sheet import Chunk, OpenedSheet
 from importer.sheets import SheetSpec
 from importer.values import ErrorCode, Members, Notice, RejectedRow, Role, RowError, UserType
-
-PIN_DIGITS = 6
 
 
 @dataclass(slots=True)
@@ -163,22 +161,6 @@ def _provider_typos(members: Members) -> list[tuple[int, str]]:
         for row, email, domain in zip(members.source_rows, members.emails, domains, strict=True)
         if domain in typos
     ]
-
-
-def hash_pin(pin: str) -> str:
-    """A salted hash of a PIN.
-
-    Salted SHA-256, not a slow hash: a million PINs must load in seconds, and a 4–8 digit PIN
-    cannot be protected by hashing alone anyway; the hash only keeps PINs out of plain sight.
-    """
-    salt = secrets.token_hex(8)
-    return f"sha256${salt}${hashlib.sha256((salt + pin).encode()).hexdigest()}"
-
-
-def verify_pin(stored: str, pin: str) -> bool:
-    """Whether a PIN matches its stored hash."""
-    _, salt, digest = stored.split("$")
-    return secrets.compare_digest(hashlib.sha256((salt + pin).encode()).hexdigest(), digest)
 
 
 # --- in order, inline or in a worker process --------------------------------------------------------

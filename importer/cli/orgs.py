@@ -1,0 +1,192 @@
+"""Commands around the organization: org, team, members, batches, batch, db."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from importer.cli.app import USER_TYPES, Obj, cli, json_option, org_option, pass_obj
+from importer.cli.output import csv_text, say, table
+
+# A member's status, as `members --status` takes it: the values of store.models.Status, spelt here
+# so that `--help` needs no SQLAlchemy (tests/test_cli.py keeps the two in step).
+MEMBER_STATUSES = ("pending", "active", "deactivated")
+MEMBER_COLUMNS = ("id", "name", "email", "type", "role", "team", "status", "batch_id")
+BATCH_COLUMNS = (
+    "id",
+    "type",
+    "file_name",
+    "actor",
+    "outcome",
+    "rows",
+    "created",
+    "skipped",
+    "rejected",
+    "started_at",
+)
+
+
+@cli.group()
+def org() -> None:
+    """Manage organizations."""
+
+
+@org.command("create")
+@click.argument("name")
+@click.option("--owner-email", required=True, help="Email of the organization's Owner.")
+@click.option("--owner-name", required=True, help="Name of the organization's Owner.")
+@pass_obj
+def org_create(obj: Obj, name: str, owner_email: str, owner_name: str) -> None:
+    """Create an organization and its active Owner."""
+    from importer.store.orgs import create_organization
+
+    org_id = create_organization(
+        obj.engine(create=True), name, owner_email=owner_email, owner_name=owner_name
+    )
+    say(f"Created organization {name!r} (id {org_id}) with Owner {owner_email}.")
+
+
+@org.command("password-policy")
+@org_option
+@click.option("--as", "actor", required=True, metavar="EMAIL", help="The organization's Owner.")
+@click.option("--min-length", type=click.IntRange(8, 128), help="Minimum password length (8-128).")
+@click.option("--require-symbol/--no-require-symbol", default=None, help="Require a symbol.")
+@pass_obj
+def org_password_policy(
+    obj: Obj, org_ref: str, actor: str, min_length: int | None, require_symbol: bool | None
+) -> None:
+    """Show or change the organization's password policy (only its Owner may change it)."""
+    from importer.accounts.passwords import get_password_policy, set_password_policy
+
+    if min_length is None and require_symbol is None:
+        policy = get_password_policy(obj.engine(), org_ref)
+    else:
+        policy = set_password_policy(
+            obj.engine(), org_ref, actor_email=actor, min_length=min_length, require_symbol=require_symbol
+        )
+    say(f"Password policy: {policy.describe()}.")
+
+
+@cli.group()
+def team() -> None:
+    """Manage teams."""
+
+
+@team.command("create")
+@org_option
+@click.argument("names", nargs=-1, required=True)
+@pass_obj
+def team_create(obj: Obj, org_ref: str, names: tuple[str, ...]) -> None:
+    """Create one or more teams in an organization (existing ones are left alone)."""
+    from importer.store.orgs import create_teams
+
+    created = create_teams(obj.engine(create=True), org_ref, names)
+    existing = len(names) - len(created)
+    say(
+        f"Created {len(created)} team{'s' if len(created) != 1 else ''}"
+        + (f": {', '.join(created)}" if created else "")
+        + (f" ({existing} already existed)" if existing else "")
+        + "."
+    )
+
+
+@cli.command()
+@org_option
+@click.option("--status", type=click.Choice(MEMBER_STATUSES), help="Only members with this status.")
+@click.option("--type", "user_type", type=USER_TYPES, help="Only members of this type.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+@pass_obj
+def members(obj: Obj, org_ref: str, status: str | None, user_type: str | None, fmt: str) -> None:
+    """List an organization's members (PINs and passwords are never shown)."""
+    from importer.store.models import Status
+    from importer.store.orgs import list_members
+    from importer.values import UserType
+
+    found = list_members(
+        obj.engine(),
+        org_ref,
+        status=Status(status) if status else None,
+        user_type=UserType(user_type) if user_type else None,
+    )
+    rows = [member.to_dict() for member in found]
+    if fmt == "json":
+        click.echo(json.dumps(rows, indent=2))
+    elif fmt == "csv":
+        click.echo(csv_text(rows), nl=False)
+    else:
+        # A refused activation email shows where the admin looks first.
+        refused = any(member.invite_error for member in found)
+        say(*table(rows, (*MEMBER_COLUMNS, "invite_error") if refused else MEMBER_COLUMNS))
+
+
+@cli.command()
+@org_option
+@json_option
+@pass_obj
+def batches(obj: Obj, org_ref: str, as_json: bool) -> None:
+    """List an organization's past imports, newest first."""
+    from importer.store.orgs import list_batches
+
+    rows = [batch.to_dict() for batch in list_batches(obj.engine(), org_ref)]
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+    else:
+        say(*table(rows, BATCH_COLUMNS))
+
+
+@cli.group()
+def batch() -> None:
+    """Inspect or undo one import."""
+
+
+@batch.command("show")
+@click.argument("batch_id", metavar="ID")
+@json_option
+@pass_obj
+def batch_show(obj: Obj, batch_id: str, as_json: bool) -> None:
+    """Who imported what and when: file name and hash, counts, report path."""
+    from importer.store.orgs import show_batch
+
+    info = show_batch(obj.engine(), batch_id).to_dict()
+    if as_json:
+        click.echo(json.dumps(info, indent=2))
+        return
+    say(*(f"{key + ':':<17} {'' if value is None else value}" for key, value in info.items()))
+
+
+@batch.command("undo")
+@click.argument("batch_id", metavar="ID")
+@json_option
+@pass_obj
+def batch_undo(obj: Obj, batch_id: str, as_json: bool) -> None:
+    """Remove a batch's members that are still pending and revoke their links; active ones stay."""
+    from importer.store.orgs import undo_batch
+
+    result = undo_batch(obj.engine(), batch_id)
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
+        return
+    say(f"Batch {result.batch_id}: removed {result.removed} pending member(s).")
+    if result.kept_active:
+        say(f"Kept {len(result.kept_active)} already active: {', '.join(result.kept_active)}")
+
+
+@cli.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("upgrade")
+@pass_obj
+def db_upgrade(obj: Obj) -> None:
+    """Create or upgrade the database schema to the newest revision (also done on first use)."""
+    from importer.store.engine import current_revision
+
+    say(f"Database schema at revision {current_revision(obj.engine(create=True))}.")
