@@ -40,11 +40,13 @@ if TYPE_CHECKING:
         Remedy,
         TransportError,
         UnreadableFileError,
+        UnsendableAddress,
         UnsupportedFileError,
         WriteConflictError,
         WrongSheetTypeError,
     )
     from importer.pipeline import run_import
+    from importer.records import BatchDetail, BatchOutcome, BatchRecord, MemberRecord, UndoResult
     from importer.settings import Settings
     from importer.store.engine import open_database
     from importer.store.orgs import (
@@ -56,13 +58,9 @@ if TYPE_CHECKING:
         undo_batch,
     )
     from importer.values import (
-        BatchDetail,
-        BatchOutcome,
-        BatchRecord,
         ErrorCode,
         GeneratedPin,
         ImportResult,
-        MemberRecord,
         Notice,
         Outcome,
         RejectedRow,
@@ -72,7 +70,6 @@ if TYPE_CHECKING:
         SendResult,
         SkippedRow,
         Status,
-        UndoResult,
         UserType,
         WarningCode,
     )
@@ -80,16 +77,15 @@ if TYPE_CHECKING:
 # Each public name and the module that defines it.
 _WHERE: dict[str, str] = {
     **dict.fromkeys(["run_import"], "importer.pipeline"),
+    **dict.fromkeys(
+        ["BatchDetail", "BatchOutcome", "BatchRecord", "MemberRecord", "UndoResult"], "importer.records"
+    ),
     **dict.fromkeys(["Settings"], "importer.settings"),
     **dict.fromkeys(
         [
-            "BatchDetail",
-            "BatchOutcome",
-            "BatchRecord",
             "ErrorCode",
             "GeneratedPin",
             "ImportResult",
-            "MemberRecord",
             "Notice",
             "Outcome",
             "RejectedRow",
@@ -99,7 +95,6 @@ _WHERE: dict[str, str] = {
             "SendResult",
             "SkippedRow",
             "Status",
-            "UndoResult",
             "UserType",
             "WarningCode",
         ],
@@ -135,6 +130,7 @@ _WHERE: dict[str, str] = {
             "Remedy",
             "TransportError",
             "UnreadableFileError",
+            "UnsendableAddress",
             "UnsupportedFileError",
             "WriteConflictError",
             "WrongSheetTypeError",
@@ -185,6 +181,7 @@ __all__ = [
     "TransportError",
     "UndoResult",
     "UnreadableFileError",
+    "UnsendableAddress",
     "UnsupportedFileError",
     "UserType",
     "WarningCode",

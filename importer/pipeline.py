@@ -21,6 +21,7 @@ from importer.errors import CommitFailedError, CommitUnknownError
 from importer.forked import can_fork
 from importer.messages import row_message
 from importer.reading.sheet import open_sheet
+from importer.records import BatchOutcome
 from importer.reports.files import write_report
 from importer.settings import Settings
 from importer.sheets import SheetSpec, load_sheet
@@ -31,7 +32,6 @@ from importer.store.models import Batch, utcnow
 from importer.store.orgs import find_actor, find_organization, list_teams
 from importer.values import (
     Actor,
-    BatchOutcome,
     ErrorCode,
     GeneratedPin,
     ImportResult,

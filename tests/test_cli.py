@@ -707,8 +707,7 @@ def test_listings_print_exactly_what_the_dicts_printed(run, db_url: str, tmp_pat
 
 
 def test_the_cli_choices_spelt_for_a_light_start_match_the_library() -> None:
-    from importer.activation.mail import SmtpSecurity
-
+    from importer.activation.transports.smtp import SmtpSecurity
     from importer.cli.activation import SMTP_SECURITY
     from importer.cli.imports import LIMIT_HELP
     from importer.cli.orgs import MEMBER_STATUSES

@@ -31,6 +31,9 @@ def test_the_wheel_carries_schemas_templates_and_migrations_and_runs_outside_the
         "importer/store/migrations/versions/0002_activation.py",
     ):
         assert needed in names, needed
+    # Every module of the package ships (a subpackage missing from pyproject's list would not).
+    modules = {str(p.relative_to(ROOT)) for p in (ROOT / "importer").rglob("*.py")}
+    assert not modules - names, sorted(modules - names)
 
     target = tmp_path / "site"
     subprocess.run(

@@ -42,6 +42,8 @@ REMEDY_WORDS: dict[Remedy, Callable[[str | None], str]] = {
     Remedy.RAISE_LIMIT: lambda limit: f"raise it with {limit_flag(limit or '')}",
     Remedy.CREATE_ORGANIZATION: lambda _: "create it with `importer org create`",
     Remedy.LIST_BATCHES: lambda _: "`importer batches --org ORG` lists them",
+    Remedy.LIST_MEMBERS: lambda _: "`importer members --org ORG` lists them",
+    Remedy.LIST_TEAMS: lambda _: "`importer team list --org ORG` lists them",
     Remedy.UNDO_BATCH: lambda batch_id: f"`importer batch undo {batch_id or 'ID'}`",
     Remedy.CHOOSE_SHEET: lambda _: "choose another with --sheet",
     Remedy.START_FROM_TEMPLATE: lambda user_type: f"`importer template {user_type or 'portal'}`",

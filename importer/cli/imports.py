@@ -18,10 +18,22 @@ from importer.errors import Limit, Remedy
 from importer.settings import DEFAULT_REPORT_DIR, Settings
 
 if TYPE_CHECKING:
+    from importer.reports.samples import UploadWords
     from importer.values import ImportResult
 
 # Files smaller than this import too fast to need a progress bar.
 PROGRESS_MIN_BYTES = 2 * 1024 * 1024
+
+
+def template_words() -> UploadWords:
+    """How the sample sheet's Instructions say to upload it and to get the team dropdown, in the
+    command line's words."""
+    from importer.reports.samples import UploadWords
+
+    return UploadWords(
+        upload="importer import FILE --type {user_type} --org ORG --as YOU",
+        teams_elsewhere="a copy made with --org ORG has a dropdown of them",
+    )
 
 
 @cli.command()
@@ -56,7 +68,7 @@ def template(obj: Obj, user_type: str, fmt: str, org_ref: str | None, output: Pa
             "an XLSX workbook is binary and would garble the terminal: redirect it "
             "(`-o - > sheet.xlsx`), give -o PATH, or choose --format csv."
         )
-    data = render_template(spec, fmt=fmt, teams=teams)
+    data = render_template(spec, fmt=fmt, teams=teams, words=template_words())
     if to_stdout:
         if fmt == "csv":
             click.echo(data.decode("utf-8"), nl=False)

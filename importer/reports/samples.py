@@ -36,20 +36,34 @@ def template_file_name(spec: SheetSpec, fmt: str) -> str:
     return f"{spec.user_type.value}-users-sample.{fmt}"
 
 
-def render_template(spec: SheetSpec, *, fmt: str, teams: Sequence[str] = ()) -> bytes:
+@dataclass(frozen=True, slots=True)
+class UploadWords:
+    """How the front end that hands out the sheet says to upload it and to get the team dropdown,
+    in its own words (a command for the CLI, a page for the portal): the Instructions sheet shows
+    them; the library names no command or page itself."""
+
+    upload: str
+    teams_elsewhere: str
+
+
+def render_template(
+    spec: SheetSpec, *, fmt: str, teams: Sequence[str] = (), words: UploadWords | None = None
+) -> bytes:
     """The sample sheet for one user type as CSV (UTF-8) or XLSX bytes."""
     if fmt == "csv":
         text = io.StringIO(newline="")
         csv.writer(text).writerow([c.sample_header for c in spec.columns])
         return text.getvalue().encode("utf-8")
     data = io.BytesIO()
-    _workbook(spec, teams=teams).save(data)
+    _workbook(spec, teams=teams, words=words).save(data)
     return data.getvalue()
 
 
-def write_template(spec: SheetSpec, path: Path, *, fmt: str, teams: Sequence[str] = ()) -> Path:
+def write_template(
+    spec: SheetSpec, path: Path, *, fmt: str, teams: Sequence[str] = (), words: UploadWords | None = None
+) -> Path:
     """Write the sample sheet for one user type as CSV or XLSX."""
-    path.write_bytes(render_template(spec, fmt=fmt, teams=teams))
+    path.write_bytes(render_template(spec, fmt=fmt, teams=teams, words=words))
     return path
 
 
@@ -100,7 +114,7 @@ def plain_rule(column: ColumnSpec) -> str:
     return text[0].upper() + text[1:] + "."
 
 
-def _workbook(spec: SheetSpec, *, teams: Sequence[str]) -> Workbook:
+def _workbook(spec: SheetSpec, *, teams: Sequence[str], words: UploadWords | None) -> Workbook:
     workbook = Workbook()
     sheet = workbook.active
     assert sheet is not None  # a new Workbook always has one sheet
@@ -145,7 +159,7 @@ def _workbook(spec: SheetSpec, *, teams: Sequence[str]) -> Workbook:
             _dropdown(sheet, cells, source, dropdown)
     sheet.freeze_panes = "A2"
     sheet.row_dimensions[1].height = 22
-    _instructions(workbook, spec, teams=teams)
+    _instructions(workbook, spec, teams=teams, words=words)
     return workbook
 
 
@@ -178,7 +192,9 @@ def _describe(validation: DataValidation, column: ColumnSpec, hint: str) -> None
         validation.error = hint[:255]
 
 
-def _instructions(workbook: Workbook, spec: SheetSpec, *, teams: Sequence[str]) -> None:
+def _instructions(
+    workbook: Workbook, spec: SheetSpec, *, teams: Sequence[str], words: UploadWords | None
+) -> None:
     sheet = workbook.create_sheet(INSTRUCTIONS_SHEET)
     wrap = Alignment(wrap_text=True, vertical="top")
     sheet.append([f"{spec.title} users: how to fill in this sheet"])
@@ -224,11 +240,11 @@ def _instructions(workbook: Workbook, spec: SheetSpec, *, teams: Sequence[str]) 
     team_note = (
         ", ".join(teams)
         if teams
-        else "any existing team of your organization (a copy made with --org ORG has a dropdown of them)."
+        else "any existing team of your organization" + (f" ({words.teams_elsewhere})." if words else ".")
     )
     for label, text in (
         ("Teams:", team_note),
-        ("Upload with:", f"importer import FILE --type {spec.user_type.value} --org ORG --as YOU"),
+        *((("Upload with:", words.upload.format(user_type=spec.user_type.value)),) if words else ()),
         ("Template version:", template_stamp(spec)),
     ):
         sheet.append([label, "", text])

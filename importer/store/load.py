@@ -12,9 +12,10 @@ from sqlalchemy import Connection, and_, delete, insert, select, update
 
 from importer.addresses import email_keys
 from importer.errors import NotFoundError
+from importer.records import BatchOutcome
 from importer.store.engine import database_error
 from importer.store.models import Batch, Member, Organization, Team, utcnow
-from importer.values import BatchOutcome, Members, Role, Status, UserType
+from importer.values import Members, Role, Status, UserType
 
 # The member columns that differ from row to row, in the order of the tuples insert() binds ...
 ROW_COLUMNS: tuple[str, ...] = (

@@ -10,20 +10,10 @@ from sqlalchemy.orm import Session
 
 from importer.addresses import check_email, email_key
 from importer.errors import ConflictError, ImporterError, NotFoundError, PermissionDeniedError, Remedy
+from importer.records import BatchDetail, BatchOutcome, BatchRecord, MemberRecord, UndoResult
 from importer.store.engine import MAILING_LOCK, hold_lock
 from importer.store.models import ActivationToken, Batch, Member, Organization, Team
-from importer.values import (
-    Actor,
-    BatchDetail,
-    BatchOutcome,
-    BatchRecord,
-    MemberRecord,
-    Role,
-    Status,
-    UndoResult,
-    UserType,
-    text_key,
-)
+from importer.values import Actor, Role, Status, UserType, text_key
 
 __all__ = [  # UndoResult is imported from here by callers that predate importer.values
     "Actor",
