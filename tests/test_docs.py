@@ -101,7 +101,7 @@ def test_the_tour_is_true_when_followed(tmp_path: Path, monkeypatch: pytest.Monk
             continue
         command = line.split("  #")[0].split(" # ")[0]
         if command.strip().startswith("importer activate"):
-            continue  # the token is in the emails; tests/test_activation.py follows such a link
+            continue  # the token is in the emails; tests/activation/test_activation.py follows such a link
         args = shlex.split(command)[1:]
         result = runner.invoke(cli, ["--db", db, *args], catch_exceptions=False)
         ran.append(args[0])

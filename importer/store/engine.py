@@ -18,7 +18,7 @@ from sqlalchemy.pool import NullPool
 from importer.errors import DatabaseBusyError, ImporterError, NoDatabaseError, Remedy, WriteConflictError
 from importer.settings import DEFAULT_SQLITE_BUSY_SECONDS
 
-# The newest migration in importer/store/migrations/versions (tests/test_db.py keeps them in step).
+# The newest migration in importer/store/migrations/versions (tests/store/test_engine.py keeps them in step).
 HEAD_REVISION = "0006"
 _MIGRATION_LOCK = 0x1D_0C_0B_1E
 

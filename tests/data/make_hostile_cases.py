@@ -1,6 +1,6 @@
-"""Regenerate the hostile-* files tests/test_hostile.py reads: `python tests/data/make_hostile_cases.py`.
+"""Regenerate the hostile-* files of tests/reading/test_guard.py: `python tests/data/make_hostile_cases.py`.
 
-Deterministic (fixed zip dates, seeded random bytes); tests/test_hostile.py checks that the committed
+Deterministic (fixed zip dates, seeded random bytes); tests/reading/test_guard.py checks that the committed
 files still match what this script builds. The files are small: the large cases (a 200 MB zip bomb,
 a zip of 10,001 parts) are built by fixtures in the tests instead.
 

@@ -1,7 +1,7 @@
-"""Regenerate the files tests/test_read.py reads: `python tests/data/make_read_cases.py [DIR]`.
+"""Regenerate the files tests/reading/test_sheet.py reads: `python tests/data/make_read_cases.py [DIR]`.
 
 Deterministic: every run writes the same bytes (fixed zip timestamps and workbook properties),
-and tests/test_read.py checks that the committed files still match what this script builds.
+and tests/reading/test_sheet.py checks that the committed files still match what this script builds.
 """
 
 from __future__ import annotations

@@ -40,8 +40,7 @@ from importer.store.engine import open_database
 from importer.store.models import Batch, Member
 from importer.store.orgs import create_organization, list_members
 from importer.values import Limit, Remedy, UserType
-
-from .conftest import DATA_DIR, Org, do_import, errors_of
+from tests.conftest import DATA_DIR, Org, do_import, errors_of
 
 SHEET = "xl/worksheets/sheet1.xml"
 REPORT_FILES = ("report.html", "errors.csv", "rejected.csv", "summary.json")

@@ -22,8 +22,7 @@ from importer.accounts.teams import delete_team, list_teams, rename_team
 from importer.checks.pins import verify_pin
 from importer.errors import ConflictError, ImporterError, NotFoundError, PermissionDeniedError
 from importer.store.models import ActivationToken, Member, Role, Status, utcnow
-
-from .conftest import Org, do_import, errors_of
+from tests.conftest import Org, do_import, errors_of
 
 OWNER = Acting("olive.owner@acme.example")
 PASSWORD = "Correct horse 42"

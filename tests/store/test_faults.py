@@ -16,8 +16,7 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.orm import Session
 
 from importer.store.models import Member
-
-from .conftest import Org
+from tests.conftest import Org
 
 DEADLINE_SECONDS = 60.0
 
@@ -173,8 +172,7 @@ def test_many_unknown_teams_among_20000_get_their_suggestions_quickly(org: Org, 
 
     from importer.store.models import Team
     from importer.values import ErrorCode
-
-    from .conftest import do_import
+    from tests.conftest import do_import
 
     rng = random.Random(11)
     names = sorted({"".join(rng.choices(string.ascii_lowercase, k=10)).title() for _ in range(20_000)})
@@ -217,8 +215,7 @@ def test_a_connection_lost_at_commit_is_reported_as_what_happened(
     """The COMMIT reaches the server (or not), then the connection breaks before its answer."""
     from importer.errors import CommitFailedError
     from importer.store.models import Batch
-
-    from .conftest import do_import
+    from tests.conftest import do_import
 
     sheet = write_csv("lost.csv", "Name,Email,Role", "A,a@example.com,Member", "B,b@example.com,Member")
     dialect = org.engine.dialect
@@ -307,8 +304,7 @@ def test_a_commit_whose_outcome_cannot_be_learnt_says_so_and_keeps_the_report(
 ) -> None:
     from importer import pipeline
     from importer.errors import CommitUnknownError
-
-    from .conftest import do_import
+    from tests.conftest import do_import
 
     sheet = write_csv("lost.csv", "Name,Email,Role", "A,a@example.com,Member")
     dialect = org.engine.dialect

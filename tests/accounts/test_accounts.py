@@ -12,8 +12,7 @@ from importer.accounts.members import NewMember, add_member
 from importer.errors import ActivationError
 from importer.store.models import Account, Member, Status
 from importer.store.orgs import create_organization
-
-from .conftest import Org
+from tests.conftest import Org
 
 STRONG = "Correct horse 42"
 

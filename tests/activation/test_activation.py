@@ -62,9 +62,8 @@ from importer.store.engine import open_database
 from importer.store.models import ActivationToken, Base, Batch, Member
 from importer.store.orgs import UndoResult, create_organization, undo_batch
 from importer.values import Role, SendFailure, SendResult, Status, UserType, text_key
-
-from .conftest import Org
-from .smtp_server import (
+from tests.conftest import Org
+from tests.smtp_server import (
     REFUSED_REPLY,
     RecordingHandler,
     SmtpServer,
@@ -370,7 +369,7 @@ def test_international_addresses(org: Org) -> None:
     assert transport.messages[0].data.isascii() and transport.messages[2].data.isascii()
 
 
-EMAIL_VECTORS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "email" / "vectors.json"
+EMAIL_VECTORS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "email" / "vectors.json"
 
 
 def test_every_address_the_importer_accepts_can_be_sent_to() -> None:

@@ -23,7 +23,7 @@ import pytest
 from importer.store.engine import open_database
 from importer.store.orgs import create_organization
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus" / "workbooks"
+CORPUS = Path(__file__).resolve().parents[3] / "shared" / "corpus" / "workbooks"
 SUPPORTED = {".xlsx", ".xlsm", ".xls", ".ods"}
 # Per file: far more than any of them takes (a hang, not a slow file, is what this catches).
 FILE_SECONDS = 30

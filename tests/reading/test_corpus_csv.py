@@ -20,7 +20,7 @@ from importer.settings import Settings
 from importer.sheets import ColumnKind, ColumnSpec, SheetSpec
 from importer.values import UserType
 
-SPECTRUM = Path(__file__).parent.parent.parent / "shared" / "corpus" / "csv-spectrum"
+SPECTRUM = Path(__file__).parent.parent.parent.parent / "shared" / "corpus" / "csv-spectrum"
 # The corpus README: location_coordinates.json disagrees with its own CSV; the CSV is right.
 CORRECTIONS = {"location_coordinates": {0: {"Contact Phone Number": "2095257564"}}}
 

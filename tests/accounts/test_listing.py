@@ -10,8 +10,7 @@ from importer.accounts.members import NewMember, add_member
 from importer.errors import ImporterError, NotFoundError
 from importer.sheets import UserType
 from importer.store.models import Status
-
-from .conftest import Org
+from tests.conftest import Org
 
 OWNER = Acting("olive.owner@acme.example")
 

@@ -21,8 +21,7 @@ from importer.accounts.members import (
 )
 from importer.accounts.teams import delete_team, rename_team
 from importer.store.models import AuditEvent
-
-from .conftest import Org
+from tests.conftest import Org
 
 OWNER = Acting("olive.owner@acme.example")
 PASSWORD = "Correct horse 42"

@@ -29,7 +29,7 @@ from importer.values import ImportResult, UserType
 
 OWNER = "olive.owner@acme.example"
 TEAMS = ["Sales", "Support", "Engineering", "Warehouse"]
-ROOT = Path(__file__).parent.parent
+ROOT = Path(__file__).parent.parent.parent
 
 WriteCsv = Callable[..., Path]
 

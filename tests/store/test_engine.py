@@ -26,8 +26,7 @@ from importer.store.engine import HEAD_REVISION, current_revision, open_database
 from importer.store.models import ActivationToken, Base, Batch, Member, Organization
 from importer.store.orgs import list_members, show_batch, undo_batch
 from importer.values import Status, UserType
-
-from .conftest import Org
+from tests.conftest import Org
 
 
 def _script() -> ScriptDirectory:

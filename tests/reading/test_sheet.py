@@ -36,8 +36,7 @@ from importer.settings import Settings
 from importer.sheets import load_sheet
 from importer.store.orgs import list_members
 from importer.values import Limit, Remedy, UserType, WarningCode
-
-from .conftest import Org, do_import, errors_of
+from tests.conftest import Org, do_import, errors_of
 
 # Every test here runs twice: at the real block size and with blocks of 2 records.
 pytestmark = pytest.mark.usefixtures("read_blocks")

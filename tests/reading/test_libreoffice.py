@@ -18,8 +18,7 @@ import pytest
 import xlsxwriter
 
 from importer.values import ImportResult
-
-from .conftest import OWNER, Org, do_import, errors_of
+from tests.conftest import OWNER, Org, do_import, errors_of
 
 ROWS = [
     ("Name", "Email", "Role", "Team"),
