@@ -48,6 +48,7 @@ test: lint
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet 'frictionless>=5.18' 'django-import-export>=4.0'
 	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/scale.py
 
 clean:
 	rm -rf $(VENV) reports outbox $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm

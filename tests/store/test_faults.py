@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, func, select, text
+from sqlalchemy import create_engine, event, func, select, text
 from sqlalchemy.orm import Session
 
 from importer.store.models import Member
@@ -152,19 +152,38 @@ def test_undo_of_200000_members_takes_seconds(org: Org, db_url: str) -> None:
         session.add(ActivationToken(member_id=pending.id, token_hash="x" * 64, expires_at=pending.created_at))
         kept = sorted(m.email or "" for m in active)
 
-    started = time.monotonic()
-    undone = undo_batch(org.engine, batch_id)
-    seconds = time.monotonic() - started
+    # Set-based, not per member: the old undo loaded every member of the batch into the ORM and
+    # matched each against the whole id list (quadratic: 120,000 members held the lock 102 s). Its
+    # speed is measured by the benchmark (benchmarks/scale.py), not asserted here: the work is.
+    loaded: list[int] = []
+    statements: list[str] = []
+
+    def on_load(member: Member, _context: object) -> None:
+        loaded.append(member.id)
+
+    def on_execute(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(Member, "load", on_load)
+    event.listen(org.engine, "before_cursor_execute", on_execute)
+    try:
+        undone = undo_batch(org.engine, batch_id)
+    finally:
+        event.remove(Member, "load", on_load)
+        event.remove(org.engine, "before_cursor_execute", on_execute)
+    assert len(loaded) <= 1, f"undo loaded {len(loaded):,} members one by one"
+    assert len(statements) <= 12, statements
 
     assert (undone.removed, sorted(undone.kept_active)) == (UNDO_MEMBERS - len(kept), kept)
     with Session(org.engine) as session:
         left = session.scalars(select(Member.email).where(Member.batch_id == batch_id)).all()
         assert sorted(e or "" for e in left) == kept
         assert session.scalar(select(func.count()).select_from(ActivationToken)) == 0
-    assert seconds < 10, f"undo of {UNDO_MEMBERS:,} members took {seconds:.1f} s"
 
 
-def test_many_unknown_teams_among_20000_get_their_suggestions_quickly(org: Org, tmp_path: Path) -> None:
+def test_many_unknown_teams_among_20000_get_their_suggestions_quickly(
+    org: Org, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import random
     import string
 
@@ -190,9 +209,19 @@ def test_many_unknown_teams_among_20000_get_their_suggestions_quickly(org: Org, 
     sheet = tmp_path / "teams.csv"
     sheet.write_text("Name,Email,Role,Team\n" + "\n".join(rows) + "\n")
 
-    started = time.monotonic()
+    # Each question scores a bounded few of the 20,000 names (the old code ran difflib over all of
+    # them, 0.26 s a question); the time is the benchmark's to measure (benchmarks/scale.py).
+    from importer.checks import suggestions
+
+    scored: list[int] = []
+    real = suggestions.difflib.get_close_matches
+
+    def counting(word: str, possibilities: list[str], n: int = 3, cutoff: float = 0.6) -> list[str]:
+        scored.append(len(possibilities))
+        return real(word, possibilities, n=n, cutoff=cutoff)
+
+    monkeypatch.setattr(suggestions.difflib, "get_close_matches", counting)
     result = do_import(org, sheet, tmp_path)
-    seconds = time.monotonic() - started
 
     assert {e.code for e in result.errors} == {ErrorCode.TEAM_UNKNOWN}
     assert result.rejected == len(rows)
@@ -201,7 +230,8 @@ def test_many_unknown_teams_among_20000_get_their_suggestions_quickly(org: Org, 
         assert (f'Did you mean "{meant}"?' if meant else "Did you mean") in error.message or (
             meant is None and "Did you mean" not in error.message
         ), error.message
-    assert seconds < 8, f"{len(expected)} distinct unknown teams among 20,000 took {seconds:.1f} s"
+    assert scored and max(scored) <= 50, f"a question scored {max(scored):,} names"
+    assert len(scored) <= len(expected), "answers are remembered: one question per distinct value"
 
 
 @pytest.mark.parametrize("reached", [True, False], ids=["committed", "not-committed"])
