@@ -512,3 +512,5 @@ class Remedy(enum.StrEnum):
     ENCRYPT_SMTP = "encrypt_smtp"
     GIVE_PASSWORD_ON_STDIN = "give_password_on_stdin"  # noqa: S105 (a remedy's name, not a password)
     CHOOSE_DATABASE = "choose_database"
+    LIST_MEMBERS = "list_members"
+    LIST_TEAMS = "list_teams"

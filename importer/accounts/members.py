@@ -22,7 +22,7 @@ from importer.addresses import email_key
 from importer.cells import trim
 from importer.checks.pins import PIN_DIGITS, hash_pin
 from importer.checks.rules import RuleContext, Team, Validator
-from importer.errors import ConflictError, ImporterError, NotFoundError, PermissionDeniedError
+from importer.errors import ConflictError, ImporterError, NotFoundError, PermissionDeniedError, Remedy
 from importer.sheets import SheetSpec, load_sheet
 from importer.store.models import (
     Account,
@@ -146,7 +146,7 @@ class _Scope:
     def target(self, member_id: int) -> Member:
         member = self.session.get(Member, member_id, with_for_update=True)
         if member is None or member.organization_id != self.org.id:
-            raise NotFoundError(f"no member {member_id} in {self.org.name}; `importer members` lists them.")
+            raise NotFoundError(f"no member {member_id} in {self.org.name}", remedy=Remedy.LIST_MEMBERS)
         if self.actor.role is not Role.OWNER and member.role is not Role.MEMBER:
             raise PermissionDeniedError(
                 f"{self.actor.email} is an {self.actor.role.value} of {self.org.name}; only the Owner may "

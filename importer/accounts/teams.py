@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session, aliased
 
 from importer.accounts.audit import Acting, record
 from importer.cells import trim
-from importer.errors import ConflictError, ImporterError, NotFoundError
+from importer.errors import ConflictError, ImporterError, NotFoundError, Remedy
 from importer.store.models import AuditAction, Member, Organization, Team
 from importer.store.orgs import find_actor, find_organization
 from importer.values import text_key
@@ -51,7 +51,7 @@ def _find_team(session: Session, org: Organization, name: str) -> Team:
         select(Team).where(Team.organization_id == org.id, Team.name_key == text_key(trim(name)))
     )
     if team is None:
-        raise NotFoundError(f"{org.name} has no team {trim(name)!r}; `importer team list` lists them.")
+        raise NotFoundError(f"{org.name} has no team {trim(name)!r}", remedy=Remedy.LIST_TEAMS)
     return team
 
 

@@ -52,6 +52,8 @@ REMEDY_WORDS: dict[Remedy, Callable[[str | None], str]] = {
     Remedy.ENCRYPT_SMTP: lambda _: "use --smtp-security starttls or tls",
     Remedy.GIVE_PASSWORD_ON_STDIN: lambda _: "give it on standard input with --password-stdin",
     Remedy.CHOOSE_DATABASE: lambda _: "give the database with --db URL or IMPORTER_DATABASE_URL",
+    Remedy.LIST_MEMBERS: lambda _: "`importer members --org ORG` lists them",
+    Remedy.LIST_TEAMS: lambda _: "`importer team list --org ORG` lists them",
 }
 NO_DATABASE_WORDS = (
     "give the database with --db URL (or IMPORTER_DATABASE_URL), or create one with "
