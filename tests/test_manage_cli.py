@@ -518,3 +518,10 @@ def test_batch_undo_asks_on_a_terminal(run: Run, tmp_path: Path, db_url: str) ->
     assert terminal.finish() == 0, terminal.shown
     assert f"Batch {batch}: removed 2 pending member(s)." in terminal.shown
     assert _count(run) == 1
+
+
+def test_the_page_limit_spelt_for_a_light_start_matches_the_library() -> None:
+    from importer.accounts.listing import MAX_PAGE
+    from importer.cli import orgs
+
+    assert orgs.MAX_PAGE == MAX_PAGE
