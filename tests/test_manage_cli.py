@@ -238,7 +238,7 @@ def test_the_last_active_owner_stays(run: Run) -> None:
     nobody = run("member", "edit", "9999", *ORG, *AS_OWNER, "--name", "X")
     assert nobody.exit_code == 1
     assert one_line_error(nobody) == (
-        "Error: no member 9999 in Acme Corp (`importer members --org ORG` lists them)"
+        "Error: no member 9999 in Acme Corp (`importer members --org ORG` lists them)."
     )
 
 
@@ -340,7 +340,7 @@ def test_team_list_rename_delete(run: Run) -> None:
     assert unknown.exit_code == 1
     assert (
         one_line_error(unknown)
-        == "Error: Acme Corp has no team 'Nope' (`importer team list --org ORG` lists them)"
+        == "Error: Acme Corp has no team 'Nope' (`importer team list --org ORG` lists them)."
     )
     nobody = run("team", "delete", *ORG, "--as", "nobody@x.example", "Support")
     assert nobody.exit_code == 1

@@ -9,8 +9,7 @@ from sqlalchemy.orm import Session
 from importer.accounts.audit import Acting, record
 from importer.store.engine import MAILING_LOCK, hold_lock
 from importer.store.models import AuditAction, Organization
-from importer.store.orgs import find_actor, find_batch, remove_pending
-from importer.values import UndoResult
+from importer.store.orgs import UndoResult, find_actor, find_batch, remove_pending
 
 
 def _check_actor(session: Session, batch_id: str, acting: Acting) -> int:

@@ -146,7 +146,7 @@ class _Scope:
     def target(self, member_id: int) -> Member:
         member = self.session.get(Member, member_id, with_for_update=True)
         if member is None or member.organization_id != self.org.id:
-            raise NotFoundError(f"no member {member_id} in {self.org.name}", remedy=Remedy.LIST_MEMBERS)
+            raise NotFoundError(f"no member {member_id} in {self.org.name}.", remedy=Remedy.LIST_MEMBERS)
         if self.actor.role is not Role.OWNER and member.role is not Role.MEMBER:
             raise PermissionDeniedError(
                 f"{self.actor.email} is an {self.actor.role.value} of {self.org.name}; only the Owner may "

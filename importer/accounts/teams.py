@@ -51,7 +51,7 @@ def _find_team(session: Session, org: Organization, name: str) -> Team:
         select(Team).where(Team.organization_id == org.id, Team.name_key == text_key(trim(name)))
     )
     if team is None:
-        raise NotFoundError(f"{org.name} has no team {trim(name)!r}", remedy=Remedy.LIST_TEAMS)
+        raise NotFoundError(f"{org.name} has no team {trim(name)!r}.", remedy=Remedy.LIST_TEAMS)
     return team
 
 
