@@ -701,7 +701,7 @@ def test_listings_print_exactly_what_the_dicts_printed(run, db_url: str, tmp_pat
     assert shown == json.dumps(detail, indent=2) + "\n"
     human = run("batch", "show", str(newest["id"])).output.splitlines()
     assert human == [f"{key + ':':<17} {'' if value is None else value}" for key, value in detail.items()]
-    undone = run("batch", "undo", str(newest["id"]), "--json").output
+    undone = run("batch", "undo", str(newest["id"]), "--as", OWNER, "--yes", "--json").output
     assert undone == json.dumps({"batch_id": newest["id"], "removed": 1, "kept_active": []}) + "\n"
     assert [b["outcome"] for b in _old_batch_dicts(db_url)] == ["undone", "dry_run"]
 

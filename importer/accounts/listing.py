@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import Engine, or_, select
 from sqlalchemy.orm import Session
 
-from importer.errors import ImporterError, NotFoundError
+from importer.errors import ImporterError, NotFoundError, Remedy
 from importer.store.models import Member, Role, Status, Team
 from importer.store.orgs import find_organization
 from importer.values import UserType, text_key
@@ -159,7 +159,7 @@ def list_members(
                 select(Team.id).where(Team.organization_id == org.id, Team.name_key == text_key(team.strip()))
             )
             if team_id is None:
-                raise NotFoundError(f"{org.name} has no team {team.strip()!r}.")
+                raise NotFoundError(f"{org.name} has no team {team.strip()!r}.", remedy=Remedy.LIST_TEAMS)
             query = query.where(Member.team_id == team_id)
         if batch is not None:
             query = query.where(Member.batch_id == batch.strip())

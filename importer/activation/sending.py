@@ -18,7 +18,7 @@ import contextlib
 import datetime as dt
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -346,6 +346,7 @@ def send_activations(
     base_url: str,
     batch_id: str | None = None,
     resend: bool = False,
+    member_ids: Collection[int] | None = None,
     now: dt.datetime | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> SendResult:
@@ -354,7 +355,8 @@ def send_activations(
     With `resend`, members emailed but not yet active get a new link too (the old one stops
     working once the new message has gone). A refused recipient is recorded in `invite_error` and
     the run goes on; a TransportError (server unreachable, login refused, outbox unwritable) stops
-    the run and carries the counts so far in its `result`.
+    the run and carries the counts so far in its `result`. `member_ids` restricts the run to these
+    members (one member's resend).
     """
     link_base = check_base_url(base_url)
     with Session(engine) as session:
@@ -375,6 +377,8 @@ def send_activations(
     ]
     if batch_id is not None:
         scope.append(Member.batch_id == batch_id)
+    if member_ids is not None:
+        scope.append(Member.id.in_(list(member_ids)))
     # A second run on the organization waits here, then finds the first run's members emailed.
     with (
         hold_lock(engine, SEND_LOCK, org_id),

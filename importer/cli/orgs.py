@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
-from importer.cli.app import USER_TYPES, Obj, cli, json_option, org_option, pass_obj
+from importer.cells import visible
+from importer.cli.app import USER_TYPES, ExitCode, Obj, cli, json_option, org_option, pass_obj
 from importer.cli.output import csv_text, say, table
 
 # A member's status, as `members --status` takes it: the values of store.models.Status, spelt here
 # so that `--help` needs no SQLAlchemy (tests/test_cli.py keeps the two in step).
 MEMBER_STATUSES = ("pending", "active", "deactivated")
 MEMBER_COLUMNS = ("id", "name", "email", "type", "role", "team", "status", "batch_id")
+# A member's keys in the whole list (no --limit), as PRODUCT.md first listed them.
+WHOLE_LIST_KEYS = (*MEMBER_COLUMNS, "invited_at", "invite_error")
+# accounts.listing.MAX_PAGE, spelt here so that `--help` needs no SQLAlchemy (tests keep them in step).
+MAX_PAGE = 10_000
 BATCH_COLUMNS = (
     "id",
     "type",
@@ -95,6 +101,15 @@ def team_create(obj: Obj, org_ref: str, names: tuple[str, ...]) -> None:
 @org_option
 @click.option("--status", type=click.Choice(MEMBER_STATUSES), help="Only members with this status.")
 @click.option("--type", "user_type", type=USER_TYPES, help="Only members of this type.")
+@click.option("--team", help="Only the members of this team.")
+@click.option("--batch", "batch_id", metavar="ID", help="Only the members this import created.")
+@click.option("--search", metavar="TEXT", help="Only members whose name or email contains TEXT (any case).")
+@click.option(
+    "--limit",
+    type=click.IntRange(1, MAX_PAGE),
+    help="One page of at most N members, and the cursor of the next (see --after).",
+)
+@click.option("--after", metavar="CURSOR", help="The page after this cursor (the previous page's `next`).")
 @click.option(
     "--format",
     "fmt",
@@ -103,27 +118,60 @@ def team_create(obj: Obj, org_ref: str, names: tuple[str, ...]) -> None:
     show_default=True,
 )
 @pass_obj
-def members(obj: Obj, org_ref: str, status: str | None, user_type: str | None, fmt: str) -> None:
-    """List an organization's members (PINs and passwords are never shown)."""
+def members(
+    obj: Obj,
+    org_ref: str,
+    status: str | None,
+    user_type: str | None,
+    team: str | None,
+    batch_id: str | None,
+    search: str | None,
+    limit: int | None,
+    after: str | None,
+    fmt: str,
+) -> None:
+    """List an organization's members by id, filtered, whole or a page at a time (PINs and passwords
+    are never shown).
+
+    With --limit, `--format json` prints {"members": [...], "next": CURSOR or null}, each member with
+    activated_at and deactivated_at too; pass `next` to --after for the next page. A table or CSV
+    page gives the next cursor on standard error.
+    """
+    if after is not None and limit is None:
+        raise click.UsageError("--after continues a page: give --limit too.")
+    from importer.accounts.listing import list_members
     from importer.store.models import Status
-    from importer.store.orgs import list_members
     from importer.values import UserType
 
-    found = list_members(
+    page = list_members(
         obj.engine(),
         org_ref,
         status=Status(status) if status else None,
         user_type=UserType(user_type) if user_type else None,
+        team=team,
+        batch=batch_id,
+        search=search,
+        limit=limit,
+        after=after,
     )
-    rows = [member.to_dict() for member in found]
+    if limit is not None:
+        rows = [view.to_dict() for view in page.members]
+        if fmt == "json":
+            click.echo(json.dumps(page.to_dict(), indent=2))
+            return
+    else:  # the whole list, keyed as before paging came (scripts rely on it)
+        rows = [{key: view.to_dict()[key] for key in WHOLE_LIST_KEYS} for view in page.members]
     if fmt == "json":
         click.echo(json.dumps(rows, indent=2))
     elif fmt == "csv":
         click.echo(csv_text(rows), nl=False)
     else:
         # A refused activation email shows where the admin looks first.
-        refused = any(member.invite_error for member in found)
-        say(*table(rows, (*MEMBER_COLUMNS, "invite_error") if refused else MEMBER_COLUMNS))
+        refused = any(view.invite_error for view in page.members)
+        columns = (*MEMBER_COLUMNS, "activated_at") if limit is not None else MEMBER_COLUMNS
+        say(*table(rows, (*columns, "invite_error") if refused else columns))
+    if page.next is not None:
+        say(f"More: --after {page.next}", err=True)
 
 
 @cli.command()
@@ -163,13 +211,33 @@ def batch_show(obj: Obj, batch_id: str, as_json: bool) -> None:
 
 @batch.command("undo")
 @click.argument("batch_id", metavar="ID")
+@click.option("--as", "actor", required=True, metavar="EMAIL", help="The acting Owner or Admin.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation (for scripts).")
 @json_option
 @pass_obj
-def batch_undo(obj: Obj, batch_id: str, as_json: bool) -> None:
-    """Remove a batch's members that are still pending and revoke their links; active ones stay."""
-    from importer.store.orgs import undo_batch
+def batch_undo(obj: Obj, batch_id: str, actor: str, yes: bool, as_json: bool) -> None:
+    """Remove a batch's members that are still pending and revoke their links; active ones stay.
 
-    result = undo_batch(obj.engine(), batch_id)
+    Asks for confirmation on a terminal; without one, --yes is required. Recorded in the audit
+    trail with the actor.
+    """
+    if not yes and not sys.stdin.isatty():
+        raise click.UsageError("undoing a batch asks for confirmation and there is no terminal: add --yes.")
+    from importer.accounts.audit import Acting
+    from importer.accounts.batches import undo_batch
+    from importer.store.orgs import show_batch
+
+    if not yes:
+        detail = show_batch(obj.engine(), batch_id)
+        shown = detail.batch
+        question = (
+            f"Remove the {detail.members_pending} pending member(s) of batch {shown.id} ({shown.file_name}, "
+            f"{detail.organization}) and revoke their links? {detail.members_active} active member(s) stay."
+        )
+        if not click.confirm(visible(question, one_line=True), default=False, err=True):
+            say("Nothing was undone.", err=True)
+            sys.exit(ExitCode.FAILED)
+    result = undo_batch(obj.engine(), batch_id, acting=Acting(actor))
     if as_json:
         click.echo(json.dumps(result.to_dict()))
         return

@@ -226,24 +226,24 @@ def undo_batch(engine: Engine, batch_id: str) -> UndoResult:
         org_id = find_batch(session, batch_id).organization_id
     # A send-activations run on the organization mails only while it holds this lock, and checks
     # its members again whenever it takes the lock back: nobody removed here is emailed after.
-    with hold_lock(engine, MAILING_LOCK, org_id):
-        return _remove_pending(engine, batch_id)
+    with hold_lock(engine, MAILING_LOCK, org_id), Session(engine) as session, session.begin():
+        return remove_pending(session, batch_id)
 
 
-def _remove_pending(engine: Engine, batch_id: str) -> UndoResult:
-    with Session(engine) as session, session.begin():
-        batch = find_batch(session, batch_id)
-        of_batch = Member.batch_id == batch.id
-        kept = tuple(
-            session.scalars(
-                select(func.coalesce(Member.email, Member.name))
-                .where(of_batch, Member.status == Status.ACTIVE)
-                .order_by(Member.id)
-            )
+def remove_pending(session: Session, batch_id: str) -> UndoResult:
+    """undo_batch's work in the caller's transaction (which holds the organization's MAILING_LOCK)."""
+    batch = find_batch(session, batch_id)
+    of_batch = Member.batch_id == batch.id
+    kept = tuple(
+        session.scalars(
+            select(func.coalesce(Member.email, Member.name))
+            .where(of_batch, Member.status == Status.ACTIVE)
+            .order_by(Member.id)
         )
-        pending = select(Member.id).where(of_batch, Member.status == Status.PENDING)
-        conn = session.connection()  # Core statements: nothing loaded, nothing to synchronize
-        conn.execute(delete(ActivationToken).where(ActivationToken.member_id.in_(pending.scalar_subquery())))
-        removed = conn.execute(delete(Member).where(of_batch, Member.status == Status.PENDING))
-        batch.outcome = BatchOutcome.UNDONE.value
-        return UndoResult(batch_id=batch.id, removed=removed.rowcount, kept_active=kept)
+    )
+    pending = select(Member.id).where(of_batch, Member.status == Status.PENDING)
+    conn = session.connection()  # Core statements: nothing loaded, nothing to synchronize
+    conn.execute(delete(ActivationToken).where(ActivationToken.member_id.in_(pending.scalar_subquery())))
+    removed = conn.execute(delete(Member).where(of_batch, Member.status == Status.PENDING))
+    batch.outcome = BatchOutcome.UNDONE.value
+    return UndoResult(batch_id=batch.id, removed=removed.rowcount, kept_active=kept)
