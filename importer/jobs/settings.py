@@ -52,7 +52,7 @@ class JobSettings:
     @property
     def heartbeat_seconds(self) -> float:
         """How often a running job renews its lease and writes its progress."""
-        return min(1.0, self.lease_seconds / 4)
+        return min(0.5, self.lease_seconds / 4)
 
 
 # Each environment variable a worker reads, and the JobSettings/MailSettings/Settings field it sets.
