@@ -42,7 +42,7 @@ from importer.values import UserType
 from tests.conftest import OWNER, Org
 
 REDIS_URL = os.environ.get("IMPORTER_TEST_REDIS_URL", "redis://127.0.0.1:6379/7")
-FAST = JobSettings(imports=Settings(chunk_rows=1000), poll_seconds=0.2, lease_seconds=30)
+FAST = JobSettings(imports=Settings(chunk_rows=2000), poll_seconds=0.2, lease_seconds=30)
 DEADLINE = 120.0
 
 
@@ -178,7 +178,7 @@ def test_import_job_equals_the_cli(
 def test_progress_rises(org: Org, queue: Queue, worker: None) -> None:
     job_id = submit_import(
         org.engine, organization_id=org.id, actor=org.owner, file_name="big.csv",
-        content=portal_sheet(60_000), user_type=UserType.PORTAL,
+        content=portal_sheet(40_000), user_type=UserType.PORTAL,
     )  # fmt: skip
     queue.wake(job_id)
     seen: list[int] = []
@@ -191,8 +191,8 @@ def test_progress_rises(org: Org, queue: Queue, worker: None) -> None:
 
     view = wait_for(done, step=0.02)
     assert view.status is JobStatus.DONE
-    assert (view.rows_done, view.rows_total) == (60_000, 60_000)
-    rising = [rows for rows in seen if 0 < rows < 60_000]
+    assert (view.rows_done, view.rows_total) == (40_000, 40_000)
+    rising = [rows for rows in seen if 0 < rows < 40_000]
     assert len(rising) >= 2, seen
     assert rising == sorted(rising)
 
@@ -264,7 +264,7 @@ def _worker_process(db_url: str, queue_url: str | None, cwd: Path) -> subprocess
         "IMPORTER_DATABASE_URL": db_url,
         "IMPORTER_JOB_LEASE_SECONDS": "2",
         "IMPORTER_JOB_POLL_SECONDS": "0.3",
-        "IMPORTER_CHUNK_ROWS": "1000",
+        "IMPORTER_CHUNK_ROWS": "2000",
     }
     env.pop("IMPORTER_QUEUE_URL", None)
     if queue_url:
@@ -279,7 +279,7 @@ def _worker_process(db_url: str, queue_url: str | None, cwd: Path) -> subprocess
 def test_killed_worker_job_is_finished_by_another(
     db_url: str, org: Org, queue: Queue, tmp_path: Path
 ) -> None:
-    content = portal_sheet(120_000)
+    content = portal_sheet(50_000)
     processes = [_worker_process(db_url, queue.url, tmp_path / f"w{n}") for n in (1, 2)]
     try:
         job_id = submit_import(
@@ -304,11 +304,11 @@ def test_killed_worker_job_is_finished_by_another(
                 session.scalar(select(Job.worker).where(Job.id == job_id)) or str(survivor.pid)
             )
             batches = session.scalars(select(Batch).where(Batch.organization_id == org.id)).all()
-            assert [(b.id, b.created) for b in batches] == [(view.batch_id, 120_000)]
+            assert [(b.id, b.created) for b in batches] == [(view.batch_id, 50_000)]
             in_batch = session.scalar(
                 select(func.count()).select_from(Member).where(Member.batch_id == view.batch_id)
             )
-            assert in_batch == 120_000
+            assert in_batch == 50_000
         sheet = tmp_path / "big.csv"
         sheet.write_bytes(content)
         expected, _, cli_url = cli_import(tmp_path, sheet)
@@ -337,7 +337,7 @@ def test_per_organization_limit(postgres_url: str, redis_url: str) -> None:
     try:
         big = submit_import(
             engine, organization_id=acme, actor=OWNER, file_name="big.csv",
-            content=portal_sheet(150_000), user_type=UserType.PORTAL,
+            content=portal_sheet(60_000), user_type=UserType.PORTAL,
         )  # fmt: skip
         queue.wake(big)
         wait_for(lambda: job_view(engine, big).status is JobStatus.RUNNING)
