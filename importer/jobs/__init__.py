@@ -16,17 +16,8 @@ from __future__ import annotations
 from importer.jobs.queue import Queue
 from importer.jobs.runner import Worker, run_worker, start_embedded_worker
 from importer.jobs.settings import JobSettings, MailSettings, settings_from_env
-from importer.jobs.table import (
-    JobView,
-    batch_job,
-    job_view,
-    report_file,
-    report_files,
-    submit_activations,
-    submit_import,
-    submit_undo,
-    take_pins,
-)
+from importer.jobs.table import submit_activations, submit_import, submit_undo
+from importer.jobs.views import JobView, batch_job, job_view, report_file, report_files, take_pins
 from importer.store.models import JobKind, JobStatus
 
 __all__ = [
