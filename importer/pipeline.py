@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import enum
 import hashlib
 import secrets
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +48,55 @@ from importer.values import (
 
 # (rows just processed, about how many rows the file has or None): drives the CLI's progress bar.
 ProgressCallback = Callable[[int, int | None], None]
+# How often at most `on_progress` hears of rows going by (a phase change is always told at once).
+PROGRESS_INTERVAL_SECONDS = 0.25
+
+
+class Phase(enum.StrEnum):
+    """Where an import is: reading and checking rows, writing its report, saving the batch."""
+
+    READING = "reading"
+    REPORTING = "reporting"
+    SAVING = "saving"
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    """How far an import is: rows done of about how many (None until known), and its phase."""
+
+    rows_done: int
+    rows_total: int | None
+    phase: Phase
+
+
+class _Progress:
+    """Tells `on_progress` how far the run is, at most every PROGRESS_INTERVAL_SECONDS."""
+
+    def __init__(self, on_progress: Callable[[Progress], None] | None) -> None:
+        self.on_progress = on_progress
+        self.rows_done = 0
+        self.rows_total: int | None = None
+        self.phase = Phase.READING
+        self.told = 0.0
+
+    def rows(self, rows: int, total: int | None) -> None:
+        self.rows_done += rows
+        self.rows_total = total if total is None else max(total, self.rows_done)
+        if self.on_progress is not None and time.monotonic() - self.told >= PROGRESS_INTERVAL_SECONDS:
+            self._tell()
+
+    def enter(self, phase: Phase) -> None:
+        self.phase = phase
+        if self.on_progress is not None:
+            self.rows_total = self.rows_done  # every row is read once the report is written
+            self._tell()
+
+    def _tell(self) -> None:
+        assert self.on_progress is not None
+        self.told = time.monotonic()
+        self.on_progress(Progress(self.rows_done, self.rows_total, self.phase))
+
+
 TYPO_WARNINGS_SHOWN = 20
 
 
@@ -61,6 +112,8 @@ def run_import(
     all_or_nothing: bool = False,
     settings: Settings | None = None,
     progress: ProgressCallback | None = None,
+    on_progress: Callable[[Progress], None] | None = None,
+    batch_id: str | None = None,
 ) -> ImportResult:
     """Import one sheet: valid rows become pending members, every other row is explained.
 
@@ -68,13 +121,19 @@ def run_import(
     before anything is written. Process-wide state (the garbage collector's thresholds, the csv
     module's field limit) is left as it is: the entry point that owns the process may tune it
     (importer.cli.process.tuned_for_import).
+
+    `progress` hears of each chunk of rows (the CLI's bar); `on_progress` of rows done, about how
+    many and the phase, a few times a second at most (a background job's progress). `batch_id`
+    (from new_batch_id) is the batch's id when the caller drew it beforehand: a job names its batch
+    when it is queued, and a second attempt at the same job is refused by the batch's primary key.
     """
     settings = settings or Settings()
     spec = load_sheet(user_type)
     opened = open_sheet(path, spec, sheet_name=sheet_name, settings=settings)
     started, started_at = time.perf_counter(), utcnow()
+    told = _Progress(on_progress)
     result = ImportResult(
-        batch_id=new_batch_id(),
+        batch_id=batch_id or new_batch_id(),
         user_type=user_type.value,
         file_name=path.name,
         sha256=file_sha256(path),
@@ -104,6 +163,7 @@ def run_import(
                 run.process(checked)
                 if progress is not None:
                     progress(checked.rows, opened.row_estimate)
+                told.rows(checked.rows, opened.row_estimate)
             stamp = describe_template_stamp(read_template_stamp(path), spec=spec)
             result.warnings = [
                 *([Notice(WarningCode.TEMPLATE_MISMATCH, stamp)] if stamp else []),
@@ -119,11 +179,13 @@ def run_import(
             result.seconds = time.perf_counter() - started
             if not (dry_run or refused):
                 run.loader.check_parents()
+            told.enter(Phase.REPORTING)
             result.report_dir = settings.report_dir / result.batch_id
             write_report(result, spec=spec, teams=[team.name for team in context.teams.values()])
             if dry_run or refused:
                 transaction.rollback()
             else:
+                told.enter(Phase.SAVING)
                 finish_batch(conn, result.batch_id, _counts(result))
                 _commit(engine, conn, result.batch_id)
         except BaseException as exc:

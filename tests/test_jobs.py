@@ -1,0 +1,364 @@
+"""Background jobs: an import run by a worker equals the CLI's, progress rises, a killed worker's
+job is finished by another, a file-level error fails once, the per-organization limit."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session
+
+from importer.cli.app import cli
+from importer.jobs import (
+    JobSettings,
+    JobStatus,
+    JobView,
+    MailSettings,
+    Queue,
+    batch_job,
+    job_view,
+    report_file,
+    report_files,
+    start_embedded_worker,
+    submit_activations,
+    submit_import,
+    submit_undo,
+)
+from importer.settings import Settings
+from importer.store.engine import open_database
+from importer.store.models import Batch, Job, Member, StoredFile, Team
+from importer.store.orgs import create_organization, create_teams
+from importer.values import UserType
+from tests.conftest import OWNER, Org
+
+REDIS_URL = os.environ.get("IMPORTER_TEST_REDIS_URL", "redis://127.0.0.1:6379/7")
+FAST = JobSettings(imports=Settings(chunk_rows=2000), poll_seconds=0.2, lease_seconds=30)
+DEADLINE = 120.0
+
+
+def wait_for(what: Callable[[], Any], *, deadline: float = DEADLINE, step: float = 0.05) -> Any:
+    """Poll until `what()` is truthy; its value. Fails at the deadline."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        value = what()
+        if value:
+            return value
+        time.sleep(step)
+    pytest.fail(f"timed out after {deadline} s waiting for {what}")
+
+
+def ended(engine: Engine, job_id: int) -> Callable[[], JobView | None]:
+    def check() -> JobView | None:
+        view = job_view(engine, job_id)
+        return view if view.status in (JobStatus.DONE, JobStatus.FAILED) else None
+
+    return check
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """Database 7 of the local Redis, emptied first (only it)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError:
+        if os.environ.get("CI"):  # CI promises the server: unreachable is a failure, not a skip
+            raise
+        pytest.skip(f"no Redis at {REDIS_URL}")
+    client.flushdb()
+    return REDIS_URL
+
+
+@pytest.fixture
+def queue(db_url: str, request: pytest.FixtureRequest) -> Queue:
+    """SQLite: the embedded queue beside the database; PostgreSQL: Redis."""
+    if db_url.startswith("sqlite"):
+        return Queue(None, database_url=db_url)
+    return Queue(request.getfixturevalue("redis_url"), database_url=db_url)
+
+
+@pytest.fixture
+def worker(org: Org, queue: Queue) -> Iterator[None]:
+    handle = start_embedded_worker(org.engine, queue=queue, settings=FAST, threads=2)
+    yield
+    handle.stop()
+
+
+def portal_sheet(rows: int, *, start: int = 0) -> bytes:
+    lines = ["Name,Email,Role,Team"]
+    teams = ["Sales", "Support", "Engineering", ""]
+    lines += [f"Person {i},person{i}@example.com,Member,{teams[i % 4]}" for i in range(start, start + rows)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def cli_import(tmp_path: Path, sheet: Path, *, user_type: str = "portal") -> tuple[dict[str, Any], Path, str]:
+    """The CLI's --json of the same sheet on a fresh database with the same organization."""
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    engine = open_database(url)
+    create_organization(engine, "Acme Corp", owner_email=OWNER, owner_name="Olive Owner")
+    create_teams(engine, "Acme Corp", ["Sales", "Support", "Engineering"])
+    engine.dispose()
+    reports = tmp_path / "cli-reports"
+    result = CliRunner().invoke(
+        cli,
+        ["--db", url, "import", str(sheet), "--org", "Acme Corp", "--as", OWNER, "--type", user_type,
+         "--report-dir", str(reports), "--json"],
+    )  # fmt: skip
+    assert result.exit_code in (0, 3), result.output
+    return json.loads(result.stdout), reports, url
+
+
+def members_of(engine: Engine, org_name: str = "Acme Corp") -> list[tuple[Any, ...]]:
+    with Session(engine) as session:
+        rows = session.execute(
+            select(Member.name, Member.email, Member.role, Team.name, Member.status, Member.user_type)
+            .join(Team, Team.id == Member.team_id, isouter=True)
+            .order_by(Member.name)
+        ).all()
+    return [tuple(row) for row in rows]
+
+
+def without_run(summary: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in summary.items() if k not in ("batch_id", "report_dir")}
+
+
+def test_import_job_equals_the_cli(
+    org: Org, queue: Queue, worker: None, data_dir: Path, tmp_path: Path
+) -> None:
+    sheet = data_dir / "portal-every-error.csv"
+    job_id = submit_import(
+        org.engine, organization_id=org.id, actor=org.owner, file_name=sheet.name,
+        content=sheet.read_bytes(), user_type=UserType.PORTAL,
+    )  # fmt: skip
+    assert queue.wake(job_id)
+    view = wait_for(ended(org.engine, job_id))
+    assert view.status is JobStatus.DONE, view.error
+    expected, reports, cli_url = cli_import(tmp_path, sheet)
+    assert view.summary is not None
+    assert without_run(view.summary) == without_run(expected)
+    assert view.summary["rejected"] > 0
+    assert view.batch_id == view.summary["batch_id"]
+    assert batch_job(org.engine, org.id, view.batch_id) == view
+    names = report_files(org.engine, organization_id=org.id, batch_id=view.batch_id)
+    assert {"report.html", "rejected.csv", "rejected.xlsx", "errors.csv", "summary.json"} <= set(names)
+    cli_folder = reports / expected["batch_id"]
+    for name in ("errors.csv", "rejected.csv"):
+        got = report_file(org.engine, organization_id=org.id, batch_id=view.batch_id, name=name)
+        assert got == (cli_folder / name).read_bytes()
+    summary = report_file(org.engine, organization_id=org.id, batch_id=view.batch_id, name="summary.json")
+    assert summary is not None
+    assert without_run(json.loads(summary)) == without_run(expected)
+    # Another organization's id, or no such file: nothing.
+    assert (
+        report_file(org.engine, organization_id=org.id + 1, batch_id=view.batch_id, name="errors.csv") is None
+    )
+    assert report_file(org.engine, organization_id=org.id, batch_id=view.batch_id, name="nope.csv") is None
+    assert report_files(org.engine, organization_id=org.id + 1, batch_id=view.batch_id) == []
+    # The upload is gone once the job is done; the members are the CLI's.
+    with Session(org.engine) as session:
+        assert (
+            session.scalar(select(func.count()).select_from(StoredFile).where(StoredFile.job_id == job_id))
+            == 0
+        )
+    cli_engine = open_database(cli_url)
+    assert members_of(org.engine) == members_of(cli_engine)
+    cli_engine.dispose()
+
+
+def test_progress_rises(org: Org, queue: Queue, worker: None) -> None:
+    job_id = submit_import(
+        org.engine, organization_id=org.id, actor=org.owner, file_name="big.csv",
+        content=portal_sheet(40_000), user_type=UserType.PORTAL,
+    )  # fmt: skip
+    queue.wake(job_id)
+    seen: list[int] = []
+
+    def done() -> JobView | None:
+        view = job_view(org.engine, job_id)
+        if view.status is JobStatus.RUNNING and (not seen or view.rows_done != seen[-1]):
+            seen.append(view.rows_done)
+        return view if view.status in (JobStatus.DONE, JobStatus.FAILED) else None
+
+    view = wait_for(done, step=0.02)
+    assert view.status is JobStatus.DONE
+    assert (view.rows_done, view.rows_total) == (40_000, 40_000)
+    rising = [rows for rows in seen if 0 < rows < 40_000]
+    assert len(rising) >= 2, seen
+    assert rising == sorted(rising)
+
+
+def test_file_level_error_fails_once(org: Org, queue: Queue, worker: None, tmp_path: Path) -> None:
+    bad = submit_import(
+        org.engine, organization_id=org.id, actor=org.owner, file_name="members.xlsx",
+        content=b"Name,Email\nAda,ada@example.com\n", user_type=UserType.PORTAL,
+    )  # fmt: skip
+    queue.wake(bad)
+    view = wait_for(ended(org.engine, bad))
+    assert view.status is JobStatus.FAILED
+    (tmp_path / "members.xlsx").write_bytes(b"Name,Email\nAda,ada@example.com\n")
+    result = CliRunner().invoke(
+        cli,
+        ["--db", str(org.engine.url.render_as_string(hide_password=False)), "import",
+         str(tmp_path / "members.xlsx"), "--org", org.name, "--as", org.owner, "--type", "portal"],
+    )  # fmt: skip
+    assert result.exit_code == 1
+    assert view.error is not None and view.error in result.output.replace("\n", " ").replace("  ", " ")
+    # A later job runs to its end while the failed one stays failed after one attempt: not retried.
+    later = submit_import(
+        org.engine, organization_id=org.id, actor=org.owner, file_name="ok.csv",
+        content=portal_sheet(3), user_type=UserType.PORTAL,
+    )  # fmt: skip
+    queue.wake(later)
+    assert wait_for(ended(org.engine, later)).status is JobStatus.DONE
+    wait_for(
+        lambda: (
+            job_view(org.engine, bad).status is JobStatus.FAILED and job_view(org.engine, bad).attempts == 1
+        )
+    )
+    assert job_view(org.engine, bad).attempts == 1
+
+
+def test_activations_and_undo_jobs(org: Org, queue: Queue, tmp_path: Path) -> None:
+    mail = MailSettings(
+        sender="Acme <no-reply@acme.example>",
+        base_url="https://portal.acme.example",
+        outbox=tmp_path / "outbox",
+    )
+    settings = JobSettings(imports=FAST.imports, poll_seconds=0.2, mail=mail)
+    handle = start_embedded_worker(org.engine, queue=queue, settings=settings)
+    try:
+        imported = submit_import(
+            org.engine, organization_id=org.id, actor=org.owner, file_name="five.csv",
+            content=portal_sheet(5), user_type=UserType.PORTAL,
+        )  # fmt: skip
+        queue.wake(imported)
+        batch_id = wait_for(ended(org.engine, imported)).batch_id
+        sent = submit_activations(org.engine, organization_id=org.id, actor=org.owner, batch_id=batch_id)
+        queue.wake(sent)
+        view = wait_for(ended(org.engine, sent))
+        assert view.status is JobStatus.DONE, view.error
+        assert view.summary is not None and view.summary["sent"] == 5
+        assert len(list((tmp_path / "outbox").glob("*.eml"))) == 5
+        undo = submit_undo(org.engine, organization_id=org.id, actor=org.owner, batch_id=batch_id)
+        queue.wake(undo)
+        view = wait_for(ended(org.engine, undo))
+        assert view.status is JobStatus.DONE, view.error
+        assert view.summary is not None and view.summary["removed"] == 5
+    finally:
+        handle.stop()
+
+
+def _worker_process(db_url: str, queue_url: str | None, cwd: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "IMPORTER_DATABASE_URL": db_url,
+        "IMPORTER_JOB_LEASE_SECONDS": "2",
+        "IMPORTER_JOB_POLL_SECONDS": "0.3",
+        "IMPORTER_CHUNK_ROWS": "2000",
+    }
+    env.pop("IMPORTER_QUEUE_URL", None)
+    if queue_url:
+        env["IMPORTER_QUEUE_URL"] = queue_url
+    cwd.mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "importer", "worker"], env=env, cwd=cwd,
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+
+
+def test_killed_worker_job_is_finished_by_another(
+    db_url: str, org: Org, queue: Queue, tmp_path: Path
+) -> None:
+    content = portal_sheet(50_000)
+    processes = [_worker_process(db_url, queue.url, tmp_path / f"w{n}") for n in (1, 2)]
+    try:
+        job_id = submit_import(
+            org.engine, organization_id=org.id, actor=org.owner, file_name="big.csv",
+            content=content, user_type=UserType.PORTAL,
+        )  # fmt: skip
+        queue.wake(job_id)
+        wait_for(lambda: job_view(org.engine, job_id).rows_done > 0)
+        with Session(org.engine) as session:
+            holder = session.scalar(select(Job.worker).where(Job.id == job_id))
+        assert holder is not None
+        pid = int(holder.split(":")[1])
+        victim = next(p for p in processes if p.pid == pid)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        view = wait_for(ended(org.engine, job_id))
+        assert view.status is JobStatus.DONE, view.error
+        assert view.attempts == 2
+        survivor = next(p for p in processes if p.pid != pid)
+        with Session(org.engine) as session:
+            assert str(survivor.pid) in (
+                session.scalar(select(Job.worker).where(Job.id == job_id)) or str(survivor.pid)
+            )
+            batches = session.scalars(select(Batch).where(Batch.organization_id == org.id)).all()
+            assert [(b.id, b.created) for b in batches] == [(view.batch_id, 50_000)]
+            in_batch = session.scalar(
+                select(func.count()).select_from(Member).where(Member.batch_id == view.batch_id)
+            )
+            assert in_batch == 50_000
+        sheet = tmp_path / "big.csv"
+        sheet.write_bytes(content)
+        expected, _, cli_url = cli_import(tmp_path, sheet)
+        assert view.summary is not None and without_run(view.summary) == without_run(expected)
+        cli_engine = open_database(cli_url)
+        assert members_of(org.engine) == members_of(cli_engine)
+        cli_engine.dispose()
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        for process in processes:
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.mark.postgres
+def test_per_organization_limit(postgres_url: str, redis_url: str) -> None:
+    engine = open_database(postgres_url)
+    acme = create_organization(engine, "Acme Corp", owner_email=OWNER, owner_name="Olive Owner")
+    beta = create_organization(engine, "Beta Corp", owner_email=OWNER, owner_name="Olive Owner")
+    queue = Queue(redis_url, database_url=postgres_url)
+    handle = start_embedded_worker(engine, queue=queue, settings=FAST, threads=3)
+    try:
+        big = submit_import(
+            engine, organization_id=acme, actor=OWNER, file_name="big.csv",
+            content=portal_sheet(60_000), user_type=UserType.PORTAL,
+        )  # fmt: skip
+        queue.wake(big)
+        wait_for(lambda: job_view(engine, big).status is JobStatus.RUNNING)
+        same_org = submit_import(
+            engine, organization_id=acme, actor=OWNER, file_name="small.csv",
+            content=portal_sheet(20, start=500_000), user_type=UserType.PORTAL,
+        )  # fmt: skip
+        other_org = submit_import(
+            engine, organization_id=beta, actor=OWNER, file_name="small.csv",
+            content=portal_sheet(20), user_type=UserType.PORTAL,
+        )  # fmt: skip
+        queue.wake(same_org)
+        queue.wake(other_org)
+        assert wait_for(ended(engine, other_org)).status is JobStatus.DONE
+        waiting = job_view(engine, same_org)
+        assert job_view(engine, big).status is JobStatus.RUNNING, "the big import ended too soon for the test"
+        assert (waiting.status, waiting.queue_position) == (JobStatus.QUEUED, 1)
+        assert wait_for(ended(engine, same_org)).status is JobStatus.DONE
+        assert job_view(engine, big).status is JobStatus.DONE
+    finally:
+        handle.stop()
+        engine.dispose()
