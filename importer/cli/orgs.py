@@ -66,7 +66,7 @@ def org_create(obj: Obj, name: str, owner_email: str, owner_name: str, send: boo
     )
     say(
         f"Created organization {name!r} (id {org_id}) with Owner {owner_email}, "
-        "pending until they set a password."
+        "pending until they follow their activation link."
     )
     if transport is None:
         from importer.activation.links import issue_owner_link
