@@ -7,6 +7,9 @@ STAMP := $(VENV)/.installed-stamp
 DEMO_DB := demo.db
 IMPORTER := $(BIN)/importer --db sqlite:///$(DEMO_DB)
 OWNER := olive.owner@acme.example
+BASE_URL := https://portal.acme.example
+# For the demo database only: the Owner's password, set from the link `org create` printed.
+DEMO_PASSWORD := demo-owner-2026
 
 .PHONY: venv demo test lint bench clean
 
@@ -20,18 +23,26 @@ $(STAMP): pyproject.toml
 
 # A real import of the demo sheets on SQLite: an organization with teams, pending members,
 # reports under reports/, and activation emails in outbox/. Exit 3 (some rows rejected) is expected.
+# The Owner signs up like anyone: `org create` prints the Owner's activation link once; the demo
+# follows it with a demo password (only an active Owner may import), and ends by printing the link
+# and how to sign in.
 demo: $(STAMP)
-	rm -rf $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm reports outbox
-	$(IMPORTER) org create "Acme Corp" --owner-email $(OWNER) --owner-name "Olive Owner"
+	rm -rf $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm reports outbox demo-owner-link.txt
+	$(IMPORTER) org create "Acme Corp" --owner-email $(OWNER) --owner-name "Olive Owner" \
+		--base-url $(BASE_URL) | tee demo-owner-link.txt
+	tail -n 1 demo-owner-link.txt | sed 's/$$/\n$(DEMO_PASSWORD)/' | $(IMPORTER) activate --password-stdin
 	$(IMPORTER) team create --org "Acme Corp" Sales Support Engineering Warehouse
 	$(IMPORTER) import sample_files/demo-portal-users.csv --org "Acme Corp" --as $(OWNER) --type portal || test $$? -eq 3
 	$(IMPORTER) import sample_files/demo-no-portal-users.xlsx --org "Acme Corp" --as $(OWNER) --type no-portal || test $$? -eq 3
-	$(IMPORTER) send-activations --org "Acme Corp" --transport file --outbox outbox \
-		--from "Acme Corp <no-reply@acme.example>" --base-url https://portal.acme.example
+	$(IMPORTER) send-activations --org "Acme Corp" --as $(OWNER) --transport file --outbox outbox \
+		--from "Acme Corp <no-reply@acme.example>" --base-url $(BASE_URL)
 	$(IMPORTER) members --org "Acme Corp"
 	@echo
 	@echo "Reports: $$(ls -d reports/*/ | tr '\n' ' ')"
 	@echo "Activation emails: $$(ls outbox/*.eml | wc -l) in outbox/"
+	@echo "The Owner's activation link, as \`org create\` printed it (the demo has followed it, with the"
+	@echo "password $(DEMO_PASSWORD)): $$(tail -n 1 demo-owner-link.txt)"
+	@echo "Sign in as $(OWNER) with that password at $(BASE_URL)/login."
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -53,4 +64,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/members_page.py
 
 clean:
-	rm -rf $(VENV) reports outbox $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm
+	rm -rf $(VENV) reports outbox demo-owner-link.txt $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from importer.activation.activating import ActivatedMember, activate, check_token
+    from importer.activation.activating import ActivatedMember, LinkInfo, activate, check_token
+    from importer.activation.links import IssuedLink, issue_owner_link
     from importer.activation.sending import send_activations
     from importer.activation.transports.base import Transport
     from importer.activation.transports.file import FileTransport
@@ -105,7 +106,10 @@ _WHERE: dict[str, str] = {
         ["create_organization", "create_teams", "list_batches", "list_members", "show_batch", "undo_batch"],
         "importer.store.orgs",
     ),
-    **dict.fromkeys(["ActivatedMember", "activate", "check_token"], "importer.activation.activating"),
+    **dict.fromkeys(
+        ["ActivatedMember", "LinkInfo", "activate", "check_token"], "importer.activation.activating"
+    ),
+    **dict.fromkeys(["IssuedLink", "issue_owner_link"], "importer.activation.links"),
     **dict.fromkeys(["send_activations"], "importer.activation.sending"),
     **dict.fromkeys(["Transport"], "importer.activation.transports.base"),
     **dict.fromkeys(["FileTransport"], "importer.activation.transports.file"),
@@ -156,8 +160,10 @@ __all__ = [
     "GeneratedPin",
     "ImportResult",
     "ImporterError",
+    "IssuedLink",
     "Limit",
     "LimitExceededError",
+    "LinkInfo",
     "MemberRecord",
     "MissingColumnsError",
     "NoDatabaseError",
@@ -192,6 +198,7 @@ __all__ = [
     "check_token",
     "create_organization",
     "create_teams",
+    "issue_owner_link",
     "list_batches",
     "list_members",
     "open_database",

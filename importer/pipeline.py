@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session
 
+from importer.accounts.audit import Acting, Channel, record_on
 from importer.checking import Checked, Checker, Settled, check_all
 from importer.checks.rules import RuleContext, Team, provider_hint
 from importer.errors import CommitFailedError, CommitUnknownError
@@ -30,7 +31,7 @@ from importer.sheets import SheetSpec, load_sheet
 from importer.stamp import describe_template_stamp, read_template_stamp
 from importer.store.engine import parents_checked_by_writer
 from importer.store.load import MemberLoader, finish_batch, record_batch, start_batch
-from importer.store.models import Batch, utcnow
+from importer.store.models import AuditAction, Batch, utcnow
 from importer.store.orgs import find_actor, find_organization, list_teams
 from importer.values import (
     Actor,
@@ -114,8 +115,11 @@ def run_import(
     progress: ProgressCallback | None = None,
     on_progress: Callable[[Progress], None] | None = None,
     batch_id: str | None = None,
+    via: Channel = Channel.CLI,
 ) -> ImportResult:
     """Import one sheet: valid rows become pending members, every other row is explained.
+
+    A batch that writes is audited (`import`, the actor as `via` names them) in its transaction.
 
     A dry run is the real run, rolled back. File-level problems and refusals raise ImporterError
     before anything is written. Process-wide state (the garbage collector's thresholds, the csv
@@ -187,6 +191,15 @@ def run_import(
             else:
                 told.enter(Phase.SAVING)
                 finish_batch(conn, result.batch_id, _counts(result))
+                record_on(
+                    conn,
+                    actor=Acting(actor.email, via).label,
+                    action=AuditAction.IMPORT,
+                    organization_id=org_id,
+                    subject=result.batch_id,
+                    detail=f"{result.file_name}: {result.created} created, {len(result.skipped)} skipped, "
+                    f"{result.rejected} rejected",
+                )
                 _commit(engine, conn, result.batch_id)
         except BaseException as exc:
             if transaction.is_active and not conn.invalidated:

@@ -234,6 +234,8 @@ class SendResult:
     failed: int = 0
     skipped: int = 0
     failures: tuple[SendFailure, ...] = ()
+    # Where the summary of the refused addresses went (the acting admin), when one was sent.
+    summary_to: str | None = None
 
     def to_dict(self) -> dict[str, int]:
         """The counts, as JSON output shows them."""

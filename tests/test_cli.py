@@ -49,6 +49,10 @@ MEMBER_KEYS = [
 ]
 
 
+# `org create` needs the portal's address for the Owner's activation link.
+PORTAL = ("--base-url", "https://portal.example")
+
+
 @pytest.fixture
 def run(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     """Invoke the CLI against a fresh database with Acme Corp set up, from inside tmp_path."""
@@ -58,9 +62,12 @@ def run(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: 
     def invoke(*args: str, input: str | None = None):  # type: ignore[no-untyped-def]
         return runner.invoke(cli, ["--db", db_url, *args], input=input, catch_exceptions=False)
 
-    assert (
-        invoke("org", "create", "Acme Corp", "--owner-email", OWNER, "--owner-name", "Olive").exit_code == 0
-    )
+    monkeypatch.setenv("IMPORTER_BASE_URL", "https://portal.acme.example")
+    created = invoke("org", "create", "Acme Corp", "--owner-email", OWNER, "--owner-name", "Olive")
+    assert created.exit_code == 0
+    # The Owner follows the link `org create` printed (only an active Owner may import).
+    link = created.output.splitlines()[-1]
+    assert invoke("activate", "--password-stdin", input=f"{link}\nowner pass 2026\n").exit_code == 0
     assert invoke("team", "create", "--org", "Acme Corp", "Sales", "Support").exit_code == 0
     return invoke
 
@@ -583,7 +590,8 @@ def test_a_reading_command_creates_no_database(
     assert len(result.output.splitlines()) == 1
     assert list(tmp_path.iterdir()) == []
     created = CliRunner().invoke(
-        cli, ["org", "create", "Acme Corp", "--owner-email", OWNER, "--owner-name", "O"]
+        cli,
+        ["org", "create", "Acme Corp", "--owner-email", OWNER, "--owner-name", "O", *PORTAL],
     )
     assert created.exit_code == 0 and (tmp_path / "importer.db").exists()
 
@@ -847,7 +855,10 @@ def test_members_loads_sqlalchemy_but_not_pandas(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'm.db'}"
     assert (
         CliRunner()
-        .invoke(cli, ["--db", url, "org", "create", "A", "--owner-email", OWNER, "--owner-name", "O"])
+        .invoke(
+            cli,
+            ["--db", url, "org", "create", "A", "--owner-email", OWNER, "--owner-name", "O", *PORTAL],
+        )
         .exit_code
         == 0
     )

@@ -87,13 +87,20 @@ def _refuse_weak(policy: PasswordPolicy, password: str, *, whose: str) -> None:
 
 
 def activate_membership(
-    session: Session, member_id: int, *, password: str | None, at: dt.datetime | None = None
+    session: Session,
+    member_id: int,
+    *,
+    password: str | None,
+    password_hash: str | None = None,
+    at: dt.datetime | None = None,
 ) -> Activation:
     """Make a pending portal membership active, in the caller's transaction (with its audit event).
 
     The first activation of an address needs a password (the organization's policy applies) and
     creates the account. An address that already has an account accepts the invitation: no
     password is asked, and one given is refused (it would not be the account's password).
+    `password_hash`: hash_password(password), computed before the transaction so that the slow
+    hash never holds the database's write lock.
     """
     at = at or utcnow()
     member = session.get(Member, member_id, with_for_update=True)
@@ -121,7 +128,7 @@ def activate_membership(
         account = Account(
             email=member.email,
             email_key=member.email_key,
-            password_hash=hash_password(password),
+            password_hash=password_hash or hash_password(password),
             created_at=at,
             password_changed_at=at,
         )

@@ -7,7 +7,7 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, func, or_, select
+from sqlalchemy import Connection, Engine, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from importer.addresses import email_key
@@ -79,6 +79,29 @@ def record(
     """
     session.add(
         AuditEvent(
+            at=at or utcnow(),
+            actor=actor[:330],
+            organization_id=organization_id,
+            action=action,
+            subject=subject[:400],
+            detail=detail[:MAX_DETAIL],
+        )
+    )
+
+
+def record_on(
+    conn: Connection,
+    *,
+    actor: str,
+    action: AuditAction,
+    organization_id: int | None,
+    subject: str = "",
+    detail: str = "",
+    at: dt.datetime | None = None,
+) -> None:
+    """As `record`, on a Core connection's transaction (the import's batch, written without the ORM)."""
+    conn.execute(
+        insert(AuditEvent).values(
             at=at or utcnow(),
             actor=actor[:330],
             organization_id=organization_id,

@@ -1,7 +1,7 @@
 """Resending one member's invitation: who may, to whom, and its audit event.
 
 The message itself goes through activation.sending (a layer above this one), restricted to the
-member: the front end asks `resend_target` first, sends, then `record_resend` with the outcome.
+member: the front end asks `resend_target` first, then sends (the send audits each message).
 """
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ from __future__ import annotations
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
-from importer.accounts.audit import Acting, record
+from importer.accounts.audit import Acting
 from importer.accounts.listing import MemberView
 from importer.accounts.members import _Scope
 from importer.errors import ConflictError
-from importer.store.models import AuditAction, Status
+from importer.store.models import Status
 from importer.values import UserType
 
 
@@ -31,19 +31,3 @@ def resend_target(engine: Engine, org_ref: str, member_id: int, *, acting: Actin
                 f"{shown} is {row.status.value}: only a pending member's invitation can be sent again."
             )
         return scope.view(row)
-
-
-def record_resend(
-    engine: Engine, org_ref: str, member: MemberView, *, acting: Acting, refused: str | None = None
-) -> None:
-    """The audit event of a resend: sent, or refused by the mail server (its reply as the detail)."""
-    with Session(engine) as session, session.begin():
-        scope = _Scope(session, org_ref, acting)
-        record(
-            session,
-            actor=acting.label,
-            action=AuditAction.INVITATION_REFUSED if refused is not None else AuditAction.INVITATION_RESENT,
-            organization_id=scope.org.id,
-            subject=member.shown,
-            detail=refused or "a new link; the old one no longer works",
-        )

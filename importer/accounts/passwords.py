@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from importer.accounts.audit import Acting, record
 from importer.addresses import email_key
 from importer.errors import ImporterError, PermissionDeniedError
-from importer.store.models import Member, Organization
+from importer.store.models import AuditAction, Member, Organization
 from importer.store.orgs import find_organization
 from importer.values import Role, Status
 
@@ -151,8 +152,19 @@ def set_password_policy(
                 f"{actor_email} is not the active Owner of {org.name}; "
                 "only the Owner may change its password policy."
             )
+        before = PasswordPolicy.for_organization(org)
         if min_length is not None:
             org.password_min_length = min_length
         if require_symbol is not None:
             org.password_require_symbol = require_symbol
-        return PasswordPolicy.for_organization(org)
+        after = PasswordPolicy.for_organization(org)
+        if after != before:
+            record(
+                session,
+                actor=Acting(actor_email).label,
+                action=AuditAction.PASSWORD_POLICY_CHANGED,
+                organization_id=org.id,
+                subject=org.name,
+                detail=f"{before.describe()} -> {after.describe()}",
+            )
+        return after

@@ -1,4 +1,8 @@
-"""Activating: a pending member sets a password from the token of an activation email."""
+"""Activating: a pending member follows the link of an activation or invitation email.
+
+The first activation of an address sets its password and creates the account; an address that
+already has an account accepts the invitation without a password (accounts.activate_membership).
+"""
 
 from __future__ import annotations
 
@@ -8,26 +12,38 @@ from dataclasses import dataclass
 from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
+from importer.accounts.accounts import activate_membership
 from importer.accounts.passwords import PasswordPolicy, hash_password
 from importer.activation.tokens import format_moment, hash_token, naive_utc, token_from
-from importer.errors import (
-    ActivationError,
-    Remedy,
-)
-from importer.store.models import ActivationToken, Member, Status
+from importer.errors import ActivationError, Remedy
+from importer.store.models import Account, ActivationToken, Member, Status
 
 # The member cannot fix these: an admin can, by sending a new link (Remedy.RESEND_INVITATION).
 _RESEND_HINT = "ask your admin to send a new one"
 
 
 @dataclass(frozen=True, slots=True)
-class ActivatedMember:
-    """The member an activation made active."""
+class LinkInfo:
+    """What a working link leads to: whose membership, where, and whether the address already
+    has an account (then no password is asked: the invitation is accepted)."""
 
     member_id: int
     name: str
     email: str
     organization: str
+    has_account: bool
+    policy: PasswordPolicy
+
+
+@dataclass(frozen=True, slots=True)
+class ActivatedMember:
+    """The membership a link made active: a new account (`new_account`) or an invitation accepted."""
+
+    member_id: int
+    name: str
+    email: str
+    organization: str
+    new_account: bool
 
 
 def _usable_token(session: Session, token_hash: str, *, at: dt.datetime) -> tuple[ActivationToken, Member]:
@@ -63,40 +79,55 @@ def _usable_token(session: Session, token_hash: str, *, at: dt.datetime) -> tupl
     return row, member
 
 
-def check_token(engine: Engine, token: str, *, now: dt.datetime | None = None) -> ActivatedMember:
-    """The pending member a token (or pasted link) would activate; an ActivationError says why not.
+def _has_account(session: Session, member: Member) -> bool:
+    return member.email_key is not None and (
+        session.scalar(select(Account.id).where(Account.email_key == member.email_key)) is not None
+    )
 
-    For asking the password only once the link is known to work: `activate` checks again.
+
+def check_token(engine: Engine, token: str, *, now: dt.datetime | None = None) -> LinkInfo:
+    """Where a token (or pasted link) leads; an ActivationError says why it cannot be used.
+
+    Opening a link never uses it up (mail scanners open links): `activate` checks again.
     """
     with Session(engine) as session:
         _, member = _usable_token(session, hash_token(token_from(token)), at=naive_utc(now))
-        return ActivatedMember(
+        return LinkInfo(
             member_id=member.id,
             name=member.name,
             email=member.email or "",
             organization=member.organization.name,
+            has_account=_has_account(session, member),
+            policy=PasswordPolicy.for_organization(member.organization),
         )
 
 
-def activate(engine: Engine, token: str, password: str, *, now: dt.datetime | None = None) -> ActivatedMember:
-    """Set a pending member's password from an activation token; the member becomes active."""
+def activate(
+    engine: Engine, token: str, password: str | None, *, now: dt.datetime | None = None
+) -> ActivatedMember:
+    """Follow a link: the first activation of an address sets its password (the account is made);
+    an address with an account accepts the invitation, with no password (one given is refused).
+
+    The token is used up, and the member's other live links die, in the same transaction as the
+    membership, its account and the audit event.
+    """
     token_hash = hash_token(token_from(token))
     at = naive_utc(now)
-    with Session(engine) as session:
-        _, member = _usable_token(session, token_hash, at=at)
-        problems = PasswordPolicy.for_organization(member.organization).problems(password)
-        if problems:
-            raise ActivationError(
-                f"This password does not meet the policy of {member.organization.name}: "
-                f"it needs {'; '.join(problems)}."
-            )
-    # The slow hash is computed outside the write transaction, then everything is checked again.
-    password_hash = hash_password(password)
+    hashed: str | None = None
+    if password is not None:
+        link = check_token(engine, token, now=at)
+        if not link.has_account:
+            problems = link.policy.problems(password)
+            if problems:
+                raise ActivationError(
+                    f"This password does not meet the policy of {link.organization}: "
+                    f"it needs {'; '.join(problems)}."
+                )
+            # The slow hash outside the write transaction; everything is checked again in it.
+            hashed = hash_password(password)
     with Session(engine) as session, session.begin():
         row, member = _usable_token(session, token_hash, at=at)
-        member.password_hash = password_hash
-        member.status = Status.ACTIVE
-        member.activated_at = at
+        done = activate_membership(session, member.id, password=password, password_hash=hashed, at=at)
         row.used_at = at
         session.execute(
             update(ActivationToken)
@@ -111,6 +142,7 @@ def activate(engine: Engine, token: str, password: str, *, now: dt.datetime | No
         return ActivatedMember(
             member_id=member.id,
             name=member.name,
-            email=member.email or "",
-            organization=member.organization.name,
+            email=done.email,
+            organization=done.organization,
+            new_account=done.new_account,
         )

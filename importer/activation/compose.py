@@ -9,14 +9,17 @@ from __future__ import annotations
 import base64
 import binascii
 import datetime as dt
+import enum
 import functools
 import re
 import secrets
 import unicodedata
+from collections.abc import Sequence
 from email import errors as email_errors
 from email import policy as email_policy
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import format_datetime
+from email.utils import format_datetime, make_msgid
 
 import jinja2
 import markupsafe
@@ -25,13 +28,28 @@ from email_validator import EmailNotValidError, validate_email
 from importer.activation.transports.base import OutgoingMessage
 from importer.addresses import check_email
 from importer.errors import ImporterError, UnsendableAddress
+from importer.values import SendFailure
 
 SUBJECT = "Your account has been created!"
+INVITATION_SUBJECT = "You have been added to {organization}"
+
+
+class MailKind(enum.Enum):
+    """Which email a pending portal member gets: an activation (the address's first account) or an
+    invitation (the address already has an account: accept, no password)."""
+
+    ACTIVATION = "activation"
+    INVITATION = "invitation"
+
+    def subject(self, organization: str) -> str:
+        """The subject line, exactly as PRODUCT.md states it."""
+        if self is MailKind.ACTIVATION:
+            return SUBJECT
+        return INVITATION_SUBJECT.format(organization=_clean_display_name(organization))
 
 
 @functools.cache
-def _templates() -> tuple[jinja2.Template, jinja2.Template]:
-    """The compiled text and HTML templates, loaded once per process."""
+def _environment() -> jinja2.Environment:
     environment = jinja2.Environment(
         loader=jinja2.PackageLoader("importer", "templates"),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default=False),
@@ -42,9 +60,16 @@ def _templates() -> tuple[jinja2.Template, jinja2.Template]:
     )
     # The templates use no globals; without them each render skips merging jinja's defaults.
     environment.globals.clear()
+    return environment
+
+
+@functools.cache
+def _templates(kind: MailKind = MailKind.ACTIVATION) -> tuple[jinja2.Template, jinja2.Template]:
+    """The compiled text and HTML templates of a kind of email, loaded once per process."""
+    environment = _environment()
     return (
-        environment.get_template("email/activation.txt.j2"),
-        environment.get_template("email/activation.html.j2"),
+        environment.get_template(f"email/{kind.value}.txt.j2"),
+        environment.get_template(f"email/{kind.value}.html.j2"),
     )
 
 
@@ -177,6 +202,27 @@ def _base64_lines(text: str) -> bytes:
     return b"".join([encoded[i : i + 76] + b"\n" for i in range(0, len(encoded), 76)])
 
 
+def _sender_addresses(message: EmailMessage, sender: str) -> tuple[Address, ...]:
+    """Set the message's From; refused unless it is one valid ASCII address."""
+    try:
+        message["From"] = sender.strip()
+        addresses: tuple[Address, ...] = message["From"].addresses
+    except (ValueError, email_errors.MessageError) as exc:
+        raise ImporterError(f"the sender {sender!r} is not an email address: {exc}.") from exc
+    from_address = addresses[0].addr_spec if len(addresses) == 1 else ""
+    if not from_address.isascii() or check_email(from_address) is not None:
+        raise ImporterError(
+            f"the sender {sender!r} is not one valid ASCII email address; "
+            "give one such as 'Acme <no-reply@acme.example>'."
+        )
+    return addresses
+
+
+def check_sender(sender: str) -> str:
+    """The sender's address, checked as a send run would check it (before anything is written)."""
+    return _sender_addresses(EmailMessage(policy=email_policy.default), sender)[0].addr_spec
+
+
 class Composer:
     """Composes each message around a skeleton built once per run with EmailMessage.
 
@@ -186,20 +232,11 @@ class Composer:
     base64) change.
     """
 
-    def __init__(self, *, sender: str, organization: str) -> None:
+    def __init__(self, *, sender: str, organization: str, kind: MailKind = MailKind.ACTIVATION) -> None:
         skeleton = EmailMessage(policy=email_policy.default)
-        try:
-            skeleton["From"] = sender.strip()
-            addresses = skeleton["From"].addresses
-        except (ValueError, email_errors.MessageError) as exc:
-            raise ImporterError(f"the sender {sender!r} is not an email address: {exc}.") from exc
-        from_address = addresses[0].addr_spec if len(addresses) == 1 else ""
-        if not from_address.isascii() or check_email(from_address) is not None:
-            raise ImporterError(
-                f"the sender {sender!r} is not one valid ASCII email address; "
-                "give one such as 'Acme <no-reply@acme.example>'."
-            )
-        skeleton["Subject"] = SUBJECT
+        addresses = _sender_addresses(skeleton, sender)
+        from_address = addresses[0].addr_spec
+        skeleton["Subject"] = kind.subject(organization)
         skeleton["Auto-Submitted"] = "auto-generated"
         skeleton.set_content(_TEXT_MARK.decode(), cte="quoted-printable")
         skeleton.add_alternative(_HTML_MARK.decode(), subtype="html", cte="base64")
@@ -212,7 +249,8 @@ class Composer:
         self._head = head
         self._middle = middle
         self._tail = tail
-        text_template, html_template = _templates()
+        self.kind = kind
+        text_template, html_template = _templates(kind)
         self._text = _Prerendered(text_template, organization=organization, html=False)
         self._html = _Prerendered(html_template, organization=organization, html=True)
 
@@ -256,3 +294,42 @@ class Composer:
             data=data,
             smtputf8=not recipient.isascii(),
         )
+
+
+SUMMARY_SUBJECT = "Activation emails for {organization}: {count} refused"
+
+
+def compose_summary(
+    *,
+    sender: str,
+    recipient: str,
+    organization: str,
+    sent: int,
+    refused: Sequence[SendFailure],
+    sent_at: dt.datetime,
+) -> OutgoingMessage:
+    """The one email that tells the admin who ran a send which addresses the server refused."""
+    environment = _environment()
+    values = {"organization": organization, "sent": sent, "refused": list(refused)}
+    text = environment.get_template("email/refused-summary.txt.j2").render(values)
+    html = environment.get_template("email/refused-summary.html.j2").render(values)
+    address = _envelope_address(recipient)
+    message = EmailMessage(policy=email_policy.default)
+    from_address = _sender_addresses(message, sender)[0].addr_spec
+    message["To"] = address
+    message["Subject"] = SUMMARY_SUBJECT.format(
+        organization=_clean_display_name(organization), count=len(refused)
+    )
+    message["Date"] = format_datetime(sent_at.replace(microsecond=0, tzinfo=dt.UTC))
+    message_id = make_msgid(domain=from_address.rpartition("@")[2] or None)
+    message["Message-ID"] = message_id
+    message["Auto-Submitted"] = "auto-generated"
+    message.set_content(text)
+    message.add_alternative(html, subtype="html")
+    return OutgoingMessage(
+        sender=from_address,
+        recipient=address,
+        message_id=message_id.strip("<>"),
+        data=message.as_bytes(policy=email_policy.default.clone(linesep="\n")),
+        smtputf8=not address.isascii(),
+    )

@@ -15,20 +15,28 @@ Tokens live in tokens.py; the message in compose.py; the transports in transport
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
-import sqlite3
 import time
 from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, bindparam, func, insert, select, update
-from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+from sqlalchemy import ColumnElement, Connection, Engine, func, insert, select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.dml import Update
+from sqlalchemy.sql.dml import Insert, Update
 
-from importer.activation.compose import Composer
+from importer.accounts.audit import CLI_PREFIX, Acting
+from importer.activation.compose import Composer, MailKind, compose_summary
+from importer.activation.recording import (
+    AUDIT,
+    MARK_FAILED,
+    MARK_SENT,
+    REVOKE_HASHES,
+    REVOKE_OTHERS,
+    Recorder,
+)
 from importer.activation.tokens import (
     ACTIVATION_DAYS,
     activation_link,
@@ -47,8 +55,8 @@ from importer.errors import (
     UnsendableAddress,
 )
 from importer.store.engine import MAILING_LOCK, NamedLock, hold_lock
-from importer.store.models import ActivationToken, Batch, Member
-from importer.store.orgs import find_organization
+from importer.store.models import Account, ActivationToken, AuditAction, Batch, Member
+from importer.store.orgs import find_actor, find_organization
 from importer.values import SendFailure, SendResult, Status, UserType
 
 # Token rows are committed this many at a time, ahead of their messages (see the module docstring).
@@ -68,83 +76,14 @@ class _Issued:
     token: str
     token_hash: str
     expires_at: dt.datetime
+    kind: MailKind
+    again: bool  # emailed before: this is a resend
 
 
-_MARK_SENT = (
-    update(Member)
-    .where(Member.id == bindparam("b_member"))
-    .values(invited_at=bindparam("b_at"), invite_error=None)
-)
-_MARK_FAILED = (
-    update(Member).where(Member.id == bindparam("b_member")).values(invite_error=bindparam("b_error"))
-)
-_REVOKE_OTHERS = (
-    update(ActivationToken)
-    .where(
-        ActivationToken.member_id == bindparam("b_member"),
-        ActivationToken.token_hash != bindparam("b_hash"),
-        ActivationToken.used_at.is_(None),
-        ActivationToken.revoked_at.is_(None),
-    )
-    .values(revoked_at=bindparam("b_at"))
-)
-_REVOKE_HASHES = (
-    update(ActivationToken)
-    .where(ActivationToken.token_hash.in_(bindparam("b_hashes", expanding=True)))
-    .values(revoked_at=bindparam("b_at"))
-)
-
-
-class _Recorder:
-    """Commits, in its own transaction, that one member's message went: once per message.
-
-    SQLAlchemy's work per execution costs several times SQLite's own WAL commit, so on SQLite the
-    same compiled statements go to the driver directly; other databases go through SQLAlchemy.
-    """
-
-    def __init__(self, connection: Connection) -> None:
-        self.connection = connection
-        self._sqlite = connection.dialect.name == "sqlite"
-        # id(statement) -> (SQL, [(bind name, constant value, converter or None)])
-        self._compiled: dict[int, tuple[str, list[tuple[str, Any, Any]]]] = {}
-
-    def write(self, steps: list[tuple[Update, dict[str, Any]]]) -> None:
-        """Run the statements in one committed transaction."""
-        driver = self.connection.connection.driver_connection if self._sqlite else None
-        if not isinstance(driver, sqlite3.Connection):
-            with self.connection.begin():
-                for statement, params in steps:
-                    self.connection.execute(statement, params)
-            return
-        prepared = [self._prepare(statement, params) for statement, params in steps]
-        try:
-            driver.execute("BEGIN IMMEDIATE")
-            for sql, values in prepared:
-                driver.execute(sql, values)
-            driver.commit()
-        except BaseException as exc:
-            if driver.in_transaction:
-                driver.rollback()
-            if isinstance(exc, sqlite3.Error):
-                raise DBAPIError.instance(prepared[-1][0], None, exc, sqlite3.Error) from exc
-            raise
-
-    def _prepare(self, statement: Update, params: dict[str, Any]) -> tuple[str, list[Any]]:
-        """The SQL and its positional values, converted as SQLAlchemy would (datetimes...)."""
-        if id(statement) not in self._compiled:
-            compiled = statement.compile(dialect=self.connection.dialect)
-            assert isinstance(compiled, SQLCompiler)
-            binds: list[tuple[str, Any, Any]] = []
-            for name in compiled.positiontup or ():
-                bind = compiled.binds[name]
-                binds.append((name, bind.value, bind.type.bind_processor(self.connection.dialect)))
-            self._compiled[id(statement)] = (compiled.string, binds)
-        sql, binds = self._compiled[id(statement)]
-        ordered = []
-        for name, constant, convert in binds:
-            value = params.get(name, constant)
-            ordered.append(value if convert is None or value is None else convert(value))
-        return sql, ordered
+_DETAILS = {
+    MailKind.ACTIVATION: "activation email (a new account)",
+    MailKind.INVITATION: "invitation email (an existing account)",
+}
 
 
 class _SendRun:
@@ -156,20 +95,24 @@ class _SendRun:
         *,
         mailing: NamedLock,
         transport: Transport,
-        composer: Composer,
+        composers: dict[MailKind, Composer],
         base_url: str,
+        org_id: int,
+        actor: str,
         now: dt.datetime | None,
         on_progress: Callable[[int, int], None] | None,
     ) -> None:
         self.connection = connection
+        self.org_id = org_id
+        self.actor = actor
         self.mailing = mailing
         self.turn_ends = time.monotonic() + MAILING_TURN_SECONDS
         self.transport = transport
-        self.composer = composer
+        self.composers = composers
         self.base_url = base_url
         self.now = now
         self.on_progress = on_progress
-        self.recorder = _Recorder(connection)
+        self.recorder = Recorder(connection)
         self.sent = 0
         self.failures: list[SendFailure] = []
         self.skipped = 0
@@ -256,8 +199,11 @@ class _SendRun:
             )
             .exists()
         )
+        has_account = select(Account.id).where(Account.email_key == Member.email_key).exists()
         query = (
-            select(Member.id, Member.name, Member.email, live_token)
+            select(
+                Member.id, Member.name, Member.email, live_token, has_account, Member.invited_at.is_not(None)
+            )
             .where(*conditions, Member.id > after)
             .order_by(Member.id)
             .limit(SEND_CHUNK)
@@ -267,7 +213,7 @@ class _SendRun:
         with self.connection.begin():
             rows = self.connection.execute(query).all()
             issued = []
-            for member_id, name, email, had_live_token in rows:
+            for member_id, name, email, had_live_token, known, again in rows:
                 if email is None:  # excluded by the scope; here for the type checker
                     continue
                 token = new_token()
@@ -280,6 +226,8 @@ class _SendRun:
                         token=token,
                         token_hash=hash_token(token),
                         expires_at=expires_at,
+                        kind=MailKind.INVITATION if known else MailKind.ACTIVATION,
+                        again=bool(again),
                     )
                 )
             if issued:
@@ -300,7 +248,7 @@ class _SendRun:
     def _deliver(self, item: _Issued) -> None:
         sent_at = naive_utc(self.now)
         try:
-            message = self.composer.compose(
+            message = self.composers[item.kind].compose(
                 item.member_id,
                 name=item.name,
                 email=item.email,
@@ -313,18 +261,36 @@ class _SendRun:
         except (RecipientRefused, UnsendableAddress) as exc:
             reason = exc.reason if isinstance(exc, RecipientRefused) else str(exc)
             with self.connection.begin():
-                self.connection.execute(_MARK_FAILED, {"b_member": item.member_id, "b_error": reason})
-                self.connection.execute(_REVOKE_HASHES, {"b_hashes": [item.token_hash], "b_at": sent_at})
+                self.connection.execute(MARK_FAILED, {"b_member": item.member_id, "b_error": reason})
+                self.connection.execute(REVOKE_HASHES, {"b_hashes": [item.token_hash], "b_at": sent_at})
+                self.connection.execute(
+                    AUDIT, self._event(item, AuditAction.INVITATION_REFUSED, reason, at=sent_at)
+                )
             self.failures.append(SendFailure(item.email, reason))
             return
         # The message is gone: record it at once, so a rerun never sends it again.
-        steps = [(_MARK_SENT, {"b_member": item.member_id, "b_at": sent_at})]
+        action = AuditAction.INVITATION_RESENT if item.again else AuditAction.INVITATION_SENT
+        steps: list[tuple[Update | Insert, dict[str, Any]]] = [
+            (MARK_SENT, {"b_member": item.member_id, "b_at": sent_at}),
+            (AUDIT, self._event(item, action, _DETAILS[item.kind], at=sent_at)),
+        ]
         if item.had_live_token:
             steps.append(
-                (_REVOKE_OTHERS, {"b_member": item.member_id, "b_hash": item.token_hash, "b_at": sent_at})
+                (REVOKE_OTHERS, {"b_member": item.member_id, "b_hash": item.token_hash, "b_at": sent_at})
             )
         self.recorder.write(steps)
         self.sent += 1
+
+    def _event(self, item: _Issued, action: AuditAction, detail: str, *, at: dt.datetime) -> dict[str, Any]:
+        """An audit event's bind values: the address and a few words, never the token."""
+        return {
+            "b_at": at,
+            "b_actor": self.actor,
+            "b_org": self.org_id,
+            "b_action": action,
+            "b_subject": item.email[:400],
+            "b_detail": detail[:1000],
+        }
 
     def _abandon(self, unsent: list[_Issued]) -> None:
         """Best effort: revoke the tokens of a chunk's messages that never went."""
@@ -332,7 +298,7 @@ class _SendRun:
             return
         with contextlib.suppress(SQLAlchemyError), self.connection.begin():
             self.connection.execute(
-                _REVOKE_HASHES,
+                REVOKE_HASHES,
                 {"b_hashes": [item.token_hash for item in unsent], "b_at": naive_utc(self.now)},
             )
 
@@ -346,29 +312,36 @@ def send_activations(
     base_url: str,
     batch_id: str | None = None,
     resend: bool = False,
+    acting: Acting | None = None,
     member_ids: Collection[int] | None = None,
     now: dt.datetime | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> SendResult:
-    """Email an activation link to the organization's pending portal members not yet emailed.
+    """Email a link to the organization's pending portal members not yet emailed.
 
-    With `resend`, members emailed but not yet active get a new link too (the old one stops
+    An address that already has an account gets an invitation (`You have been added to ORG`, an
+    accept link); any other, an activation email (`Your account has been created!`, a set-password
+    link). With `resend`, members emailed but not yet active get a new link too (the old one stops
     working once the new message has gone). A refused recipient is recorded in `invite_error` and
     the run goes on; a TransportError (server unreachable, login refused, outbox unwritable) stops
-    the run and carries the counts so far in its `result`. `member_ids` restricts the run to these
-    members (one member's resend).
+    the run and carries the counts so far in its `result`. Each message is audited (sent, resent,
+    refused) in the transaction that records it, with `acting` as the actor (`cli:` when None);
+    `acting` must be an active Owner or Admin, and receives one email listing the refused
+    addresses after the run (none when nobody was refused). `member_ids`: only these members.
     """
     link_base = check_base_url(base_url)
     with Session(engine) as session:
         org = find_organization(session, org_ref)
         org_id, org_name = org.id, org.name
+        if acting is not None:
+            find_actor(session, org, acting.email)
         if batch_id is not None:
             found = session.scalar(
                 select(Batch.id).where(Batch.id == batch_id, Batch.organization_id == org_id)
             )
             if found is None:
                 raise NotFoundError(f"no batch {batch_id!r} in {org_name}.", remedy=Remedy.LIST_BATCHES)
-    composer = Composer(sender=sender, organization=org_name)
+    composers = {kind: Composer(sender=sender, organization=org_name, kind=kind) for kind in MailKind}
     scope: list[ColumnElement[bool]] = [
         Member.organization_id == org_id,
         Member.user_type == UserType.PORTAL.value,
@@ -389,9 +362,26 @@ def send_activations(
             connection,
             mailing=mailing,
             transport=transport,
-            composer=composer,
+            composers=composers,
             base_url=link_base,
+            org_id=org_id,
+            actor=acting.label if acting is not None else CLI_PREFIX,
             now=now,
             on_progress=on_progress,
         )
-        return run.run(scope, resend=resend)
+        result = run.run(scope, resend=resend)
+    if acting is None or not result.failures:
+        return result
+    summary = compose_summary(
+        sender=sender,
+        recipient=acting.email,
+        organization=org_name,
+        sent=result.sent,
+        refused=result.failures,
+        sent_at=naive_utc(now),
+    )
+    try:
+        transport.send(summary)
+    except (RecipientRefused, UnsendableAddress):
+        return result  # the admin's own address refused: the failures are in the result all the same
+    return dataclasses.replace(result, summary_to=summary.recipient)

@@ -281,7 +281,7 @@ def member_resend(
     password = os.environ.get("IMPORTER_SMTP_PASSWORD")
     if smtp_user and not password and transport == "smtp":
         raise click.UsageError("--smtp-user needs the password in IMPORTER_SMTP_PASSWORD.")
-    from importer.accounts.invitations import record_resend, resend_target
+    from importer.accounts.invitations import resend_target
     from importer.activation.sending import send_activations
     from importer.activation.transports.file import FileTransport
     from importer.activation.transports.smtp import SmtpSecurity, SmtpTransport
@@ -301,12 +301,12 @@ def member_resend(
     with chosen:
         result = send_activations(
             engine, org_ref, transport=chosen, sender=sender, base_url=base_url,
-            resend=True, member_ids=(target.id,),
+            resend=True, member_ids=(target.id,), acting=acting,
         )  # fmt: skip
     if result.sent + result.failed == 0:  # activated or removed between the check and the send
         raise ConflictError(f"{target.shown} is no longer pending: nothing was sent.")
     refused = result.failures[0].error if result.failures else None
-    record_resend(engine, org_ref, target, acting=acting, refused=refused)
+    # The send audited the message itself (invitation.resent or .refused), with this actor.
     if as_json:
         click.echo(json.dumps(result.to_dict()))
     elif refused is not None:

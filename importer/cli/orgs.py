@@ -8,6 +8,7 @@ import sys
 import click
 
 from importer.cells import visible
+from importer.cli.activation import MailOptions, mail_options, say_refused
 from importer.cli.app import USER_TYPES, ExitCode, Obj, cli, json_option, org_option, pass_obj
 from importer.cli.output import csv_text, say, table
 
@@ -42,15 +43,54 @@ def org() -> None:
 @click.argument("name")
 @click.option("--owner-email", required=True, help="Email of the organization's Owner.")
 @click.option("--owner-name", required=True, help="Name of the organization's Owner.")
+@click.option("--send", is_flag=True, help="Email the Owner's activation link instead of printing it.")
+@mail_options
 @pass_obj
-def org_create(obj: Obj, name: str, owner_email: str, owner_name: str) -> None:
-    """Create an organization and its active Owner."""
+def org_create(obj: Obj, name: str, owner_email: str, owner_name: str, send: bool, mail: MailOptions) -> None:
+    """Create an organization and its Owner, pending until they set a password.
+
+    The Owner's activation link (BASE_URL/activate?token=..., 30 days) is printed once, or
+    emailed with --send; either way it needs --base-url (or IMPORTER_BASE_URL).
+    """
+    from importer.activation.tokens import check_base_url
+
+    if send:
+        from importer.activation.compose import check_sender
+
+        sender, base_url = mail.require()
+        check_sender(sender)
+    else:
+        base_url = mail.require_base_url()
+    check_base_url(base_url)
+    transport = mail.open_transport() if send else None
     from importer.store.orgs import create_organization
 
+    engine = obj.engine(create=True)
     org_id = create_organization(
-        obj.engine(create=True), name, owner_email=owner_email, owner_name=owner_name
+        engine, name, owner_email=owner_email, owner_name=owner_name, pending_owner=True
     )
-    say(f"Created organization {name!r} (id {org_id}) with Owner {owner_email}.")
+    say(
+        f"Created organization {name!r} (id {org_id}) with Owner {owner_email}, "
+        "pending until they follow their activation link."
+    )
+    if transport is None:
+        from importer.activation.links import issue_owner_link
+
+        link = issue_owner_link(engine, str(org_id), base_url=base_url)
+        say(
+            f"The Owner's activation link (shown only this once; it expires on {link.expires_on}):",
+            link.link,
+        )
+        return
+    from importer.activation.sending import send_activations
+
+    with transport:
+        result = send_activations(engine, str(org_id), transport=transport, sender=sender, base_url=base_url)
+    if result.sent:
+        say(f"The Owner's activation link was emailed{mail.where()}.")
+    else:
+        say_refused(result)
+        sys.exit(result.exit_code)
 
 
 @org.command("password-policy")

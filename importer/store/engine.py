@@ -19,7 +19,7 @@ from importer.errors import DatabaseBusyError, ImporterError, NoDatabaseError, R
 from importer.settings import DEFAULT_SQLITE_BUSY_SECONDS
 
 # The newest migration in importer/store/migrations/versions (tests/store/test_engine.py keeps them in step).
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 _MIGRATION_LOCK = 0x1D_0C_0B_1E
 
 

@@ -200,9 +200,6 @@ class Member(Base):
     batch_id: Mapped[str | None] = mapped_column(ForeignKey("batches.id", ondelete="SET NULL"))
     source_row: Mapped[int | None] = mapped_column(Integer)
     pin_hash: Mapped[str | None] = mapped_column(String(200))
-    # Legacy: the password before accounts (migration 0005 copied it to accounts.password_hash).
-    # Still written by activation/service.py until it activates through accounts.activate_membership.
-    password_hash: Mapped[str | None] = mapped_column(String(200))
     account_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))  # accounts are kept
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     invited_at: Mapped[dt.datetime | None] = mapped_column(DateTime)

@@ -31,8 +31,15 @@ __all__ = [  # UndoResult is imported from here by callers that predate importer
 ]
 
 
-def create_organization(engine: Engine, name: str, *, owner_email: str, owner_name: str) -> int:
-    """Create an organization and its active Owner; return the organization's id."""
+def create_organization(
+    engine: Engine, name: str, *, owner_email: str, owner_name: str, pending_owner: bool = False
+) -> int:
+    """Create an organization and its Owner; return the organization's id.
+
+    `pending_owner`: the Owner signs up like anyone, from an activation link (what the product's
+    front ends do; activation.links issues the link). Without it the Owner is made active at once,
+    with no account: for seeding a database from a script or a test.
+    """
     name = name.strip()
     if not name:
         raise ImporterError("the organization needs a name.")
@@ -57,8 +64,8 @@ def create_organization(engine: Engine, name: str, *, owner_email: str, owner_na
                 email_key=email_key(email),
                 user_type=UserType.PORTAL.value,
                 role=Role.OWNER,
-                status=Status.ACTIVE,
-                activated_at=dt.datetime.now(dt.UTC).replace(tzinfo=None),
+                status=Status.PENDING if pending_owner else Status.ACTIVE,
+                activated_at=None if pending_owner else dt.datetime.now(dt.UTC).replace(tzinfo=None),
             )
         )
         return org.id

@@ -59,7 +59,7 @@ from importer.errors import (
 )
 from importer.settings import DEFAULT_DATABASE_URL
 from importer.store.engine import open_database
-from importer.store.models import ActivationToken, Base, Batch, Member
+from importer.store.models import Account, ActivationToken, Base, Batch, Member
 from importer.store.orgs import UndoResult, create_organization, undo_batch
 from importer.values import Role, SendFailure, SendResult, Status, UserType, text_key
 from tests.conftest import Org
@@ -751,9 +751,12 @@ def test_a_token_works_once(invited: tuple[Org, RecordingTransport]) -> None:
     assert (done.email, done.name, done.organization) == ("ann@example.com", "Ann Archer", "Acme Corp")
     ann = member_row(org.engine, "ann@example.com")
     assert (ann.status, ann.activated_at) == (Status.ACTIVE, NOW + dt.timedelta(days=1))
-    assert ann.password_hash is not None and ann.password_hash.startswith("scrypt$16384$8$1$")
-    assert verify_password(ann.password_hash, STRONG)
-    assert not verify_password(ann.password_hash, STRONG + "!")
+    # The password is the account's (one for every organization); the membership links to it.
+    with Session(org.engine) as session:
+        account = session.get_one(Account, ann.account_id)
+        assert account.password_hash.startswith("scrypt$16384$8$1$")
+        assert verify_password(account.password_hash, STRONG)
+        assert not verify_password(account.password_hash, STRONG + "!")
     with pytest.raises(ActivationError, match="already been used"):
         activate(org.engine, token, "another pass 99", now=NOW + dt.timedelta(days=2))
     # An active member is never emailed again, even with --resend.
