@@ -1,4 +1,8 @@
-"""run_import(...) -> ImportResult: read -> validate -> load -> report, one transaction per batch."""
+"""run_import(...) -> ImportResult: read -> validate -> load -> report, one transaction per batch.
+
+Over 400 lines because it is the one place that joins reading, checks, store and reports: the
+batch's transaction, its settled commit outcome and its report files are one sequence.
+"""
 
 from __future__ import annotations
 

@@ -45,9 +45,12 @@ def run(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Run:
     def invoke(*args: str, input: str | None = None) -> Result:
         return runner.invoke(cli, ["--db", db_url, *args], input=input, catch_exceptions=False)
 
-    assert (
-        invoke("org", "create", "Acme Corp", "--owner-email", OWNER, "--owner-name", "Olive").exit_code == 0
-    )
+    monkeypatch.setenv("IMPORTER_BASE_URL", "https://portal.acme.example")
+    created = invoke("org", "create", "Acme Corp", "--owner-email", OWNER, "--owner-name", "Olive")
+    assert created.exit_code == 0, created.output
+    # The Owner follows the link `org create` printed (only an active Owner may act).
+    link = created.output.splitlines()[-1]
+    assert invoke("activate", "--password-stdin", input=f"{link}\nowner pass 2026\n").exit_code == 0
     assert invoke("team", "create", *ORG, "Sales", "Support").exit_code == 0
     return invoke
 
@@ -449,10 +452,13 @@ def test_the_audit_trail_of_a_cli_session_names_the_actor_and_holds_no_secret(
         (f"cli:{OWNER}", "pin.regenerated", "Desk"),
         (f"cli:{OWNER}", "member.added", "Desk"),
         (f"cli:{OWNER}", "invitation.resent", "ann@x.example"),
+        ("cli:", "invitation.sent", "ann@x.example"),  # send-activations without --as
         (f"cli:{ADMIN}", "member.edited", "ann@x.example"),
         (f"cli:{ADMIN}", "member.added", "ann@x.example"),
         (f"cli:{OWNER}", "member.added", ADMIN),
+        *mine[-1:],  # org create's link for the Owner (checked by tests/activation/test_invitations.py)
     ]
+    assert mine[-1][1] == "invitation.sent" and mine[-1][2] == OWNER
     times = [e["at"] for e in events]
     assert times == sorted(times, reverse=True)  # newest first
     text = result.stdout + run("audit", *ORG).stdout
