@@ -7,7 +7,7 @@ library's remedies (errors.Remedy) into the command line's words.
 
 from __future__ import annotations
 
-from importer.cli import activation, imports, orgs
+from importer.cli import activation, imports, orgs, serve, tokens
 from importer.cli.app import cli, main
 
-__all__ = ["activation", "cli", "imports", "main", "orgs"]
+__all__ = ["activation", "cli", "imports", "main", "orgs", "serve", "tokens"]

@@ -1,0 +1,31 @@
+"""Rate limits (the `limits` library): sign-in and activation attempts per account and per client address."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from limits import parse, storage, strategies
+
+from importer.web.answers import WebError
+
+
+class RateLimits:
+    """Moving-window limits in one storage (memory by default; Redis when several processes share it)."""
+
+    def __init__(self, storage_uri: str) -> None:
+        self._limiter = strategies.MovingWindowRateLimiter(storage.storage_from_string(storage_uri))
+
+    def hit(self, rule: str, scope: str, key: str) -> None:
+        """Count one attempt; a WebError 429 with Retry-After when the rule is already used up."""
+        limit = parse(rule)
+        if self._limiter.hit(limit, scope, key):
+            return
+        reset, _ = self._limiter.get_window_stats(limit, scope, key)
+        retry = max(1, math.ceil(reset - time.time()))
+        raise WebError(
+            429,
+            "too_many_attempts",
+            f"Too many attempts; try again in {retry} seconds.",
+            headers={"Retry-After": str(retry)},
+        )
