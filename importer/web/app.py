@@ -17,7 +17,7 @@ from importer.errors import ImporterError
 from importer.web.answers import Answer, WebError, answer_for
 from importer.web.config import MAX_FORM_BYTES, WebConfig
 from importer.web.middleware import UPLOAD_PATHS, BodyLimit, BodyTooLarge, SecurityHeaders
-from importer.web.portal import CSRF_FIELD, Portal, SignInRequired, current_viewer, portal_of
+from importer.web.portal import CSRF_COOKIE, CSRF_FIELD, Portal, SignInRequired, current_viewer, portal_of
 
 STATIC = Path(__file__).parent / "static"
 # Multipart framing and the form's other fields, on top of the file itself.
@@ -54,7 +54,7 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
             ("secret_key", config.secret_key),
             ("token_location", "body"),
             ("token_key", CSRF_FIELD),
-            ("cookie_key", "importer_csrf"),
+            ("cookie_key", CSRF_COOKIE),
             ("cookie_samesite", "lax"),
             ("cookie_secure", config.https),
             ("max_age", config.session_idle_seconds),

@@ -12,7 +12,7 @@ from importer.accounts.accounts import authenticate, set_password
 from importer.addresses import email_key
 from importer.errors import ActivationError
 from importer.web.passwords import password_problems
-from importer.web.portal import client_address, current_viewer, portal_of, signed_in
+from importer.web.portal import CSRF_COOKIE, client_address, current_viewer, portal_of, signed_in
 from importer.web.sessions import SESSION_COOKIE, Viewer, end_session, start_session
 
 router = APIRouter()
@@ -64,6 +64,7 @@ def login(request: Request, email: Annotated[str, Form()], password: Annotated[s
     token = start_session(portal.engine, account_id=account.id)
     viewer = current_viewer_for(request, token)
     response = RedirectResponse(landing(viewer) if viewer else "/me", status_code=303)
+    response.delete_cookie(CSRF_COOKIE, path="/")  # a new CSRF token with the new session
     response.set_cookie(
         SESSION_COOKIE,
         token,

@@ -9,6 +9,7 @@ import jinja2
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi_csrf_protect import CsrfProtect
+from itsdangerous import BadData, URLSafeTimedSerializer
 from sqlalchemy import Engine
 
 from importer.web.answers import WebError
@@ -18,6 +19,8 @@ from importer.web.sessions import SESSION_COOKIE, Membership, Viewer, viewer_of
 
 TEMPLATES = Path(__file__).parent / "templates"
 CSRF_FIELD = "csrf_token"
+CSRF_COOKIE = "importer_csrf"
+CSRF_SALT = "fastapi-csrf-token"  # fastapi-csrf-protect's signing salt
 
 
 class SignInRequired(Exception):
@@ -47,9 +50,12 @@ class Portal:
         viewer: Viewer | None = None,
         org: Membership | None = None,
     ) -> HTMLResponse:
-        """A page, with a fresh CSRF token in its forms and the matching signed cookie."""
+        """A page whose forms carry the CSRF token of the browser's signed cookie (made when missing)."""
         csrf = CsrfProtect()
-        token, signed = csrf.generate_csrf_tokens()
+        token = self._csrf_token_of(request)
+        signed = None
+        if token is None:
+            token, signed = csrf.generate_csrf_tokens()
         body = self.jinja.get_template(template).render(
             {
                 "csrf_field": CSRF_FIELD,
@@ -61,8 +67,22 @@ class Portal:
             }
         )
         response = HTMLResponse(body, status_code=status)
-        csrf.set_csrf_cookie(signed, response)
+        if signed is not None:
+            csrf.set_csrf_cookie(signed, response)
         return response
+
+    def _csrf_token_of(self, request: Request) -> str | None:
+        # The token the browser's cookie already signs: reused, so that a second tab, or a page's
+        # own 404 for its favicon, does not make the forms of the first one stale.
+        signed = request.cookies.get(CSRF_COOKIE)
+        if not signed:
+            return None
+        serializer = URLSafeTimedSerializer(self.config.secret_key, salt=CSRF_SALT)
+        try:
+            token = serializer.loads(signed, max_age=self.config.session_idle_seconds)
+        except BadData:
+            return None
+        return token if isinstance(token, str) else None
 
 
 def portal_of(request: Request) -> Portal:
