@@ -12,6 +12,7 @@ from fastapi_csrf_protect import CsrfProtect
 from fastapi_csrf_protect.exceptions import CsrfProtectError
 from sqlalchemy import Engine
 from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match
 
 from importer.errors import ImporterError
 from importer.web.answers import Answer, WebError, answer_for
@@ -42,6 +43,14 @@ async def csrf_required(request: Request) -> None:
         raise WebError(
             403, "csrf", "This form has expired or did not come from this site; reload the page."
         ) from exc
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, BaseRoute) and route.matches(request.scope)[0] is not Match.NONE:
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods)
 
 
 def create_app(engine: Engine, config: WebConfig) -> FastAPI:
@@ -99,7 +108,10 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
             answer = Answer(413, exc.code, exc.message, {"Connection": "close"})
         else:
             code = _STATUS_CODES.get(exc.status_code, "error")
-            answer = Answer(exc.status_code, code, str(exc.detail), dict(exc.headers or {}))
+            headers = dict(exc.headers or {})
+            if exc.status_code == 405:  # every route of the path, not only the first that matched it
+                headers["Allow"] = ", ".join(_allowed_methods(request))
+            answer = Answer(exc.status_code, code, str(exc.detail), headers)
         return respond(request, answer)
 
     @app.exception_handler(RequestValidationError)

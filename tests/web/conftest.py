@@ -98,6 +98,16 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     engine.dispose()
 
 
+def activate_with_library(engine: Engine, org: Org) -> None:
+    """The Owner's account made from the link without the portal (for in-process tests)."""
+    activate = (
+        _activate_with_accounts
+        if "has_account" not in activating.ActivatedMember.__dataclass_fields__
+        else activating.activate
+    )
+    activate(engine, org.owner_token, GOOD_PASSWORD)
+
+
 def issue_link(engine: Engine, member_id: int, *, days: int = 30) -> str:
     """A fresh activation token for a pending member (as a send would make), returned in clear."""
     token = new_token()
