@@ -51,7 +51,12 @@ def serve_command(obj: Obj, host: str, port: int, no_worker: bool) -> None:
     )
     worker = None
     if not no_worker:
-        jobs = _jobs()
+        try:
+            jobs = _jobs()
+        except ImportError as exc:
+            raise click.UsageError(
+                "this build has no background worker (importer.jobs); use --no-worker"
+            ) from exc
         queue = jobs.Queue(os.environ.get("IMPORTER_QUEUE_URL") or None, database_url=obj.url)
         worker = jobs.start_embedded_worker(engine, queue=queue, settings=jobs.settings_from_env(os.environ))
     say(f"Serving the portal on http://{host}:{port} (Ctrl-C stops it).")

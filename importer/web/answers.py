@@ -51,7 +51,7 @@ class Answer:
 # Each remedy in the portal's words (the CLI has its own in cli/answers.py).
 REMEDY_WORDS: dict[Remedy, Callable[[str | None], str]] = {
     Remedy.RAISE_LIMIT: lambda limit: f"the server's limit {limit or ''} can be raised by its operator",
-    Remedy.CREATE_ORGANIZATION: lambda _: "an operator creates organizations with `importer org create`",
+    Remedy.CREATE_ORGANIZATION: lambda _: "an operator creates organizations on the command line",
     Remedy.LIST_BATCHES: lambda _: "the Batches page lists them",
     Remedy.UNDO_BATCH: lambda batch_id: f"undo batch {batch_id or ''} on the Batches page",
     Remedy.CHOOSE_SHEET: lambda _: "keep the members on the workbook's first sheet",

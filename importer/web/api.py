@@ -17,7 +17,7 @@ from importer.accounts.listing import MAX_PAGE, list_members
 from importer.accounts.members import MemberEdit, NewMember, add_member, edit_member
 from importer.values import Status, UserType
 from importer.web.answers import WebError
-from importer.web.portal import portal_of
+from importer.web.portal import Id, portal_of
 from importer.web.sessions import Viewer, memberships
 
 ERROR_SCHEMA: dict[str, Any] = {
@@ -61,7 +61,7 @@ def api_viewer(request: Request) -> Viewer:
         return Viewer(owner.account_id, owner.email, memberships(session, owner.account_id))
 
 
-def _admin_org(viewer: Viewer, org_id: int) -> str:
+def _admin_org(viewer: Viewer, org_id: Id) -> str:
     membership = viewer.membership(org_id)
     if membership is None:
         raise WebError(404, "not_found", f"No organization {org_id} among this token's organizations.")
@@ -115,7 +115,7 @@ def orgs(viewer: Owner) -> list[OrgOut]:
 def members(
     request: Request,
     viewer: Owner,
-    org_id: int,
+    org_id: Id,
     status: Status | None = None,
     type: UserType | None = None,
     team: Annotated[str | None, Query(max_length=400)] = None,
@@ -142,7 +142,7 @@ def members(
 
 
 @router.post("/orgs/{org_id}/members", status_code=201)
-def add(request: Request, viewer: Owner, org_id: int, body: MemberIn) -> dict[str, Any]:
+def add(request: Request, viewer: Owner, org_id: Id, body: MemberIn) -> dict[str, Any]:
     """Add one member with the sheet's rules (422 with the sheet's errors when refused)."""
     org_ref = _admin_org(viewer, org_id)
     change = add_member(
@@ -160,7 +160,7 @@ def add(request: Request, viewer: Owner, org_id: int, body: MemberIn) -> dict[st
 
 
 @router.patch("/orgs/{org_id}/members/{member_id}")
-def patch(request: Request, viewer: Owner, org_id: int, member_id: int, body: MemberPatch) -> dict[str, Any]:
+def patch(request: Request, viewer: Owner, org_id: Id, member_id: Id, body: MemberPatch) -> dict[str, Any]:
     """Edit one member (name, email of a pending member, role, team)."""
     org_ref = _admin_org(viewer, org_id)
     change = edit_member(

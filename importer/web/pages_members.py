@@ -23,7 +23,7 @@ from importer.accounts.teams import list_teams
 from importer.errors import ImporterError, NotFoundError
 from importer.store.orgs import list_batches
 from importer.values import Status, UserType
-from importer.web.portal import admin_membership, portal_of, signed_in
+from importer.web.portal import Id, admin_membership, portal_of, signed_in
 from importer.web.sessions import Membership, Viewer
 
 router = APIRouter()
@@ -48,7 +48,7 @@ class Filters:
         pairs = {"status": self.status, "type": self.type, "team": self.team, "batch": self.batch}
         return {k: v for k, v in (pairs | {"search": self.search}).items() if v}
 
-    def page(self, portal_engine: Any, org_id: int, *, after: str | None, limit: int | None) -> MemberPage:
+    def page(self, portal_engine: Any, org_id: Id, *, after: str | None, limit: int | None) -> MemberPage:
         """One page of the matching members (all of them when limit is None)."""
         return list_members(
             portal_engine,
@@ -70,7 +70,7 @@ def _filters(status: str = "", type: str = "", team: str = "", batch: str = "", 
 @router.get("/orgs/{org_id}/members", include_in_schema=False)
 def members_page(
     request: Request,
-    org_id: int,
+    org_id: Id,
     status: str = "",
     type: str = "",
     team: str = "",
@@ -121,7 +121,7 @@ def members_page(
 
 
 @router.post("/orgs/{org_id}/members/actions", include_in_schema=False)
-async def member_actions(request: Request, org_id: int) -> Response:
+async def member_actions(request: Request, org_id: Id) -> Response:
     """`Send activation emails`, `Resend invitation`, `Deactivate`: on the selected or all matching."""
     viewer = signed_in(request)
     admin_membership(viewer, org_id)
@@ -140,7 +140,7 @@ async def member_actions(request: Request, org_id: int) -> Response:
 def _act(
     request: Request,
     viewer: Viewer,
-    org_id: int,
+    org_id: Id,
     action: str,
     scope: str,
     selected: list[int],
@@ -202,7 +202,7 @@ def _member_form(
 
 
 @router.get("/orgs/{org_id}/members/new", include_in_schema=False)
-def new_member_page(request: Request, org_id: int) -> Response:
+def new_member_page(request: Request, org_id: Id) -> Response:
     """The `Add member` form."""
     viewer = signed_in(request)
     org = admin_membership(viewer, org_id)
@@ -213,7 +213,7 @@ def new_member_page(request: Request, org_id: int) -> Response:
 @router.post("/orgs/{org_id}/members/new", include_in_schema=False)
 def add_member_submit(
     request: Request,
-    org_id: int,
+    org_id: Id,
     name: Annotated[str, Form()] = "",
     email: Annotated[str, Form()] = "",
     role: Annotated[str, Form()] = "",
@@ -248,7 +248,7 @@ def add_member_submit(
 
 
 @router.get("/orgs/{org_id}/members/{member_id}/edit", include_in_schema=False)
-def edit_member_page(request: Request, org_id: int, member_id: int) -> Response:
+def edit_member_page(request: Request, org_id: Id, member_id: Id) -> Response:
     """The Edit form of one member (404 for another organization's id)."""
     viewer = signed_in(request)
     org = admin_membership(viewer, org_id)
@@ -264,7 +264,7 @@ def edit_member_page(request: Request, org_id: int, member_id: int) -> Response:
     return _member_form(request, viewer, org, values=values, errors={}, editing=member_id)
 
 
-def _member(request: Request, org_id: int, member_id: int) -> Any:
+def _member(request: Request, org_id: Id, member_id: Id) -> Any:
     from sqlalchemy.orm import Session
 
     from importer.accounts.listing import member_view
@@ -281,8 +281,8 @@ def _member(request: Request, org_id: int, member_id: int) -> Any:
 @router.post("/orgs/{org_id}/members/{member_id}/edit", include_in_schema=False)
 def edit_member_submit(
     request: Request,
-    org_id: int,
-    member_id: int,
+    org_id: Id,
+    member_id: Id,
     name: Annotated[str, Form()] = "",
     email: Annotated[str | None, Form()] = None,
     role: Annotated[str | None, Form()] = None,

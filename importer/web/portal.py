@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from pathlib import Path as FilePath
+from typing import Annotated, Any
 
 import jinja2
-from fastapi import Request
+from fastapi import Path, Request
 from fastapi.responses import HTMLResponse
 from fastapi_csrf_protect import CsrfProtect
 from itsdangerous import BadData, URLSafeTimedSerializer
@@ -17,10 +17,15 @@ from importer.web.config import WebConfig
 from importer.web.ratelimit import RateLimits
 from importer.web.sessions import SESSION_COOKIE, Membership, Viewer, viewer_of
 
-TEMPLATES = Path(__file__).parent / "templates"
+TEMPLATES = FilePath(__file__).parent / "templates"
 CSRF_FIELD = "csrf_token"
 CSRF_COOKIE = "importer_csrf"
 CSRF_SALT = "fastapi-csrf-token"  # fastapi-csrf-protect's signing salt
+
+
+# Ids in paths fit the database's integers: a bigger one is a 422, never a database error.
+MAX_ID = 2**63 - 1
+Id = Annotated[int, Path(ge=1, le=MAX_ID)]
 
 
 class SignInRequired(Exception):

@@ -14,7 +14,16 @@ class RateLimits:
     """Moving-window limits in one storage (memory by default; Redis when several processes share it)."""
 
     def __init__(self, storage_uri: str) -> None:
-        self._limiter = strategies.MovingWindowRateLimiter(storage.storage_from_string(storage_uri))
+        self._uri = storage_uri
+        self._made: strategies.MovingWindowRateLimiter | None = None
+
+    @property
+    def _limiter(self) -> strategies.MovingWindowRateLimiter:
+        # Made at the first attempt: the memory storage starts a timer thread, which an app that
+        # never signs anyone in (a test of the API) need not have.
+        if self._made is None:
+            self._made = strategies.MovingWindowRateLimiter(storage.storage_from_string(self._uri))
+        return self._made
 
     def hit(self, rule: str, scope: str, key: str) -> None:
         """Count one attempt; a WebError 429 with Retry-After when the rule is already used up."""

@@ -64,7 +64,9 @@ def _activate_with_accounts(engine: Engine, token: str, password: str | None, **
     return checked
 
 
-@pytest.fixture(scope="session")
+# Module scope: the server's thread ends with the module, so that later tests in this process
+# may fork (importer.forked forks only a single-threaded process).
+@pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     """The portal on a free port, in a thread of this process."""
     tmp = tmp_path_factory.mktemp("portal")
@@ -187,7 +189,7 @@ def sign_in(client: httpx.Client, email: str, password: str) -> httpx.Client:
     return client
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Debian's chromium, driven by Playwright (never a downloaded browser)."""
     if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
