@@ -7,7 +7,19 @@ library's remedies (errors.Remedy) into the command line's words.
 
 from __future__ import annotations
 
-from importer.cli import activation, audit, imports, members, orgs, teams, worker
+from importer.cli import activation, audit, imports, members, orgs, serve, teams, tokens, worker
 from importer.cli.app import cli, main
 
-__all__ = ["activation", "audit", "cli", "imports", "main", "members", "orgs", "teams", "worker"]
+__all__ = [
+    "activation",
+    "audit",
+    "cli",
+    "imports",
+    "main",
+    "members",
+    "orgs",
+    "serve",
+    "teams",
+    "tokens",
+    "worker",
+]

@@ -443,21 +443,24 @@ def test_the_audit_trail_of_a_cli_session_names_the_actor_and_holds_no_secret(
     assert all(list(e) == ["at", "actor", "organization", "action", "subject", "detail"] for e in events)
     assert all(e["organization"] == "Acme Corp" for e in events)
     mine = [(e["actor"], e["action"], e["subject"]) for e in events if e["actor"].startswith("cli:")]
-    assert mine == [
-        (f"cli:{OWNER}", "member.removed", "Desk"),
-        (f"cli:{OWNER}", "team.deleted", "Help"),
-        (f"cli:{OWNER}", "team.renamed", "Help"),
-        (f"cli:{OWNER}", "member.reactivated", "ann@x.example"),
-        (f"cli:{OWNER}", "member.deactivated", "ann@x.example"),
-        (f"cli:{OWNER}", "pin.regenerated", "Desk"),
-        (f"cli:{OWNER}", "member.added", "Desk"),
-        (f"cli:{OWNER}", "invitation.resent", "ann@x.example"),
-        ("cli:", "invitation.sent", "ann@x.example"),  # send-activations without --as
-        (f"cli:{ADMIN}", "member.edited", "ann@x.example"),
-        (f"cli:{ADMIN}", "member.added", "ann@x.example"),
-        (f"cli:{OWNER}", "member.added", ADMIN),
-        *mine[-1:],  # org create's link for the Owner (checked by tests/activation/test_invitations.py)
-    ]
+    assert (
+        mine
+        == [
+            (f"cli:{OWNER}", "member.removed", "Desk"),
+            (f"cli:{OWNER}", "team.deleted", "Help"),
+            (f"cli:{OWNER}", "team.renamed", "Help"),
+            (f"cli:{OWNER}", "member.reactivated", "ann@x.example"),
+            (f"cli:{OWNER}", "member.deactivated", "ann@x.example"),
+            (f"cli:{OWNER}", "pin.regenerated", "Desk"),
+            (f"cli:{OWNER}", "member.added", "Desk"),
+            (f"cli:{OWNER}", "invitation.resent", "ann@x.example"),
+            ("cli:", "invitation.sent", "ann@x.example"),  # send-activations without --as
+            (f"cli:{ADMIN}", "member.edited", "ann@x.example"),
+            (f"cli:{ADMIN}", "member.added", "ann@x.example"),
+            (f"cli:{OWNER}", "member.added", ADMIN),
+            *mine[-1:],  # org create's link for the Owner (checked by tests/activation/test_invitations.py)
+        ]
+    )
     assert mine[-1][1] == "invitation.sent" and mine[-1][2] == OWNER
     times = [e["at"] for e in events]
     assert times == sorted(times, reverse=True)  # newest first
