@@ -7,7 +7,8 @@ STAMP := $(VENV)/.installed-stamp
 DEMO_DB := demo.db
 IMPORTER := $(BIN)/importer --db sqlite:///$(DEMO_DB)
 OWNER := olive.owner@acme.example
-BASE_URL := https://portal.acme.example
+# The demo's links open the portal that `importer serve` runs on this machine.
+BASE_URL := http://127.0.0.1:8000
 # For the demo database only: the Owner's password, set from the link `org create` printed.
 DEMO_PASSWORD := demo-owner-2026
 
@@ -27,7 +28,7 @@ $(STAMP): pyproject.toml
 # follows it with a demo password (only an active Owner may import), and ends by printing the link
 # and how to sign in.
 demo: $(STAMP)
-	rm -rf $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm reports outbox demo-owner-link.txt
+	rm -rf $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm $(DEMO_DB).progress $(DEMO_DB).queue* $(DEMO_DB).secret-key reports outbox demo-owner-link.txt
 	$(IMPORTER) org create "Acme Corp" --owner-email $(OWNER) --owner-name "Olive Owner" \
 		--base-url $(BASE_URL) | tee demo-owner-link.txt
 	tail -n 1 demo-owner-link.txt | sed 's/$$/\n$(DEMO_PASSWORD)/' | $(IMPORTER) activate --password-stdin
@@ -42,7 +43,10 @@ demo: $(STAMP)
 	@echo "Activation emails: $$(ls outbox/*.eml | wc -l) in outbox/"
 	@echo "The Owner's activation link, as \`org create\` printed it (the demo has followed it, with the"
 	@echo "password $(DEMO_PASSWORD)): $$(tail -n 1 demo-owner-link.txt)"
-	@echo "Sign in as $(OWNER) with that password at $(BASE_URL)/login."
+	@echo "Open the portal on the demo database:"
+	@echo "    IMPORTER_DATABASE_URL=sqlite:///$(DEMO_DB) IMPORTER_BASE_URL=$(BASE_URL) $(BIN)/importer serve"
+	@echo "then sign in at $(BASE_URL)/login as $(OWNER) with the password $(DEMO_PASSWORD);"
+	@echo "a member's link is in any .eml of outbox/ (it opens the set-password page of that portal)."
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
