@@ -281,7 +281,7 @@ def _worker_process(db_url: str, queue_url: str | None, cwd: Path) -> subprocess
 def test_killed_worker_job_is_finished_by_another(
     db_url: str, org: Org, queue: Queue, tmp_path: Path
 ) -> None:
-    content = portal_sheet(50_000)
+    content = portal_sheet(100_000)
     processes = [_worker_process(db_url, queue.url, tmp_path / f"w{n}") for n in (1, 2)]
     try:
         job_id = submit_import(
@@ -289,12 +289,18 @@ def test_killed_worker_job_is_finished_by_another(
             content=content, user_type=UserType.PORTAL,
         )  # fmt: skip
         queue.wake(job_id)
-        wait_for(lambda: job_view(org.engine, job_id).rows_done > 0)
-        with Session(org.engine) as session:
-            holder = session.scalar(select(Job.worker).where(Job.id == job_id))
-        assert holder is not None
+        # The holder is known once the job is claimed, so the kill follows the first progress at
+        # once (no query between them: on a quiet machine the rest takes a few seconds at most).
+        wait_for(lambda: job_view(org.engine, job_id).status is JobStatus.RUNNING)
+
+        def holder_of() -> str | None:
+            with Session(org.engine) as session:
+                return session.scalar(select(Job.worker).where(Job.id == job_id))
+
+        holder = wait_for(holder_of)
         pid = int(holder.split(":")[1])
         victim = next(p for p in processes if p.pid == pid)
+        wait_for(lambda: job_view(org.engine, job_id).rows_done > 0)
         victim.send_signal(signal.SIGKILL)
         victim.wait()
         view = wait_for(ended(org.engine, job_id))
@@ -306,11 +312,11 @@ def test_killed_worker_job_is_finished_by_another(
                 session.scalar(select(Job.worker).where(Job.id == job_id)) or str(survivor.pid)
             )
             batches = session.scalars(select(Batch).where(Batch.organization_id == org.id)).all()
-            assert [(b.id, b.created) for b in batches] == [(view.batch_id, 50_000)]
+            assert [(b.id, b.created) for b in batches] == [(view.batch_id, 100_000)]
             in_batch = session.scalar(
                 select(func.count()).select_from(Member).where(Member.batch_id == view.batch_id)
             )
-            assert in_batch == 50_000
+            assert in_batch == 100_000
         sheet = tmp_path / "big.csv"
         sheet.write_bytes(content)
         expected, _, cli_url = cli_import(tmp_path, sheet)
