@@ -18,6 +18,7 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from importer.accounts.audit import list_events
 from importer.cli.app import cli
 from importer.jobs import (
     JobSettings,
@@ -36,7 +37,7 @@ from importer.jobs import (
 )
 from importer.settings import Settings
 from importer.store.engine import open_database
-from importer.store.models import Batch, Job, Member, StoredFile, Team
+from importer.store.models import AuditAction, Batch, Job, Member, StoredFile, Team
 from importer.store.orgs import create_organization, create_teams
 from importer.values import UserType
 from tests.conftest import OWNER, Org
@@ -256,6 +257,9 @@ def test_activations_and_undo_jobs(org: Org, queue: Queue, tmp_path: Path) -> No
         view = wait_for(ended(org.engine, undo))
         assert view.status is JobStatus.DONE, view.error
         assert view.summary is not None and view.summary["removed"] == 5
+        # Audited like `importer batch undo`, with the account that asked for it.
+        undone = [e for e in list_events(org.engine, str(org.id)) if e.action is AuditAction.UNDO]
+        assert [(e.actor, e.subject) for e in undone] == [(org.owner, batch_id)]
     finally:
         handle.stop()
 

@@ -195,14 +195,18 @@ def _run_activations(
 
 
 def _run_undo(engine: Engine, claimed: Claimed) -> dict[str, Any]:
-    from importer.store.orgs import undo_batch
+    from importer.accounts.audit import Acting, Channel
+    from importer.accounts.batches import undo_batch
 
     assert claimed.batch_id is not None
     with Session(engine) as session:
         batch = session.get(Batch, claimed.batch_id)
         if batch is None or batch.organization_id != claimed.organization_id:
             raise NotFoundError(f"no batch {claimed.batch_id!r} in this organization.")
-    return undo_batch(engine, claimed.batch_id).to_dict()
+    # The same call as `importer batch undo`: the actor's role is checked again and the undo is
+    # audited with the account that asked for it, in the transaction that removes the members.
+    acting = Acting(claimed.actor, channel=Channel.ACCOUNT)
+    return undo_batch(engine, claimed.batch_id, acting=acting).to_dict()
 
 
 def run_claimed(
