@@ -29,6 +29,7 @@ def test_the_wheel_carries_schemas_templates_and_migrations_and_runs_outside_the
         "importer/templates/email/activation.html.j2",
         "importer/store/migrations/env.py",
         "importer/store/migrations/versions/0002_activation.py",
+        "importer/accounts/common-passwords.txt",
     ):
         assert needed in names, needed
     # Every module of the package ships (a subpackage missing from pyproject's list would not).

@@ -78,12 +78,10 @@ def account_policy(session: Session, account_id: int) -> PasswordPolicy:
     )
 
 
-def _refuse_weak(policy: PasswordPolicy, password: str, *, whose: str) -> None:
-    problems = policy.problems(password)
-    if problems:
-        raise ActivationError(
-            f"This password does not meet the policy of {whose}: it needs {'; '.join(problems)}."
-        )
+def _refuse_weak(policy: PasswordPolicy, password: str, *, email: str, whose: str) -> None:
+    refusal = policy.refusal(password, email=email, whose=whose)
+    if refusal is not None:
+        raise ActivationError(refusal)
 
 
 def activate_membership(
@@ -124,7 +122,7 @@ def activate_membership(
         if password is None:
             raise ActivationError(f"Choose a password for {member.email}: this is its first activation.")
         policy = PasswordPolicy.for_organization(org)
-        _refuse_weak(policy, password, whose=org.name)
+        _refuse_weak(policy, password, email=member.email, whose=org.name)
         account = Account(
             email=member.email,
             email_key=member.email_key,
@@ -163,7 +161,12 @@ def set_password(session: Session, *, email: str, password: str) -> AccountView:
     account = _account_row(session, email)
     if account is None:
         raise NotFoundError(f"{email.strip()} has no account.")
-    _refuse_weak(account_policy(session, account.id), password, whose="every organization of this account")
+    _refuse_weak(
+        account_policy(session, account.id),
+        password,
+        email=account.email,
+        whose="every organization of this account",
+    )
     account.password_hash = hash_password(password)
     account.password_changed_at = utcnow()
     record(

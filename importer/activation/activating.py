@@ -117,12 +117,9 @@ def activate(
     if password is not None:
         link = check_token(engine, token, now=at)
         if not link.has_account:
-            problems = link.policy.problems(password)
-            if problems:
-                raise ActivationError(
-                    f"This password does not meet the policy of {link.organization}: "
-                    f"it needs {'; '.join(problems)}."
-                )
+            refusal = link.policy.refusal(password, email=link.email, whose=link.organization)
+            if refusal is not None:
+                raise ActivationError(refusal)
             # The slow hash outside the write transaction; everything is checked again in it.
             hashed = hash_password(password)
     with Session(engine) as session, session.begin():
