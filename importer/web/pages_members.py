@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import importlib
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Form, Request
 from fastapi.responses import RedirectResponse, Response
 
+from importer import jobs
 from importer.accounts.audit import Acting, Channel
 from importer.accounts.listing import MemberPage, list_members
 from importer.accounts.members import (
@@ -157,7 +157,6 @@ def _act(
     elif not selected:
         return "Select members first, or choose all matching."
     if action in ("send", "resend"):
-        jobs = importlib.import_module("importer.jobs")  # loaded by name until it is on main
         jobs.submit_activations(
             engine,
             organization_id=org_id,
