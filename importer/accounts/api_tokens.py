@@ -91,16 +91,19 @@ def create_token(engine: Engine, org_ref: str, *, email: str, name: str = "") ->
         return NewToken(_view(row, account.email), token)
 
 
-def list_tokens(engine: Engine, org_ref: str) -> list[TokenView]:
-    """The organization's tokens, newest first."""
+def list_tokens(engine: Engine, org_ref: str, *, email: str | None = None) -> list[TokenView]:
+    """The organization's tokens, newest first (`email`: only that account's)."""
     with Session(engine) as session:
         org = find_organization(session, org_ref)
-        rows = session.execute(
+        query = (
             select(ApiToken, Account.email)
             .join(Account, Account.id == ApiToken.account_id)
             .where(ApiToken.organization_id == org.id)
             .order_by(ApiToken.id.desc())
-        ).all()
+        )
+        if email is not None:
+            query = query.where(Account.email_key == email_key(email.strip()))
+        rows = session.execute(query).all()
         return [_view(row, email) for row, email in rows]
 
 

@@ -122,8 +122,12 @@ def list_events(
     since: dt.datetime | None = None,
     actor: str | None = None,
     limit: int | None = None,
+    before: int | None = None,
 ) -> list[Event]:
-    """An organization's events, newest first; `actor` matches an address with or without `cli:`."""
+    """An organization's events, newest first; `actor` matches an address with or without `cli:`.
+
+    `before`: only events older than the event of that id (the next page after it: keyset paging).
+    """
     with Session(engine) as session:
         org = find_organization(session, org_ref)
         query = (
@@ -141,6 +145,8 @@ def list_events(
             query = query.where(
                 or_(func.lower(AuditEvent.actor) == key, func.lower(AuditEvent.actor) == CLI_PREFIX + key)
             )
+        if before is not None:
+            query = query.where(AuditEvent.id < before)
         if limit is not None:
             query = query.limit(limit)
         return [_event(row, name) for row, name in session.execute(query)]

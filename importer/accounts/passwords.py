@@ -16,7 +16,7 @@ from pathlib import Path
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from importer.accounts.audit import Acting, record
+from importer.accounts.audit import Acting, Channel, record
 from importer.addresses import email_key
 from importer.errors import ImporterError, PermissionDeniedError
 from importer.store.models import AuditAction, Member, Organization
@@ -177,8 +177,9 @@ def set_password_policy(
     actor_email: str,
     min_length: int | None = None,
     require_symbol: bool | None = None,
+    channel: Channel = Channel.CLI,
 ) -> PasswordPolicy:
-    """Change the organization's password policy; only its active Owner may."""
+    """Change the organization's password policy; only its active Owner may (`channel`: how they came)."""
     low, high = MIN_PASSWORD_LENGTH_RANGE
     if min_length is not None and not low <= min_length <= high:
         raise ImporterError(
@@ -205,7 +206,7 @@ def set_password_policy(
         if after != before:
             record(
                 session,
-                actor=Acting(actor_email).label,
+                actor=Acting(actor_email, channel).label,
                 action=AuditAction.PASSWORD_POLICY_CHANGED,
                 organization_id=org.id,
                 subject=org.name,

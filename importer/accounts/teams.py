@@ -1,4 +1,4 @@
-"""Teams: listed with their member counts, renamed, deleted (their members keep no team)."""
+"""Teams: listed with their member counts, created, renamed, deleted (their members keep no team)."""
 
 from __future__ import annotations
 
@@ -62,15 +62,43 @@ def _authorized(session: Session, org_ref: str, acting: Acting) -> Organization:
     return org
 
 
-def rename_team(engine: Engine, org_ref: str, *, acting: Acting, team: str, new_name: str) -> TeamView:
-    """Rename a team; the new name must not be another team's (compared case-insensitively)."""
-    name = unicodedata.normalize("NFC", trim(new_name))
+def _team_name(text: str) -> str:
+    name = unicodedata.normalize("NFC", trim(text))
     if not name:
         raise ImporterError("a team needs a name.")
     if len(name) > MAX_TEAM_NAME:
         raise ImporterError(
             f"a team's name has at most {MAX_TEAM_NAME} characters (this one has {len(name)})."
         )
+    return name
+
+
+def create_team(engine: Engine, org_ref: str, *, acting: Acting, name: str) -> TeamView:
+    """Create one team; refused when the organization has one of that name (compared case-insensitively)."""
+    name = _team_name(name)
+    with Session(engine) as session, session.begin():
+        org = _authorized(session, org_ref, acting)
+        other = session.scalar(
+            select(Team.id).where(Team.organization_id == org.id, Team.name_key == text_key(name))
+        )
+        if other is not None:
+            raise ConflictError(f"{org.name} already has a team {name!r}.")
+        row = Team(organization_id=org.id, name=name, name_key=text_key(name))
+        session.add(row)
+        session.flush()
+        record(
+            session,
+            actor=acting.label,
+            action=AuditAction.TEAM_CREATED,
+            organization_id=org.id,
+            subject=name,
+        )
+        return TeamView(id=row.id, name=name, members=0)
+
+
+def rename_team(engine: Engine, org_ref: str, *, acting: Acting, team: str, new_name: str) -> TeamView:
+    """Rename a team; the new name must not be another team's (compared case-insensitively)."""
+    name = _team_name(new_name)
     with Session(engine) as session, session.begin():
         org = _authorized(session, org_ref, acting)
         row = _find_team(session, org, team)
