@@ -55,7 +55,7 @@ def _allowed_methods(request: Request) -> list[str]:
 
 def create_app(engine: Engine, config: WebConfig) -> FastAPI:
     """The portal, the members' pages and the API on one database."""
-    from importer.web import api, pages_account, pages_activate, pages_members
+    from importer.web import api, pages_account, pages_activate, pages_admin, pages_members
 
     @CsrfProtect.load_config
     def _csrf_config() -> list[tuple[str, object]]:
@@ -135,5 +135,6 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
     app.include_router(pages_account.router, dependencies=portal_dependencies)
     app.include_router(pages_activate.router, dependencies=portal_dependencies)
     app.include_router(pages_members.router, dependencies=portal_dependencies)
+    app.include_router(pages_admin.router, dependencies=portal_dependencies)
     app.include_router(api.router)
     return app
