@@ -143,3 +143,43 @@ def activate(
             organization=done.organization,
             new_account=done.new_account,
         )
+
+
+# A member who asks again within this time gets no second email: one is already on its way.
+RENEWAL_COOLDOWN = dt.timedelta(minutes=10)
+
+
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    """A pending member whose link died (used, replaced or expired) and who may be sent a new one."""
+
+    organization_id: int
+    member_id: int
+    email: str
+
+
+def renewal_for(engine: Engine, token: str, *, now: dt.datetime | None = None) -> Renewal | None:
+    """Whom `Send me a new link` should email for this token: its member when still a pending portal
+    member and the link can no longer be used; None for an unknown link, a member who is active,
+    deactivated or removed, a link still usable, or a link issued within RENEWAL_COOLDOWN."""
+    at = naive_utc(now)
+    with Session(engine) as session:
+        row = session.scalar(
+            select(ActivationToken).where(ActivationToken.token_hash == hash_token(token_from(token)))
+        )
+        if row is None:
+            return None
+        member = session.get(Member, row.member_id)
+        if member is None or member.status is not Status.PENDING or member.email is None:
+            return None
+        if row.used_at is None and row.revoked_at is None and at < row.expires_at:
+            return None  # the link still works: nothing to replace
+        newest = session.scalar(
+            select(ActivationToken.created_at)
+            .where(ActivationToken.member_id == member.id)
+            .order_by(ActivationToken.created_at.desc())
+            .limit(1)
+        )
+        if newest is not None and at - newest < RENEWAL_COOLDOWN:
+            return None
+        return Renewal(organization_id=member.organization_id, member_id=member.id, email=member.email)

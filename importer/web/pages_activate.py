@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Request
+from fastapi import APIRouter, BackgroundTasks, Form, Request
 from fastapi.responses import RedirectResponse, Response
+from sqlalchemy import Engine
 
+from importer import jobs
 from importer.accounts.passwords import get_password_policy
-from importer.activation.activating import activate, check_token
+from importer.activation.activating import activate, check_token, renewal_for
 from importer.errors import ActivationError
 from importer.web.answers import with_remedy
 from importer.web.passwords import password_problems
 from importer.web.portal import client_address, portal_of
 
 router = APIRouter()
+_log = logging.getLogger(__name__)
+# Far more than a token or a pasted link needs; anything longer is not one.
+MAX_TOKEN_CHARS = 2000
 NEW_LINK_ANSWER = (
     "If this link belongs to a member who has not activated yet, a new link is on its way to their "
     "address. Check your inbox (and the spam folder) in a few minutes."
@@ -93,8 +99,31 @@ def activate_submit(
     return RedirectResponse("/login?activated=1", status_code=303)
 
 
+def queue_new_link(engine: Engine, token: str) -> int | None:
+    """Queue a new link's email for the pending member of a dead link (the job id), or nothing."""
+    renewal = renewal_for(engine, token)
+    if renewal is None:
+        return None
+    return jobs.submit_activations(
+        engine,
+        organization_id=renewal.organization_id,
+        actor=renewal.email,
+        resend=True,
+        member_ids=[renewal.member_id],
+    )
+
+
+def _queue_quietly(engine: Engine, token: str) -> None:
+    try:
+        queue_new_link(engine, token)
+    except Exception:  # after the answer was sent: logged for the operator, never shown
+        _log.exception("could not queue a new activation link")
+
+
 @router.post("/activate/new-link", include_in_schema=False)
-def new_link(request: Request, token: Annotated[str, Form()] = "") -> Response:
-    """`Send me a new link`: the same answer whether or not the link was known."""
+def new_link(request: Request, background: BackgroundTasks, token: Annotated[str, Form()] = "") -> Response:
+    """`Send me a new link`: the same answer whether or not the link was known. The lookup and the
+    queueing run after the answer has gone, so its timing says nothing about the link either."""
     _limit(request)
+    background.add_task(_queue_quietly, portal_of(request).engine, token[:MAX_TOKEN_CHARS])
     return portal_of(request).render(request, "activate_sent.html", {"message": NEW_LINK_ANSWER})
