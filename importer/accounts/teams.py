@@ -66,6 +66,8 @@ def _team_name(text: str) -> str:
     name = unicodedata.normalize("NFC", trim(text))
     if not name:
         raise ImporterError("a team needs a name.")
+    if any(unicodedata.category(ch) == "Cc" for ch in name):
+        raise ImporterError("a team's name cannot hold control characters (tabs, line breaks ...).")
     if len(name) > MAX_TEAM_NAME:
         raise ImporterError(
             f"a team's name has at most {MAX_TEAM_NAME} characters (this one has {len(name)})."

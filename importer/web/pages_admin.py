@@ -4,6 +4,7 @@ CLI's `team ...`, `audit` and `api-token ...`; every change is audited by the li
 from __future__ import annotations
 
 import datetime as dt
+import unicodedata
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -22,8 +23,14 @@ from importer.web.sessions import Membership, Viewer
 
 router = APIRouter()
 AUDIT_PAGE_SIZE = 50
+MAX_FIELD = 320  # an address's length: more than any filter needs
 # A page that shows a secret once is never kept by the browser or a proxy.
 NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _controls(text: str) -> bool:
+    """Whether text holds control characters (no database column takes a NUL)."""
+    return any(unicodedata.category(ch) == "Cc" for ch in text)
 
 
 def _acting(viewer: Viewer) -> Acting:
@@ -131,7 +138,10 @@ def team_delete(request: Request, org_id: Id, team_id: Id) -> Response:
 def _moment(text: str) -> dt.datetime:
     """An ISO date or time as `importer audit --since` reads it (UTC when no zone is given)."""
     moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    try:
+        return moment.astimezone(dt.UTC) if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
+    except OverflowError as exc:  # past year 9999 once in UTC
+        raise ValueError(text) from exc
 
 
 @router.get("/orgs/{org_id}/audit", include_in_schema=False)
@@ -139,14 +149,16 @@ def audit_page(request: Request, org_id: Id, actor: str = "", since: str = "", b
     """The organization's audit events, newest first, filtered by actor and time, 50 a page."""
     viewer, org = _admin(request, org_id)
     portal = portal_of(request)
-    actor, since = actor.strip(), since.strip()
+    actor, since = actor.strip()[:MAX_FIELD], since.strip()[:MAX_FIELD]
     error, moment = "", None
-    if since:
+    if _controls(actor) or _controls(since):
+        error = "The filters cannot hold control characters."
+    elif since:
         try:
             moment = _moment(since)
         except ValueError:
             error = f"{since!r} is not a date or time such as 2025-01-31 or 2025-01-31T09:30Z."
-    older = int(before) if before.isdigit() and len(before) < 19 else None
+    older = int(before) if before.isascii() and before.isdigit() and len(before) < 19 else None
     events = [] if error else list_events(
         portal.engine, str(org_id), since=moment, actor=actor or None, limit=AUDIT_PAGE_SIZE + 1, before=older
     )  # fmt: skip
@@ -219,7 +231,7 @@ def policy_submit(
             403, "forbidden", "Only the Owner of this organization may change its password policy."
         )
     text = min_length.strip()
-    if not text.isdigit() or len(text) > 6:
+    if not (text.isascii() and text.isdigit()) or len(text) > 6:
         low, high = MIN_PASSWORD_LENGTH_RANGE
         message = f"The minimum length must be a whole number from {low} to {high}."
         return _settings_page(request, viewer, org, error=message, status=422)
@@ -243,6 +255,8 @@ def token_create(request: Request, org_id: Id, name: Annotated[str, Form()] = ""
     """`Create token`: the token is shown on this answer only (stored hashed, never shown again)."""
     viewer, org = _admin(request, org_id)
     try:
+        if _controls(name):
+            raise ImporterError("a token's name cannot hold control characters.")
         made = create_token(portal_of(request).engine, str(org_id), email=viewer.email, name=name.strip())
     except ImporterError as exc:
         answer = answer_for(exc)

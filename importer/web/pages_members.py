@@ -128,7 +128,8 @@ async def member_actions(request: Request, org_id: Id) -> Response:
     form = await request.form()
     action = str(form.get("action", ""))
     scope = str(form.get("scope", "selected"))
-    selected = [int(v) for v in form.getlist("member") if isinstance(v, str) and v.isdigit()]
+    ids = [v for v in form.getlist("member") if isinstance(v, str)]
+    selected = [int(v) for v in ids if v.isascii() and v.isdigit() and len(v) < 19]  # fits a BIGINT
     filters = Filters(*(str(form.get(k, "")) for k in ("status", "type", "team", "batch", "search")))
     from starlette.concurrency import run_in_threadpool
 

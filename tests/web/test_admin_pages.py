@@ -325,3 +325,26 @@ def test_a_team_name_is_escaped_on_every_page_that_shows_it(live: Live, signed: 
     shown = owner.get(f"/orgs/{org.id}/{page}").text
     assert "<script>alert" not in shown and "<img src=x" not in shown
     assert "&lt;script&gt;alert(&#34;team&#34;)&lt;/script&gt;" in shown
+
+
+def test_odd_input_gets_an_answer_never_a_server_error(live: Live, signed: Signed) -> None:
+    org, owner = signed.org, signed.owner
+    base = f"/orgs/{org.id}"
+    for params in ({"actor": "a\x00b"}, {"since": "9999-12-31T23:59-23:59"}, {"before": "²"},
+                   {"before": "9" * 40}, {"since": "2025-13-45"}):  # fmt: skip
+        answer = owner.get(f"{base}/audit", params=params)
+        assert answer.status_code == 200, params
+    assert "cannot hold control characters" in owner.get(f"{base}/audit", params={"actor": "\x00"}).text
+    for path, data, status in (
+        (f"{base}/teams", {"name": "Night\x00Shift"}, 400),
+        (f"{base}/teams", {"name": "x" * 201}, 400),
+        (f"{base}/settings/policy", {"min_length": "²"}, 422),
+        (f"{base}/settings/tokens", {"name": "bad\x00name"}, 400),
+    ):
+        answer = _post(owner, f"{base}/teams", path, **data)
+        assert answer.status_code == status, (path, data, answer.text[-300:])
+        assert 'role="alert"' in answer.text
+    acted = _post(owner, f"{base}/members", f"{base}/members/actions", action="deactivate", member="²")
+    assert acted.status_code == 303
+    assert [t.name for t in list_teams(live.engine, org.name)] == ["Sales", "Support"]
+    assert list_tokens(live.engine, org.name) == []
