@@ -13,10 +13,13 @@ from sqlalchemy import Engine, select, update
 from sqlalchemy.orm import Session
 
 from importer.accounts.accounts import activate_membership
+from importer.accounts.audit import CLI_PREFIX
 from importer.accounts.passwords import PasswordPolicy, hash_password
 from importer.activation.tokens import format_moment, hash_token, naive_utc, token_from
+from importer.addresses import email_key
 from importer.errors import ActivationError, Remedy
-from importer.store.models import Account, ActivationToken, Member, Status
+from importer.store.models import Account, ActivationToken, Batch, Member, Status
+from importer.values import Role
 
 # The member cannot fix these: an admin can, by sending a new link (Remedy.RESEND_INVITATION).
 _RESEND_HINT = "ask your admin to send a new one"
@@ -151,17 +154,43 @@ RENEWAL_COOLDOWN = dt.timedelta(minutes=10)
 
 @dataclass(frozen=True, slots=True)
 class Renewal:
-    """A pending member whose link died (used, replaced or expired) and who may be sent a new one."""
+    """A pending member whose link died (used, replaced or expired) and who may be sent a new one.
+
+    `admin`: the active Owner or Admin the send is made for (every send has one: the audit names
+    them, and they are told of an address the mail server refuses): the one who imported the
+    member while still an active Owner or Admin, else the organization's first active Owner.
+    """
 
     organization_id: int
     member_id: int
     email: str
+    admin: str
+
+
+def _admin_for(session: Session, member: Member) -> str | None:
+    admins = session.execute(
+        select(Member.email, Member.role)
+        .where(
+            Member.organization_id == member.organization_id,
+            Member.status == Status.ACTIVE,
+            Member.role.in_((Role.OWNER, Role.ADMIN)),
+            Member.email.is_not(None),
+        )
+        .order_by(Member.id)
+    ).all()
+    by_key = {email_key(address): address for address, _ in admins if address}
+    batch = session.get(Batch, member.batch_id) if member.batch_id else None
+    if batch is not None and email_key(batch.actor_email.removeprefix(CLI_PREFIX)) in by_key:
+        return by_key[email_key(batch.actor_email.removeprefix(CLI_PREFIX))]
+    owners = [address for address, role in admins if role is Role.OWNER and address]
+    return owners[0] if owners else None
 
 
 def renewal_for(engine: Engine, token: str, *, now: dt.datetime | None = None) -> Renewal | None:
     """Whom `Send me a new link` should email for this token: its member when still a pending portal
     member and the link can no longer be used; None for an unknown link, a member who is active,
-    deactivated or removed, a link still usable, or a link issued within RENEWAL_COOLDOWN."""
+    deactivated or removed, a link still usable, a link issued within RENEWAL_COOLDOWN, or an
+    organization without an active Owner."""
     at = naive_utc(now)
     with Session(engine) as session:
         row = session.scalar(
@@ -182,4 +211,9 @@ def renewal_for(engine: Engine, token: str, *, now: dt.datetime | None = None) -
         )
         if newest is not None and at - newest < RENEWAL_COOLDOWN:
             return None
-        return Renewal(organization_id=member.organization_id, member_id=member.id, email=member.email)
+        admin = _admin_for(session, member)
+        if admin is None:
+            return None  # no active Owner to send for: nothing can be sent
+        return Renewal(
+            organization_id=member.organization_id, member_id=member.id, email=member.email, admin=admin
+        )

@@ -107,7 +107,7 @@ def queue_new_link(engine: Engine, token: str) -> int | None:
     return jobs.submit_activations(
         engine,
         organization_id=renewal.organization_id,
-        actor=renewal.email,
+        actor=renewal.admin,  # every send is made for an active Owner or Admin (see Renewal)
         resend=True,
         member_ids=[renewal.member_id],
     )

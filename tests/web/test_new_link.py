@@ -20,7 +20,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from importer import jobs
-from importer.accounts.audit import Acting
+from importer.accounts.audit import Acting, list_events
 from importer.accounts.members import NewMember, add_member
 from importer.activation.activating import RENEWAL_COOLDOWN, Renewal, renewal_for
 from importer.activation.tokens import hash_token, new_token
@@ -96,7 +96,7 @@ def test_renewal_is_for_a_pending_members_dead_link_only(live: Live) -> None:
     pat = _pending(live, org, "pat.renew@acme.example")
     expired, replaced = _old_link(live, pat, expired=True), _old_link(live, pat, revoked=True)
     working = _old_link(live, pat)
-    expected = Renewal(organization_id=org.id, member_id=pat, email="pat.renew@acme.example")
+    expected = Renewal(organization_id=org.id, member_id=pat, email="pat.renew@acme.example", admin=org.owner)
     assert renewal_for(live.engine, expired) == renewal_for(live.engine, replaced) == expected
     assert renewal_for(live.engine, working) is None  # still usable: nothing to replace
     assert renewal_for(live.engine, "imp_" + new_token()) is None  # unknown
@@ -126,7 +126,7 @@ def test_send_me_a_new_link_queues_one_members_email_and_answers_the_same(live: 
     assert _body(unknown) == _body(asked) and "a new link is on its way" in asked.text
 
     queued = wait_for(lambda: _activation_jobs(live, org))
-    assert [(j["member_ids"], j["resend"], j["actor"]) for j in queued] == [([pat], True, "pat@acme.example")]
+    assert [(j["member_ids"], j["resend"], j["actor"]) for j in queued] == [([pat], True, org.owner)]
 
     mail = jobs.MailSettings(
         sender="Acme <no-reply@acme.example>",
@@ -150,6 +150,9 @@ def test_send_me_a_new_link_queues_one_members_email_and_answers_the_same(live: 
     ]
     assert message["To"].addresses[0].addr_spec == "pat@acme.example"
     assert message["Subject"] == "Your account has been created!"
+    events = list_events(live.engine, org.name)
+    mailed = [(e.actor, e.subject) for e in events if e.action.value.startswith("invitation.")]
+    assert mailed == [(org.owner, "pat@acme.example")]  # sent for the Owner, to Pat only
     text = message.get_body(("plain",)).get_content()
     fresh = re.search(r"/activate\?token=([A-Za-z0-9_\-]+)", text)
     assert fresh is not None and fresh.group(1) != expired
