@@ -195,14 +195,17 @@ def _run_activations(
 
 
 def _run_undo(engine: Engine, claimed: Claimed) -> dict[str, Any]:
-    from importer.store.orgs import undo_batch
+    from importer.accounts.audit import Acting, Channel
+    from importer.accounts.batches import undo_batch
 
     assert claimed.batch_id is not None
     with Session(engine) as session:
         batch = session.get(Batch, claimed.batch_id)
         if batch is None or batch.organization_id != claimed.organization_id:
             raise NotFoundError(f"no batch {claimed.batch_id!r} in this organization.")
-    return undo_batch(engine, claimed.batch_id).to_dict()
+    # The account that asked (portal or API) is checked again and named in the audit trail.
+    acting = Acting(claimed.actor, Channel.ACCOUNT)
+    return undo_batch(engine, claimed.batch_id, acting=acting).to_dict()
 
 
 def run_claimed(
