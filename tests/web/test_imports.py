@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
+import json
 import re
 import time
 
@@ -16,7 +18,8 @@ from sqlalchemy.orm import Session
 
 from importer.accounts.audit import Acting
 from importer.accounts.members import NewMember, add_member
-from importer.store.models import AuditAction, AuditEvent, Job, Member
+from importer.pipeline import new_batch_id
+from importer.store.models import AuditAction, AuditEvent, Job, JobKind, JobStatus, Member, utcnow
 from importer.values import Status
 from tests.web.conftest import (
     MAX_UPLOAD,
@@ -300,3 +303,39 @@ def test_file_and_member_names_are_escaped_on_the_batch_pages(live: Live) -> Non
         assert "<img src=x" not in page and "&lt;img src=x onerror=alert(1)&gt;.csv" in page
     report = client.get(path).text
     assert "<script>alert" not in report and "&lt;script&gt;alert(" in report
+
+
+def test_batch_page_shows_progress_and_queue_place_until_the_job_ends(live: Live) -> None:
+    """A job another worker holds (its lease alive) keeps the import slot: the page shows its phase
+    and rows done of total; an upload meanwhile waits with its place in the queue; once the slot is
+    free (the held job fails) the upload runs and its page shows the report."""
+    org = make_org(live.engine)
+    client = activate_and_sign_in(live, org)
+    held = Job(
+        kind=JobKind.IMPORT, organization_id=org.id, actor=org.owner, status=JobStatus.RUNNING,
+        options=json.dumps({"file_name": "held.csv", "user_type": "portal"}), batch_id=new_batch_id(),
+        worker="another-host:1:thread", lease_until=utcnow() + dt.timedelta(minutes=10),
+        rows_done=1500, rows_total=4000, phase="checking",
+    )  # fmt: skip
+    with Session(live.engine) as session, session.begin():
+        session.add(held)
+        session.flush()
+        held_id, held_path = held.id, f"/orgs/{org.id}/batches/{held.batch_id}"
+    try:
+        running = client.get(held_path).text
+        assert 'http-equiv="refresh"' in running
+        assert "Running: checking" in running and "1,500 rows done of 4,000" in running
+        answer = upload(client, org.id, "waits.csv", sheet(*[r.format(n=9) for r in GOOD_ROWS]))
+        path = answer.headers["location"]
+        queued = client.get(path).text
+        assert 'http-equiv="refresh"' in queued and "Queued: number 1 in the queue" in queued
+        listing = client.get(f"/orgs/{org.id}/batches").text
+        assert "held.csv" in listing and "waits.csv" in listing and "(1 in the queue)" in listing
+    finally:
+        with Session(live.engine) as session, session.begin():
+            job = session.get_one(Job, held_id)
+            job.status, job.error, job.lease_until = JobStatus.FAILED, "the file could not be read.", None
+    assert "Nothing to fix" in finished(client, path)
+    failed = client.get(held_path).text
+    assert 'http-equiv="refresh"' not in failed
+    assert "The import failed: the file could not be read." in failed
