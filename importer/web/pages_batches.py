@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from importer import jobs
-from importer.errors import NotFoundError
+from importer.errors import ConflictError, NotFoundError
 from importer.records import BatchOutcome, BatchRecord
 from importer.store.models import Batch
 from importer.store.orgs import batch_record, list_batches, show_batch
@@ -43,6 +43,17 @@ _STYLE_ATTRIBUTE = re.compile(r'\sstyle="[^"]*"')
 
 def _not_found() -> NotFoundError:
     return NotFoundError("No such batch in this organization.")
+
+
+def _undoable(engine: Engine, org_id: int, batch_id: str) -> BatchRecord:
+    """The organization's batch if Undo applies to it: 404 for none, 409 unless a completed import."""
+    record = _record(engine, org_id, batch_id)
+    if record is None:
+        raise _not_found()
+    if record.outcome not in UNDOABLE:
+        shown = record.outcome.value.replace("_", " ")
+        raise ConflictError(f"Batch {record.id} is {shown}: only a completed import can be undone.")
+    return record
 
 
 def _record(engine: Engine, org_id: int, batch_id: str) -> BatchRecord | None:
@@ -200,8 +211,7 @@ def undo_page(request: Request, org_id: Id, batch_id: str) -> Response:
     viewer = signed_in(request)
     org = admin_membership(viewer, org_id)
     portal = portal_of(request)
-    if _record(portal.engine, org_id, batch_id) is None:
-        raise _not_found()
+    _undoable(portal.engine, org_id, batch_id)
     detail = show_batch(portal.engine, batch_id)
     return portal.render(request, "batch_undo.html", {"detail": detail}, viewer=viewer, org=org)
 
@@ -212,8 +222,7 @@ async def undo_submit(request: Request, org_id: Id, batch_id: str) -> Response:
     viewer = signed_in(request)
     admin_membership(viewer, org_id)
     portal = portal_of(request)
-    if await run_in_threadpool(_record, portal.engine, org_id, batch_id) is None:
-        raise _not_found()
+    await run_in_threadpool(_undoable, portal.engine, org_id, batch_id)
     job_id = await run_in_threadpool(
         lambda: jobs.submit_undo(portal.engine, organization_id=org_id, actor=viewer.email, batch_id=batch_id)
     )

@@ -231,8 +231,13 @@ def test_undo_asks_first_then_removes_the_pending_members_audited(live: Live) ->
             select(AuditEvent).where(AuditEvent.action == AuditAction.UNDO, AuditEvent.subject == batch_id)
         ).one()
         assert event.actor == org.owner and "removed 2 pending" in event.detail
-    listing = client.get(f"/orgs/{org.id}/batches").text
-    assert "undone" in listing and f"/batches/{batch_id}/undo" not in listing
+    end = time.monotonic() + DEADLINE
+    while "undone" not in (listing := client.get(f"/orgs/{org.id}/batches").text):
+        assert time.monotonic() < end, "the batch is not shown undone"
+        time.sleep(0.1)
+    assert f"/batches/{batch_id}/undo" not in listing
+    again = client.post(f"{path}/undo", data={"csrf_token": csrf_of(confirm.text)})
+    assert again.status_code == 409 and "only a completed import can be undone" in again.text
 
 
 # --- attacks that fail ---
