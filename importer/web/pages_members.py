@@ -150,9 +150,10 @@ def _act(
     if action in ("send", "resend"):
         jobs = importlib.import_module("importer.jobs")  # loaded by name until it is on main
         batch = filters.batch or None
-        jobs.submit_activations(
+        job_id = jobs.submit_activations(
             engine, organization_id=org_id, actor=viewer.email, batch_id=batch, resend=action == "resend"
         )
+        portal_of(request).wake(job_id)
         return "Sending in the background: the Status column shows each member's invitation."
     if action != "deactivate":
         return "Choose an action."
