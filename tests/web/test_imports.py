@@ -9,6 +9,7 @@ import io
 import json
 import re
 import time
+from pathlib import Path
 
 import httpx
 import openpyxl
@@ -344,3 +345,28 @@ def test_batch_page_shows_progress_and_queue_place_until_the_job_ends(live: Live
     failed = client.get(held_path).text
     assert 'http-equiv="refresh"' not in failed
     assert "The import failed: the file could not be read." in failed
+
+
+def test_a_batch_imported_on_the_command_line_has_its_page_and_undo(live: Live, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from importer.cli import cli
+
+    org = make_org(live.engine)
+    client = activate_and_sign_in(live, org)
+    csv_path = tmp_path / "from-the-cli.csv"
+    csv_path.write_bytes(sheet(*[r.format(n=10) for r in GOOD_ROWS]))
+    result = CliRunner().invoke(
+        cli,
+        ["--db", live.engine.url.render_as_string(hide_password=False), "import", str(csv_path),
+         "--org", org.name, "--as", org.owner, "--type", "portal", "--report-dir", str(tmp_path / "r"),
+         "--json"],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    batch_id = json.loads(result.stdout)["batch_id"]
+    page = client.get(f"/orgs/{org.id}/batches/{batch_id}")
+    assert page.status_code == 200 and 'http-equiv="refresh"' not in page.text
+    assert "from-the-cli.csv" in page.text and "imported on the command line" in page.text
+    assert client.get(f"/orgs/{org.id}/batches/{batch_id}/files/summary.json").status_code == 404
+    listing = client.get(f"/orgs/{org.id}/batches").text
+    assert f"/batches/{batch_id}/undo" in listing and "from-the-cli.csv" in listing
