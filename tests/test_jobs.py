@@ -3,6 +3,8 @@ job is finished by another, a file-level error fails once, the per-organization 
 
 from __future__ import annotations
 
+import email
+import email.policy
 import json
 import os
 import signal
@@ -18,6 +20,7 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from importer.accounts.audit import list_events
 from importer.cli.app import cli
 from importer.jobs import (
     JobSettings,
@@ -36,7 +39,7 @@ from importer.jobs import (
 )
 from importer.settings import Settings
 from importer.store.engine import open_database
-from importer.store.models import Batch, Job, Member, StoredFile, Team
+from importer.store.models import AuditAction, Batch, Job, Member, StoredFile, Team
 from importer.store.orgs import create_organization, create_teams
 from importer.values import UserType
 from tests.conftest import OWNER, Org
@@ -256,6 +259,9 @@ def test_activations_and_undo_jobs(org: Org, queue: Queue, tmp_path: Path) -> No
         view = wait_for(ended(org.engine, undo))
         assert view.status is JobStatus.DONE, view.error
         assert view.summary is not None and view.summary["removed"] == 5
+        # Audited like `importer batch undo`, with the account that asked for it.
+        undone = [e for e in list_events(org.engine, str(org.id)) if e.action is AuditAction.UNDO]
+        assert [(e.actor, e.subject) for e in undone] == [(org.owner, batch_id)]
     finally:
         handle.stop()
 
@@ -368,3 +374,49 @@ def test_per_organization_limit(postgres_url: str, redis_url: str) -> None:
     finally:
         handle.stop()
         engine.dispose()
+
+
+def test_a_send_job_mails_only_the_chosen_members_and_names_its_actor(
+    org: Org, queue: Queue, tmp_path: Path
+) -> None:
+    # The members page sends to its selection: the job carries the chosen ids, and the send is
+    # audited with the account that asked (as `send-activations --as`), not as an anonymous run.
+    mail = MailSettings(
+        sender="Acme <no-reply@acme.example>", base_url="https://portal.acme.example", outbox=tmp_path / "out"
+    )
+    handle = start_embedded_worker(
+        org.engine, queue=queue, settings=JobSettings(imports=FAST.imports, poll_seconds=0.2, mail=mail)
+    )
+    try:
+        imported = submit_import(
+            org.engine, organization_id=org.id, actor=org.owner, file_name="four.csv",
+            content=portal_sheet(4), user_type=UserType.PORTAL,
+        )  # fmt: skip
+        queue.wake(imported)
+        assert wait_for(ended(org.engine, imported)).status is JobStatus.DONE
+        with Session(org.engine) as session:
+            chosen = dict(
+                session.execute(
+                    select(Member.id, Member.email).where(
+                        Member.email.in_(["person1@example.com", "person3@example.com"])
+                    )
+                ).all()
+            )
+        sent = submit_activations(
+            org.engine, organization_id=org.id, actor=org.owner, member_ids=list(chosen)
+        )
+        queue.wake(sent)
+        view = wait_for(ended(org.engine, sent))
+        assert view.status is JobStatus.DONE, view.error
+        assert view.summary is not None and view.summary["sent"] == 2
+        recipients = sorted(
+            email.message_from_bytes(eml.read_bytes(), policy=email.policy.default)["To"]
+            .addresses[0]
+            .addr_spec
+            for eml in (tmp_path / "out").glob("*.eml")
+        )
+        assert recipients == sorted(chosen.values())
+        events = [e for e in list_events(org.engine, str(org.id)) if e.action is AuditAction.INVITATION_SENT]
+        assert sorted(e.actor for e in events) == [org.owner, org.owner]
+    finally:
+        handle.stop()

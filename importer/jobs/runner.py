@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
+from importer.accounts.audit import Acting, Channel
 from importer.errors import (
     CheckingStoppedError,
     CommitFailedError,
@@ -189,13 +190,16 @@ def _run_activations(
             base_url=mail.base_url,
             batch_id=claimed.batch_id,
             resend=bool(claimed.options.get("resend")),
+            # As `send-activations --as`: audited with the account that asked, which also gets
+            # the list of refused addresses.
+            acting=Acting(claimed.actor, channel=Channel.ACCOUNT),
+            member_ids=claimed.options.get("member_ids"),
             on_progress=beat.sent,
         )
     return result.to_dict()
 
 
 def _run_undo(engine: Engine, claimed: Claimed) -> dict[str, Any]:
-    from importer.accounts.audit import Acting, Channel
     from importer.accounts.batches import undo_batch
 
     assert claimed.batch_id is not None
@@ -203,8 +207,9 @@ def _run_undo(engine: Engine, claimed: Claimed) -> dict[str, Any]:
         batch = session.get(Batch, claimed.batch_id)
         if batch is None or batch.organization_id != claimed.organization_id:
             raise NotFoundError(f"no batch {claimed.batch_id!r} in this organization.")
-    # The account that asked (portal or API) is checked again and named in the audit trail.
-    acting = Acting(claimed.actor, Channel.ACCOUNT)
+    # The same call as `importer batch undo`: the actor's role is checked again and the undo is
+    # audited with the account that asked for it, in the transaction that removes the members.
+    acting = Acting(claimed.actor, channel=Channel.ACCOUNT)
     return undo_batch(engine, claimed.batch_id, acting=acting).to_dict()
 
 

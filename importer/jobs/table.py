@@ -13,6 +13,7 @@ import json
 import os
 import re
 from collections import Counter
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -90,14 +91,24 @@ def submit_import(
 
 
 def submit_activations(
-    engine: Engine, *, organization_id: int, actor: str, batch_id: str | None = None, resend: bool = False
+    engine: Engine,
+    *,
+    organization_id: int,
+    actor: str,
+    batch_id: str | None = None,
+    resend: bool = False,
+    member_ids: Collection[int] | None = None,
 ) -> int:
-    """Queue a send of the activation emails (of one batch, or all pending; `resend` as the CLI's)."""
+    """Queue a send of the activation emails (of one batch, or all pending; `resend` as the CLI's;
+    `member_ids`: only those members, as the members page's selection)."""
+    options: dict[str, Any] = {"resend": resend}
+    if member_ids is not None:
+        options["member_ids"] = sorted(set(member_ids))
     job = Job(
         kind=JobKind.ACTIVATIONS,
         organization_id=organization_id,
         actor=actor,
-        options=json.dumps({"resend": resend}),
+        options=json.dumps(options),
         batch_id=batch_id,
         status=JobStatus.QUEUED,
     )

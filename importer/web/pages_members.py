@@ -147,18 +147,27 @@ def _act(
     filters: Filters,
 ) -> str:
     engine = portal_of(request).engine
+    if action not in ("send", "resend", "deactivate"):
+        return "Choose an action."
+    # A send reaches only pending portal members, so "all matching" with no team or search filter
+    # is the batch (or the organization) as a whole: the job finds them, no list of ids is kept.
+    whole = scope == "all" and not (filters.team or filters.search)
+    if scope == "all" and not (whole and action in ("send", "resend")):
+        selected = [m.id for m in filters.page(engine, org_id, after=None, limit=None).members]
+    elif not selected:
+        return "Select members first, or choose all matching."
     if action in ("send", "resend"):
         jobs = importlib.import_module("importer.jobs")  # loaded by name until it is on main
-        batch = filters.batch or None
         job_id = jobs.submit_activations(
-            engine, organization_id=org_id, actor=viewer.email, batch_id=batch, resend=action == "resend"
+            engine,
+            organization_id=org_id,
+            actor=viewer.email,
+            batch_id=filters.batch or None,
+            resend=action == "resend",
+            member_ids=None if whole else selected,
         )
         portal_of(request).wake(job_id)
         return "Sending in the background: the Status column shows each member's invitation."
-    if action != "deactivate":
-        return "Choose an action."
-    if scope == "all":
-        selected = [m.id for m in filters.page(engine, org_id, after=None, limit=None).members]
     done, refused = 0, []
     for member_id in selected:
         try:
