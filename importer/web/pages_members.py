@@ -154,7 +154,7 @@ def _act(
     whole = scope == "all" and not (filters.team or filters.search)
     if scope == "all" and not (whole and action in ("send", "resend")):
         selected = [m.id for m in filters.page(engine, org_id, after=None, limit=None).members]
-    elif not selected:
+    elif scope != "all" and not selected:
         return "Select members first, or choose all matching."
     if action in ("send", "resend"):
         jobs = importlib.import_module("importer.jobs")  # loaded by name until it is on main
