@@ -17,7 +17,16 @@ from importer.jobs.queue import Queue
 from importer.jobs.runner import Worker, run_worker, start_embedded_worker
 from importer.jobs.settings import JobSettings, MailSettings, settings_from_env
 from importer.jobs.table import submit_activations, submit_import, submit_undo
-from importer.jobs.views import JobView, batch_job, job_view, report_file, report_files, take_pins
+from importer.jobs.views import (
+    JobView,
+    batch_job,
+    import_jobs,
+    job_view,
+    pins_waiting,
+    report_file,
+    report_files,
+    take_pins,
+)
 from importer.store.models import JobKind, JobStatus
 
 __all__ = [
@@ -29,7 +38,9 @@ __all__ = [
     "Queue",
     "Worker",
     "batch_job",
+    "import_jobs",
     "job_view",
+    "pins_waiting",
     "report_file",
     "report_files",
     "run_worker",

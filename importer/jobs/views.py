@@ -131,6 +131,35 @@ def report_file(engine: Engine, *, organization_id: int, batch_id: str, name: st
         )
 
 
+def import_jobs(engine: Engine, organization_id: int, *, limit: int = 500) -> list[JobView]:
+    """The organization's import jobs, newest first (queued and running ones show their progress)."""
+    with Session(reader(engine)) as session:
+        jobs = session.scalars(
+            select(Job)
+            .where(Job.organization_id == organization_id, Job.kind == JobKind.IMPORT)
+            .order_by(Job.id.desc())
+            .limit(limit)
+        )
+        board = board_for(engine)
+        return [_view(session, board, job) for job in jobs]
+
+
+def pins_waiting(engine: Engine, *, organization_id: int, batch_id: str, actor: str) -> bool:
+    """Whether the batch's generated PINs wait for this account, its uploader (see take_pins)."""
+    with Session(reader(engine)) as session:
+        if not _batch_of(session, organization_id, batch_id):
+            return False
+        uploader = session.scalar(
+            select(Job.actor).where(Job.batch_id == batch_id, Job.kind == JobKind.IMPORT).limit(1)
+        )
+        if uploader is None or uploader.strip().lower() != actor.strip().lower():
+            return False
+        found = session.scalar(
+            select(StoredFile.id).where(StoredFile.batch_id == batch_id, StoredFile.name == PINS_FILE)
+        )
+        return found is not None
+
+
 def take_pins(engine: Engine, *, organization_id: int, batch_id: str, actor: str) -> bytes | None:
     """The batch's generated PINs (pins.csv), once, to the account that uploaded it: deleted as it
     is handed over. None for anyone else, another organization, or once taken."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from collections.abc import Callable
@@ -56,6 +57,23 @@ class BodyTooLarge(HTTPException):
         super().__init__(413, self.message)
 
 
+# The answer to a body refused before it is read (the app never sees the request): JSON under
+# /api, else a page in the portal's look (an upload form's browser shows it).
+_REFUSED_PAGE = (
+    '<!doctype html>\n<html lang="en"><head><meta charset="utf-8"><title>Too large · Member importer</title>'
+    '<link rel="stylesheet" href="/static/portal.css"></head><body><main><h1>Too large</h1>'
+    '<p class="error" role="alert">{message}</p><p><a href="/">Back</a></p></main></body></html>\n'
+)
+
+
+def _refusal(path: str, error: BodyTooLarge) -> tuple[bytes, bytes]:
+    if path.startswith("/api/"):
+        body = json.dumps({"error": {"code": error.code, "message": error.message}})
+        return b"application/json", body.encode()
+    page = _REFUSED_PAGE.format(message=html.escape(error.message))
+    return b"text/html; charset=utf-8", page.encode()
+
+
 UPLOAD_PATHS = re.compile(r"^(/orgs/\d+/import|/api/v1/orgs/\d+/imports)/?$")
 
 
@@ -78,13 +96,13 @@ class BodyLimit:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > allowed:
             error = BodyTooLarge(name, allowed)
-            body = json.dumps({"error": {"code": error.code, "message": error.message}}).encode()
+            content_type, body = _refusal(scope["path"], error)
             await send(
                 {
                     "type": "http.response.start",
                     "status": 413,
                     "headers": [
-                        (b"content-type", b"application/json"),
+                        (b"content-type", content_type),
                         (b"connection", b"close"),
                         *SECURITY_HEADERS,
                     ],

@@ -155,10 +155,10 @@ def _act(
     whole = scope == "all" and not (filters.team or filters.search)
     if scope == "all" and not (whole and action in ("send", "resend")):
         selected = [m.id for m in filters.page(engine, org_id, after=None, limit=None).members]
-    elif not selected:
+    elif scope != "all" and not selected:
         return "Select members first, or choose all matching."
     if action in ("send", "resend"):
-        jobs.submit_activations(
+        job_id = jobs.submit_activations(
             engine,
             organization_id=org_id,
             actor=viewer.email,
@@ -166,6 +166,7 @@ def _act(
             resend=action == "resend",
             member_ids=None if whole else selected,
         )
+        portal_of(request).wake(job_id)
         return "Sending in the background: the Status column shows each member's invitation."
     done, refused = 0, []
     for member_id in selected:

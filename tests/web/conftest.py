@@ -1,5 +1,6 @@
-"""The portal's fixtures: a live uvicorn server on a free port (SQLite in a tmp dir), an organization
-whose Owner holds an activation link, signed-in HTTP clients, and Playwright on Debian's chromium."""
+"""The portal's fixtures: a live uvicorn server on a free port (SQLite in a tmp dir) with a worker of
+its own (as `importer serve` runs one), an organization whose Owner holds an activation link,
+signed-in HTTP clients, and Playwright on Debian's chromium."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ import uvicorn
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from importer import jobs
 from importer.activation import activating
 from importer.activation.tokens import hash_token, new_token
 from importer.settings import Settings
@@ -36,11 +38,16 @@ _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
 
 @dataclass
 class Live:
-    """The running portal: its address and its database."""
+    """The running portal: its address, its database, and the folder its worker mails to."""
 
     url: str
     engine: Engine
     tmp: Path
+
+    @property
+    def outbox(self) -> Path:
+        """Where the worker's activation emails land (.eml files)."""
+        return self.tmp / "outbox"
 
 
 def _free_port() -> int:
@@ -50,11 +57,11 @@ def _free_port() -> int:
         return port
 
 
-# Module scope: the server's thread ends with the module, so that later tests in this process
-# may fork (importer.forked forks only a single-threaded process).
+# Module scope: the server's and the worker's threads end with the module, so that later tests in
+# this process may fork (importer.forked forks only a single-threaded process).
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    """The portal on a free port, in a thread of this process."""
+    """The portal on a free port, and its worker, in threads of this process."""
     tmp = tmp_path_factory.mktemp("portal")
     engine = open_database(f"sqlite:///{tmp / 'portal.db'}")
     config = WebConfig(
@@ -65,8 +72,16 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         settings=Settings(max_file_bytes=MAX_UPLOAD),
     )
     port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    queue = jobs.Queue(None, database_url=str(engine.url))
+    mail = jobs.MailSettings(sender="Acme <no-reply@acme.example>", base_url=url, outbox=tmp / "outbox")
+    worker = jobs.start_embedded_worker(
+        engine, queue=queue, settings=jobs.JobSettings(mail=mail, poll_seconds=0.2), threads=2
+    )
     server = uvicorn.Server(
-        uvicorn.Config(create_app(engine, config), host="127.0.0.1", port=port, log_level="warning")
+        uvicorn.Config(
+            create_app(engine, config, queue=queue), host="127.0.0.1", port=port, log_level="warning"
+        )
     )
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -74,9 +89,10 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
     while not server.started:
         assert time.monotonic() < deadline, "the portal did not start"
         time.sleep(0.02)
-    yield Live(f"http://127.0.0.1:{port}", engine, tmp)
+    yield Live(url, engine, tmp)
     server.should_exit = True
     thread.join(10)
+    worker.stop(wait=True)
     engine.dispose()
 
 

@@ -6,7 +6,6 @@ import email
 import email.policy
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,21 +16,14 @@ from sqlalchemy.orm import Session
 
 from importer.accounts.audit import Acting
 from importer.accounts.members import NewMember, add_member
-from importer.jobs import JobSettings, MailSettings, Queue, start_embedded_worker
 from importer.store.models import Job, JobStatus
 from tests.web.conftest import GOOD_PASSWORD, Live, activate_and_sign_in, make_org
 
 
 @pytest.fixture
-def outbox(live: Live, tmp_path: Path) -> Iterator[Path]:
-    """A worker on the portal's database whose activation emails land in a folder."""
-    folder = tmp_path / "outbox"
-    mail = MailSettings(sender="Acme <no-reply@acme.example>", base_url=live.url, outbox=folder)
-    queue = Queue(None, database_url=str(live.engine.url))
-    settings = JobSettings(poll_seconds=0.2, mail=mail)
-    handle = start_embedded_worker(live.engine, queue=queue, settings=settings)
-    yield folder
-    handle.stop()
+def outbox(live: Live) -> Path:
+    """The folder where the portal's own worker (conftest's `live`) drops activation emails."""
+    return live.outbox
 
 
 def _recipients(folder: Path) -> list[str]:
