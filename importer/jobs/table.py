@@ -47,6 +47,13 @@ def _organization_exists(session: Session, organization_id: int) -> None:
         raise NotFoundError(f"no organization {organization_id}.")
 
 
+def _batch_of(engine: Engine, organization_id: int, batch_id: str) -> None:
+    with Session(reader(engine)) as session:
+        batch = session.get(Batch, batch_id)
+        if batch is None or batch.organization_id != organization_id:
+            raise NotFoundError(f"no batch {batch_id!r} in this organization.")
+
+
 def _submit(engine: Engine, job: Job, upload: bytes | None = None) -> int:
     with Session(engine) as session, session.begin():
         _organization_exists(session, job.organization_id)
@@ -92,7 +99,11 @@ def submit_import(
 def submit_activations(
     engine: Engine, *, organization_id: int, actor: str, batch_id: str | None = None, resend: bool = False
 ) -> int:
-    """Queue a send of the activation emails (of one batch, or all pending; `resend` as the CLI's)."""
+    """Queue a send of the activation emails (of one batch, or all pending; `resend` as the CLI's).
+
+    NotFoundError for a batch that is not this organization's."""
+    if batch_id is not None:
+        _batch_of(engine, organization_id, batch_id)
     job = Job(
         kind=JobKind.ACTIVATIONS,
         organization_id=organization_id,
@@ -106,10 +117,7 @@ def submit_activations(
 
 def submit_undo(engine: Engine, *, organization_id: int, actor: str, batch_id: str) -> int:
     """Queue the undo of a batch (its still-pending members are removed)."""
-    with Session(reader(engine)) as session:
-        batch = session.get(Batch, batch_id)
-        if batch is None or batch.organization_id != organization_id:
-            raise NotFoundError(f"no batch {batch_id!r} in this organization.")
+    _batch_of(engine, organization_id, batch_id)
     job = Job(
         kind=JobKind.UNDO,
         organization_id=organization_id,

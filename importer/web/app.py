@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from fastapi import Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -19,6 +20,9 @@ from importer.web.answers import Answer, WebError, answer_for
 from importer.web.config import MAX_FORM_BYTES, WebConfig
 from importer.web.middleware import UPLOAD_PATHS, BodyLimit, BodyTooLarge, SecurityHeaders
 from importer.web.portal import CSRF_COOKIE, CSRF_FIELD, Portal, SignInRequired, current_viewer, portal_of
+
+if TYPE_CHECKING:
+    from importer.jobs import Queue
 
 STATIC = Path(__file__).parent / "static"
 # Multipart framing and the form's other fields, on top of the file itself.
@@ -53,9 +57,10 @@ def _allowed_methods(request: Request) -> list[str]:
     return sorted(methods)
 
 
-def create_app(engine: Engine, config: WebConfig) -> FastAPI:
-    """The portal, the members' pages and the API on one database."""
-    from importer.web import api, pages_account, pages_activate, pages_members
+def create_app(engine: Engine, config: WebConfig, *, queue: Queue | None = None) -> FastAPI:
+    """The portal, the members' pages and the API on one database; `queue` wakes the workers for
+    the jobs it submits (without one they find them by polling)."""
+    from importer.web import api, api_jobs, pages_account, pages_activate, pages_members
 
     @CsrfProtect.load_config
     def _csrf_config() -> list[tuple[str, object]]:
@@ -76,7 +81,7 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
         docs_url=None,  # its page loads scripts from another origin
         redoc_url=None,
     )
-    app.state.portal = Portal(engine, config)
+    app.state.portal = Portal(engine, config, queue)
     max_upload = config.settings.max_file_bytes + UPLOAD_OVERHEAD
 
     def limit_for(path: str) -> tuple[str, int]:
@@ -136,4 +141,5 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
     app.include_router(pages_activate.router, dependencies=portal_dependencies)
     app.include_router(pages_members.router, dependencies=portal_dependencies)
     app.include_router(api.router)
+    app.include_router(api_jobs.router)
     return app

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path as FilePath
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import jinja2
 from fastapi import Path, Request
@@ -16,6 +16,9 @@ from importer.web.answers import WebError
 from importer.web.config import WebConfig
 from importer.web.ratelimit import RateLimits
 from importer.web.sessions import SESSION_COOKIE, Membership, Viewer, viewer_of
+
+if TYPE_CHECKING:
+    from importer.jobs import Queue
 
 TEMPLATES = FilePath(__file__).parent / "templates"
 CSRF_FIELD = "csrf_token"
@@ -35,15 +38,21 @@ class SignInRequired(Exception):
 class Portal:
     """The app's state (app.state.portal)."""
 
-    def __init__(self, engine: Engine, config: WebConfig) -> None:
+    def __init__(self, engine: Engine, config: WebConfig, queue: Queue | None = None) -> None:
         self.engine = engine
         self.config = config
+        self.queue = queue
         self.limits = RateLimits(config.rate_limit_storage)
         self.jinja = jinja2.Environment(
             loader=jinja2.FileSystemLoader(TEMPLATES),
             autoescape=True,  # every user text is escaped
             undefined=jinja2.StrictUndefined,
         )
+
+    def wake(self, job_id: int) -> None:
+        """Tell the workers a job waits (without a queue they find it by polling the job table)."""
+        if self.queue is not None:
+            self.queue.wake(job_id)
 
     def render(
         self,
