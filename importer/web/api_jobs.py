@@ -11,11 +11,13 @@ the stored files are in the database, wherever the worker ran.
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, File, Form, Path, Request, UploadFile
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from importer.errors import NotFoundError
 from importer.jobs import (
@@ -150,18 +152,22 @@ async def upload(
     content = await file.read()
     if len(content) > allowed:
         raise BodyTooLarge("max_file_bytes", allowed)
-    job_id = submit_import(
-        portal.engine,
-        organization_id=org_id,
-        actor=viewer.email,
-        file_name=file.filename or "upload",
-        content=content,
-        user_type=type,
-        dry_run=dry_run in TRUE,
-        all_or_nothing=all_or_nothing in TRUE,
+    # Storing the upload (up to max_file_bytes) is blocking work: off the event loop.
+    job_id = await run_in_threadpool(
+        functools.partial(
+            submit_import,
+            portal.engine,
+            organization_id=org_id,
+            actor=viewer.email,
+            file_name=file.filename or "upload",
+            content=content,
+            user_type=type,
+            dry_run=dry_run in TRUE,
+            all_or_nothing=all_or_nothing in TRUE,
+        )
     )
     portal.wake(job_id)
-    view = job_view(portal.engine, job_id)
+    view = await run_in_threadpool(job_view, portal.engine, job_id)
     assert view.batch_id is not None  # an import's batch id is drawn when it is submitted
     return Accepted(batch_id=view.batch_id, status_url=_import_url(org_id, view.batch_id))
 
