@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -166,6 +167,22 @@ def test_upload_refusals(live: Live) -> None:
     assert "max_file_bytes" in message
     # Past the limit with its framing too: refused from the declared length, nothing read.
     assert "max_file_bytes" in refused(upload(api, org.id, b"x" * (MAX_UPLOAD * 2)), 413, "limit_exceeded")
+    # A chunked upload that never declares its length: refused once it crosses the limit, unread
+    # to its end.
+    host, port = live.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as raw:
+        raw.sendall(
+            f"POST /api/v1/orgs/{org.id}/imports HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+            f"Authorization: {api.headers['authorization']}\r\n"
+            "Content-Type: multipart/form-data; boundary=b\r\n\r\n".encode()
+        )
+        part = b'--b\r\nContent-Disposition: form-data; name="file"; filename="big.csv"\r\n\r\n'
+        raw.sendall(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+        chunk = b"y" * 65_536
+        for _ in range(MAX_UPLOAD // len(chunk) + 3):  # past the limit and its framing allowance
+            raw.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+        answer = raw.recv(4096)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:300]
     refused(upload(api, other.id), 404, "not_found")
     refused(upload(api, 2**40), 404, "not_found")
     refused(upload(httpx.Client(base_url=live.url), org.id), 401, "unauthorized")
