@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from importer.store.engine import open_database
 from importer.store.models import Job, Member, Team
+from importer.store.orgs import create_organization, create_teams
 from tests.conftest import POSTGRES_ENV
 
 pytestmark = pytest.mark.postgres
@@ -133,14 +134,6 @@ def cli(env: dict[str, str], cwd: Path, *args: str, stdin: str | None = None) ->
     return done.stdout
 
 
-def make_org(env: dict[str, str], home: Path, teams: tuple[str, ...]) -> None:
-    """The organization, its Owner made active by the link `org create` prints, and its teams."""
-    created = cli(env, home, "org", "create", ORG, "--owner-email", OWNER, "--owner-name", "Olive Owner")
-    link = created.strip().splitlines()[-1]
-    cli(env, home, "activate", "--password-stdin", stdin=f"{link}\n{PASSWORD}\n")
-    cli(env, home, "team", "create", "--org", ORG, *teams)
-
-
 def members_of(engine: Engine) -> list[tuple[Any, ...]]:
     with Session(engine) as session:
         rows = session.execute(
@@ -168,16 +161,13 @@ def test_two_web_processes_and_two_workers_share_only_postgres_and_redis(
         home.mkdir()
     env = {name: environment(home, portal_db, redis_url) for name, home in homes.items()}
 
-    # The organization, its Owner (following the link org create prints) and an API token: the CLI;
-    # the same organization in the CLI's own database.
-    cli_env = environment(homes["cli"], cli_db, redis_url)
-    for where, home in ((env["setup"], homes["setup"]), (cli_env, homes["cli"])):
-        make_org(where, home, datagen.TEAMS)
-    token = cli(env["setup"], homes["setup"], "api-token", "create", "--org", ORG, "--as", OWNER)
-    token = token.strip().splitlines()[-1]
-
+    # The organization (its schema first, then every process may start), its Owner following the
+    # link `org create` prints, its teams and an API token: the CLI, as an operator would.
+    created = cli(env["setup"], homes["setup"], "org", "create", ORG, "--owner-email", OWNER,
+                  "--owner-name", "Olive Owner")  # fmt: skip
     ports = {"web1": free_port(), "web2": free_port()}
     processes: dict[str, subprocess.Popen[bytes]] = {}
+    engines: list[Engine] = []
     try:
         for name, port in ports.items():
             processes[name] = subprocess.Popen(
@@ -189,6 +179,16 @@ def test_two_web_processes_and_two_workers_share_only_postgres_and_redis(
                 [IMPORTER, "worker"], env=env[name], cwd=homes[name],
                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             )  # fmt: skip
+        link = created.strip().splitlines()[-1]
+        cli(env["setup"], homes["setup"], "activate", "--password-stdin", stdin=f"{link}\n{PASSWORD}\n")
+        cli(env["setup"], homes["setup"], "team", "create", "--org", ORG, *datagen.TEAMS)
+        token = cli(env["setup"], homes["setup"], "api-token", "create", "--org", ORG, "--as", OWNER)
+        token = token.strip().splitlines()[-1]
+        # The same organization in the CLI's own database (made with the library: quicker).
+        cli_engine = open_database(cli_db)
+        engines.append(cli_engine)
+        create_organization(cli_engine, ORG, owner_email=OWNER, owner_name="Olive Owner")
+        create_teams(cli_engine, ORG, list(datagen.TEAMS))
         headers = {"Authorization": f"Bearer {token}"}
         web1 = httpx.Client(base_url=f"http://127.0.0.1:{ports['web1']}", headers=headers, timeout=30)
         web2 = httpx.Client(base_url=f"http://127.0.0.1:{ports['web2']}", headers=headers, timeout=30)
@@ -213,6 +213,16 @@ def test_two_web_processes_and_two_workers_share_only_postgres_and_redis(
             )
         assert accepted.status_code == 202, accepted.text
         status_url = accepted.json()["status_url"]
+        # The CLI imports the same file into the other database meanwhile.
+        cli_env = environment(homes["cli"], cli_db, redis_url)
+        cli_out, cli_err = homes["cli"] / "summary.json", homes["cli"] / "stderr.txt"
+        with cli_out.open("wb") as out, cli_err.open("wb") as err:
+            cli_import = subprocess.Popen(
+                [IMPORTER, "import", str(sheet), "--org", ORG, "--as", OWNER, "--type", "portal", "--json",
+                 "--report-dir", str(homes["cli"] / "reports")],
+                env=cli_env, cwd=homes["cli"], stdout=out, stderr=err,
+            )  # fmt: skip
+        processes["cli"] = cli_import
         batch_id = accepted.json()["batch_id"]
         seen: list[int] = []
 
@@ -225,14 +235,16 @@ def test_two_web_processes_and_two_workers_share_only_postgres_and_redis(
 
         # The worker holding the job: its process id is in the job row (host:pid:thread).
         engine = open_database(portal_db)
+        engines.append(engine)
         pids = {processes[name].pid: name for name in ("worker1", "worker2")}
 
         def holder() -> str | None:
+            """Which of the two workers holds the job now."""
             with Session(engine) as session:
                 worker = session.scalar(select(Job.worker).where(Job.batch_id == batch_id))
-            return worker if worker else None
+            return pids.get(int(worker.split(":")[1])) if worker else None
 
-        victim = pids[int(wait_for(holder, "no worker claimed the import").split(":")[1])]
+        victim = wait_for(holder, "no worker claimed the import")
         survivor = "worker2" if victim == "worker1" else "worker1"
         wait_for(lambda: look()["rows_done"] > 0, "web 2 showed no progress")
         processes[victim].send_signal(signal.SIGKILL)
@@ -241,21 +253,15 @@ def test_two_web_processes_and_two_workers_share_only_postgres_and_redis(
         assert killed_at["status"] == "running" and killed_at["rows_done"] < ROWS, "it ended before the kill"
 
         before_kill = list(seen)
+        # The survivor claims the job once the lease runs out; its progress starts afresh.
+        wait_for(lambda: holder() == survivor, "the other worker did not take the job over")
         seen.clear()
-
-        # The CLI imports the same file into the other database meanwhile.
-        cli_import = subprocess.Popen(
-            [IMPORTER, "import", str(sheet), "--org", ORG, "--as", OWNER, "--type", "portal", "--json",
-             "--report-dir", str(homes["cli"] / "reports")],
-            env=cli_env, cwd=homes["cli"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-        )  # fmt: skip
 
         state = wait_for(
             lambda: (s := look())["status"] in ("done", "failed") and s, "the import did not end"
         )
-        out, err = cli_import.communicate(timeout=DEADLINE)
-        assert cli_import.returncode in (0, 3), err
-        expected = json.loads(out)
+        assert cli_import.wait(timeout=DEADLINE) in (0, 3), cli_err.read_text()
+        expected = json.loads(cli_out.read_text())
         assert state["status"] == "done", state
         assert (state["rows_done"], state["rows_total"]) == (ROWS, ROWS)
         # Web 2 saw the rows rise before the kill, and again on the other worker after it.
@@ -263,15 +269,10 @@ def test_two_web_processes_and_two_workers_share_only_postgres_and_redis(
         with Session(engine) as session:
             job = session.scalars(select(Job).where(Job.batch_id == batch_id)).one()
             assert job.attempts == 2
-            assert job.worker is not None and int(job.worker.split(":")[1]) == processes[survivor].pid
+        assert holder() == survivor
         assert without_run(state["summary"]) == without_run(expected)
         assert state["summary"]["created"] == expected["created"] > 0
-        cli_engine = open_database(cli_db)
-        try:
-            assert members_of(engine) == members_of(cli_engine)
-        finally:
-            cli_engine.dispose()
-            engine.dispose()
+        assert members_of(engine) == members_of(cli_engine)
 
         # Web 2 serves every report file, whichever worker made it.
         assert set(state["files"]) == set(REPORT_FILES)
@@ -282,9 +283,11 @@ def test_two_web_processes_and_two_workers_share_only_postgres_and_redis(
             if name in ("errors.csv", "rejected.csv"):
                 assert got.content == (cli_reports / name).read_bytes(), name
     finally:
+        for used in engines:
+            used.dispose()
         for process in processes.values():
             if process.poll() is None:
-                process.send_signal(signal.SIGINT)
+                process.send_signal(signal.SIGTERM)
         for process in processes.values():
             try:
                 process.wait(timeout=20)

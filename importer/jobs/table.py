@@ -188,6 +188,8 @@ def claim_next(engine: Engine, board: Board, *, worker: str, settings: JobSettin
                         attempts=Job.attempts + 1,
                         started_at=now,
                         phase="",
+                        rows_done=0,  # a job claimed again starts its progress afresh
+                        rows_total=None,
                     )
                 ).rowcount
             if not changed:
