@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,13 +16,16 @@ from typing import Any
 import httpx
 import openpyxl
 import pytest
+import uvicorn
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from importer.accounts.api_tokens import create_token
 from importer.jobs import JobSettings, MailSettings, Queue, start_embedded_worker
+from importer.store.engine import open_database
 from importer.store.models import Job, Member, StoredFile
 from importer.values import Role
+from importer.web import WebConfig, create_app
 from tests.conftest import SUMMARY_KEYS
 from tests.web.conftest import MAX_UPLOAD, Live, Org, activate_with_library, make_org
 
@@ -216,3 +220,41 @@ def test_activations_run_as_a_job(live: Live, outbox: Path) -> None:
     assert api.get(f"/api/v1/orgs/{org.id}/jobs/{2**40}").status_code == 404
     refused = api.post(f"/api/v1/orgs/{org.id}/activations", json={"batch_id": "20990101-000000-abcdef"})
     assert refused.status_code == 404 and refused.json()["error"]["code"] == "not_found"
+
+
+@pytest.fixture
+def woken(tmp_path: Path) -> Iterator[Live]:
+    """A portal given the queue, and a worker that only a wake-up can start (it polls hourly)."""
+    url = f"sqlite:///{tmp_path / 'woken.db'}"
+    engine = open_database(url)
+    queue = Queue(None, database_url=url)
+    handle = start_embedded_worker(engine, queue=queue, settings=JobSettings(poll_seconds=3600))
+    config = WebConfig(secret_key="woken-key-" + "x" * 32, base_url="http://127.0.0.1")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = create_app(engine, config, queue=queue)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    end = time.monotonic() + 15
+    while not server.started:
+        assert time.monotonic() < end, "the portal did not start"
+        time.sleep(0.02)
+    try:
+        yield Live(f"http://127.0.0.1:{port}", engine, tmp_path)
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        handle.stop()
+        engine.dispose()
+
+
+def test_the_portal_wakes_a_worker_for_its_upload(woken: Live) -> None:
+    org = make_org(woken.engine)
+    api = api_for(woken, org)
+    accepted = upload(api, org.id)
+    assert accepted.status_code == 202
+    # The worker's next look at the job table is an hour away: only the portal's wake-up runs it.
+    state = until_over(api, accepted.json()["status_url"])
+    assert state["status"] == "done" and state["summary"]["created"] == 2
