@@ -158,3 +158,18 @@ def test_the_public_api_is_complete_and_light() -> None:
     probe = "import sys, importer; print(sorted(m for m in ('pandas', 'sqlalchemy') if m in sys.modules))"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert done.stdout.strip() == "[]"
+
+
+def test_running_on_several_machines_names_every_setting_and_option() -> None:
+    from importer.jobs.settings import _NUMBERS, DEFAULT_LEASE_SECONDS, DEFAULT_REPORT_DAYS
+
+    section = README.split("## Running on several machines\n", 1)[1].split("\n## ", 1)[0]
+    for name in [*_NUMBERS, "IMPORTER_DATABASE_URL", "IMPORTER_QUEUE_URL", "IMPORTER_SECRET_KEY"]:
+        assert f"`{name}`" in section, name
+    assert f"`IMPORTER_JOB_LEASE_SECONDS`, {DEFAULT_LEASE_SECONDS:g} s" in section
+    assert f"`IMPORTER_REPORT_DAYS`\n  ({DEFAULT_REPORT_DAYS:g})" in section
+    runner = CliRunner()
+    assert "--no-worker" in runner.invoke(cli, ["serve", "--help"]).output
+    assert "--threads" in runner.invoke(cli, ["worker", "--help"]).output
+    for line in ("importer serve --no-worker --host 0.0.0.0", "importer worker"):
+        assert line in section

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import importlib
 import os
-from typing import Any
 
 import click
 
@@ -13,11 +11,6 @@ from importer.cli.output import say
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8000
-
-
-def _jobs() -> Any:
-    # importer.jobs is built beside the portal (issue 14); loaded by name until both are on main.
-    return importlib.import_module("importer.jobs")
 
 
 @cli.command("serve")
@@ -31,6 +24,7 @@ def serve_command(obj: Obj, host: str, port: int, no_worker: bool) -> None:
     """Serve the admin portal, the members' pages and the API (IMPORTER_BASE_URL, IMPORTER_SECRET_KEY)."""
     import uvicorn
 
+    from importer.jobs import Queue, settings_from_env, start_embedded_worker
     from importer.web import WebConfig, create_app
     from importer.web.config import load_secret_key, secret_key_path
 
@@ -49,19 +43,15 @@ def serve_command(obj: Obj, host: str, port: int, no_worker: bool) -> None:
         base_url=base_url,
         rate_limit_storage=os.environ.get("IMPORTER_RATE_LIMIT_URL", "memory://"),
     )
+    # The queue wakes the workers for the jobs this process submits: this process's own worker,
+    # or `importer worker` processes anywhere (IMPORTER_QUEUE_URL=redis://...).
+    queue = Queue(os.environ.get("IMPORTER_QUEUE_URL") or None, database_url=obj.url)
     worker = None
     if not no_worker:
-        try:
-            jobs = _jobs()
-        except ImportError as exc:
-            raise click.UsageError(
-                "this build has no background worker (importer.jobs); use --no-worker"
-            ) from exc
-        queue = jobs.Queue(os.environ.get("IMPORTER_QUEUE_URL") or None, database_url=obj.url)
-        worker = jobs.start_embedded_worker(engine, queue=queue, settings=jobs.settings_from_env(os.environ))
+        worker = start_embedded_worker(engine, queue=queue, settings=settings_from_env(os.environ))
     say(f"Serving the portal on http://{host}:{port} (Ctrl-C stops it).")
     try:
-        uvicorn.run(create_app(engine, config), host=host, port=port, log_level="warning")
+        uvicorn.run(create_app(engine, config, queue=queue), host=host, port=port, log_level="warning")
     finally:
         if worker is not None:
             worker.stop(wait=True)

@@ -9,6 +9,7 @@ import json
 import logging
 import tempfile
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,7 @@ from importer.errors import (
 )
 from importer.jobs.board import Beat, Board, board_for
 from importer.jobs.queue import Queue, consumer
+from importer.jobs.retention import PURGE_EVERY_SECONDS, purge
 from importer.jobs.settings import JobSettings, MailSettings
 from importer.jobs.table import Claimed, claim_next, fail, finish, has_work, read_upload, worker_name
 from importer.pipeline import Progress
@@ -276,7 +278,14 @@ class Worker:
             run_claimed(self.engine, self.board, claimed, worker=name, settings=self.settings)
 
     def _poll(self) -> None:
+        next_purge = 0.0
         while not self._stop.wait(self.settings.poll_seconds):
+            if time.monotonic() >= next_purge:
+                next_purge = time.monotonic() + PURGE_EVERY_SECONDS
+                try:
+                    purge(self.engine, report_days=self.settings.report_days)
+                except Exception as exc:  # tried again at the next purge
+                    _log.warning("could not purge old report files: %s", exc)
             try:
                 if has_work(self.engine, self.board):
                     self.queue.wake(0)

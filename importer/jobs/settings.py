@@ -20,6 +20,8 @@ DEFAULT_LEASE_SECONDS = 30.0
 DEFAULT_MAX_ATTEMPTS = 3
 # How often an idle worker looks at the job table for work the queue did not wake it for.
 DEFAULT_POLL_SECONDS = 2.0
+# How long a batch's report files are kept (then purged by the workers; an undo purges them at once).
+DEFAULT_REPORT_DAYS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +50,7 @@ class JobSettings:
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     poll_seconds: float = DEFAULT_POLL_SECONDS
+    report_days: float = DEFAULT_REPORT_DAYS
 
     @property
     def heartbeat_seconds(self) -> float:
@@ -62,6 +65,7 @@ _NUMBERS: dict[str, tuple[str, type[int] | type[float]]] = {
     "IMPORTER_JOB_LEASE_SECONDS": ("lease_seconds", float),
     "IMPORTER_JOB_ATTEMPTS": ("max_attempts", int),
     "IMPORTER_JOB_POLL_SECONDS": ("poll_seconds", float),
+    "IMPORTER_REPORT_DAYS": ("report_days", float),
 }
 
 

@@ -48,6 +48,13 @@ def _organization_exists(session: Session, organization_id: int) -> None:
         raise NotFoundError(f"no organization {organization_id}.")
 
 
+def _batch_of(engine: Engine, organization_id: int, batch_id: str) -> None:
+    with Session(reader(engine)) as session:
+        batch = session.get(Batch, batch_id)
+        if batch is None or batch.organization_id != organization_id:
+            raise NotFoundError(f"no batch {batch_id!r} in this organization.")
+
+
 def _submit(engine: Engine, job: Job, upload: bytes | None = None) -> int:
     with Session(engine) as session, session.begin():
         _organization_exists(session, job.organization_id)
@@ -104,6 +111,8 @@ def submit_activations(
     options: dict[str, Any] = {"resend": resend}
     if member_ids is not None:
         options["member_ids"] = sorted(set(member_ids))
+    if batch_id is not None:
+        _batch_of(engine, organization_id, batch_id)  # NotFoundError: not this organization's
     job = Job(
         kind=JobKind.ACTIVATIONS,
         organization_id=organization_id,
@@ -117,10 +126,7 @@ def submit_activations(
 
 def submit_undo(engine: Engine, *, organization_id: int, actor: str, batch_id: str) -> int:
     """Queue the undo of a batch (its still-pending members are removed)."""
-    with Session(reader(engine)) as session:
-        batch = session.get(Batch, batch_id)
-        if batch is None or batch.organization_id != organization_id:
-            raise NotFoundError(f"no batch {batch_id!r} in this organization.")
+    _batch_of(engine, organization_id, batch_id)
     job = Job(
         kind=JobKind.UNDO,
         organization_id=organization_id,
@@ -191,6 +197,8 @@ def claim_next(engine: Engine, board: Board, *, worker: str, settings: JobSettin
                         attempts=Job.attempts + 1,
                         started_at=now,
                         phase="",
+                        rows_done=0,  # a job claimed again starts its progress afresh
+                        rows_total=None,
                     )
                 ).rowcount
             if not changed:

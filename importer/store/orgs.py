@@ -12,7 +12,7 @@ from importer.addresses import check_email, email_key
 from importer.errors import ConflictError, ImporterError, NotFoundError, PermissionDeniedError, Remedy
 from importer.records import BatchDetail, BatchOutcome, BatchRecord, MemberRecord, UndoResult
 from importer.store.engine import MAILING_LOCK, hold_lock
-from importer.store.models import ActivationToken, Batch, Member, Organization, Team
+from importer.store.models import ActivationToken, Batch, Member, Organization, StoredFile, Team
 from importer.values import Actor, Role, Status, UserType, text_key
 
 __all__ = [  # UndoResult is imported from here by callers that predate importer.values
@@ -252,5 +252,6 @@ def remove_pending(session: Session, batch_id: str) -> UndoResult:
     conn = session.connection()  # Core statements: nothing loaded, nothing to synchronize
     conn.execute(delete(ActivationToken).where(ActivationToken.member_id.in_(pending.scalar_subquery())))
     removed = conn.execute(delete(Member).where(of_batch, Member.status == Status.PENDING))
+    conn.execute(delete(StoredFile).where(StoredFile.batch_id == batch.id))  # its report goes with it
     batch.outcome = BatchOutcome.UNDONE.value
     return UndoResult(batch_id=batch.id, removed=removed.rowcount, kept_active=kept)

@@ -61,7 +61,9 @@ def api_viewer(request: Request) -> Viewer:
         return Viewer(owner.account_id, owner.email, memberships(session, owner.account_id))
 
 
-def _admin_org(viewer: Viewer, org_id: Id) -> str:
+def admin_org(viewer: Viewer, org_id: Id) -> str:
+    """The organization's reference for the library calls: 404 when the token owner is not in it,
+    403 for a Member."""
     membership = viewer.membership(org_id)
     if membership is None:
         raise WebError(404, "not_found", f"No organization {org_id} among this token's organizations.")
@@ -125,7 +127,7 @@ def members(
     after: Annotated[str | None, Query(max_length=100)] = None,
 ) -> dict[str, Any]:
     """Members by id, filtered, a page at a time: `{"members": [...], "next"}` (pass `next` as `after`)."""
-    org_ref = _admin_org(viewer, org_id)
+    org_ref = admin_org(viewer, org_id)
     engine = portal_of(request).engine
     page = list_members(
         engine,
@@ -144,7 +146,7 @@ def members(
 @router.post("/orgs/{org_id}/members", status_code=201)
 def add(request: Request, viewer: Owner, org_id: Id, body: MemberIn) -> dict[str, Any]:
     """Add one member with the sheet's rules (422 with the sheet's errors when refused)."""
-    org_ref = _admin_org(viewer, org_id)
+    org_ref = admin_org(viewer, org_id)
     change = add_member(
         portal_of(request).engine,
         org_ref,
@@ -162,7 +164,7 @@ def add(request: Request, viewer: Owner, org_id: Id, body: MemberIn) -> dict[str
 @router.patch("/orgs/{org_id}/members/{member_id}")
 def patch(request: Request, viewer: Owner, org_id: Id, member_id: Id, body: MemberPatch) -> dict[str, Any]:
     """Edit one member (name, email of a pending member, role, team)."""
-    org_ref = _admin_org(viewer, org_id)
+    org_ref = admin_org(viewer, org_id)
     change = edit_member(
         portal_of(request).engine,
         org_ref,

@@ -62,6 +62,7 @@ def create_app(engine: Engine, config: WebConfig, *, queue: Queue | None = None)
     jobs its pages and the API submit (without one, the workers find them by polling)."""
     from importer.web import (
         api,
+        api_jobs,
         pages_account,
         pages_activate,
         pages_admin,
@@ -152,4 +153,5 @@ def create_app(engine: Engine, config: WebConfig, *, queue: Queue | None = None)
     app.include_router(pages_import.router, dependencies=portal_dependencies)
     app.include_router(pages_batches.router, dependencies=portal_dependencies)
     app.include_router(api.router)
+    app.include_router(api_jobs.router)
     return app
