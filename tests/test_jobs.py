@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,6 +33,7 @@ from importer.jobs import (
     job_view,
     report_file,
     report_files,
+    runner,
     start_embedded_worker,
     submit_activations,
     submit_import,
@@ -180,18 +182,34 @@ def test_import_job_equals_the_cli(
     cli_engine.dispose()
 
 
-def test_progress_rises(org: Org, queue: Queue, worker: None) -> None:
+def test_progress_rises(org: Org, queue: Queue, worker: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    # However fast the machine, each chunk's count is written at once and the worker waits (up to
+    # 10 s) until a reader of the job has seen it: the test sees every step, not only the heartbeats
+    # that happened to fall inside the import.
+    shown = threading.Condition()
+    seen: list[int] = []
+    original = runner._Heartbeat.progress
+
+    def progress(self: Any, progress: Any) -> None:
+        original(self, progress)
+        if 0 < progress.rows_done < 40_000:
+            self.beat()
+            with shown:
+                shown.wait_for(lambda: progress.rows_done in seen, timeout=10)
+
+    monkeypatch.setattr(runner._Heartbeat, "progress", progress)
     job_id = submit_import(
         org.engine, organization_id=org.id, actor=org.owner, file_name="big.csv",
         content=portal_sheet(40_000), user_type=UserType.PORTAL,
     )  # fmt: skip
     queue.wake(job_id)
-    seen: list[int] = []
 
     def done() -> JobView | None:
         view = job_view(org.engine, job_id)
         if view.status is JobStatus.RUNNING and (not seen or view.rows_done != seen[-1]):
-            seen.append(view.rows_done)
+            with shown:
+                seen.append(view.rows_done)
+                shown.notify_all()
         return view if view.status in (JobStatus.DONE, JobStatus.FAILED) else None
 
     view = wait_for(done, step=0.02)

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.postgres
 
 IMPORTER = str(Path(sys.executable).parent / "importer")
 REDIS_URL = os.environ.get("IMPORTER_TEST_REDIS_URL", "redis://127.0.0.1:6379/12")
-ROWS = 100_000
+ROWS = 150_000
 ORG = "Acme Machines"
 OWNER = "olive.owner@acme.example"
 PASSWORD = "Tangerine-Harbour-42"
@@ -246,7 +246,8 @@ def test_two_web_processes_and_two_workers_share_only_postgres_and_redis(
 
         victim = wait_for(holder, "no worker claimed the import")
         survivor = "worker2" if victim == "worker1" else "worker1"
-        wait_for(lambda: look()["rows_done"] > 0, "web 2 showed no progress")
+        # Web 2 shows the rows rising (two counts between none and all) before the kill.
+        wait_for(lambda: look() and len(seen) >= 2, "web 2 showed no rising progress")
         processes[victim].send_signal(signal.SIGKILL)
         processes[victim].wait()
         killed_at = look()
@@ -264,8 +265,10 @@ def test_two_web_processes_and_two_workers_share_only_postgres_and_redis(
         expected = json.loads(cli_out.read_text())
         assert state["status"] == "done", state
         assert (state["rows_done"], state["rows_total"]) == (ROWS, ROWS)
-        # Web 2 saw the rows rise before the kill, and again on the other worker after it.
-        assert before_kill and len(seen) >= 2 and seen == sorted(seen), (before_kill, seen)
+        # Web 2 saw the rows rise before the kill, and never fall on the other worker after it (how
+        # many counts it catches there depends on the machine's speed).
+        assert len(before_kill) >= 2 and before_kill == sorted(before_kill), before_kill
+        assert seen == sorted(seen), seen
         with Session(engine) as session:
             job = session.scalars(select(Job).where(Job.batch_id == batch_id)).one()
             assert job.attempts == 2
