@@ -12,7 +12,7 @@ BASE_URL := http://127.0.0.1:8000
 # For the demo database only: the Owner's password, set from the link `org create` printed.
 DEMO_PASSWORD := demo-owner-2026
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test lint bench screenshots clean
 
 venv: $(STAMP)
 
@@ -68,6 +68,10 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/scale.py
 	$(BIN)/python benchmarks/members_page.py
 	$(BIN)/python benchmarks/portal_load.py
+
+# The portal's screenshots in docs/ (shown in the README), taken by the browser journeys.
+screenshots: $(STAMP)
+	IMPORTER_SCREENSHOTS=1 $(BIN)/pytest -q tests/web/test_journeys.py
 
 clean:
 	rm -rf $(VENV) reports outbox demo-owner-link.txt $(DEMO_DB) $(DEMO_DB)-wal $(DEMO_DB)-shm

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,15 @@ from tests.web.conftest import GOOD_PASSWORD, Live, activate_and_sign_in, make_o
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
+def _screenshot(page: Any, name: str, tmp_path: Path) -> None:
+    """The page as a PNG: into docs/ when IMPORTER_SCREENSHOTS is set (`make screenshots`), else a
+    temporary folder (a test run leaves the work tree as it found it), and never empty."""
+    folder = DOCS if os.environ.get("IMPORTER_SCREENSHOTS") else tmp_path
+    path = folder / name
+    page.screenshot(path=str(path), full_page=True)
+    assert path.stat().st_size > 0
+
+
 def _set_password(page: Any, password: str) -> None:
     page.get_by_label("New password").fill(password)
     page.get_by_label("Confirm password").fill(password)
@@ -32,12 +42,14 @@ def _sign_in(page: Any, live: Live, address: str, password: str) -> None:
     page.get_by_role("button", name="Sign in").click()
 
 
-def test_owner_sets_a_password_from_the_link_signs_in_and_sees_members(page: Any, live: Live) -> None:
+def test_owner_sets_a_password_from_the_link_signs_in_and_sees_members(
+    page: Any, live: Live, tmp_path: Path
+) -> None:
     org = make_org(live.engine)
     page.goto(f"{live.url}/activate?token={org.owner_token}")
     expect(page.get_by_role("heading", name="Set your password")).to_be_visible()
     expect(page.get_by_text(org.name).first).to_be_visible()
-    page.screenshot(path=str(DOCS / "portal-set-password.png"), full_page=True)
+    _screenshot(page, "portal-set-password.png", tmp_path)
     _set_password(page, GOOD_PASSWORD)
     expect(page).to_have_url(re.compile(r"/login"))
     for n, name in enumerate(["Ada Lovelace", "Grace Hopper", "Alan Turing"]):
@@ -53,7 +65,7 @@ def test_owner_sets_a_password_from_the_link_signs_in_and_sees_members(page: Any
     expect(page.get_by_role("cell", name="Ada Lovelace", exact=True)).to_have_count(0)
     expect(page.get_by_role("cell", name="Grace Hopper", exact=True)).to_be_visible()
     page.goto(f"{live.url}/orgs/{org.id}/members")
-    page.screenshot(path=str(DOCS / "portal-members.png"), full_page=True)
+    _screenshot(page, "portal-members.png", tmp_path)
     # Add member: an error beside its field, in the sheet's words.
     page.get_by_role("link", name="Add member").click()
     page.get_by_label("Name").fill("Bad Address")
@@ -167,7 +179,7 @@ def test_owner_imports_a_sheet_with_mistakes_fixes_the_rejected_rows_and_sends_i
         book.worksheets[0].append(row)
     book.save(sheet)
     page.get_by_label("Spreadsheet").set_input_files(str(sheet))
-    page.screenshot(path=str(DOCS / "portal-import.png"), full_page=True)
+    _screenshot(page, "portal-import.png", tmp_path)
     page.get_by_role("button", name="Upload").click()
     expect(page.get_by_role("heading", name=re.compile("Import report"))).to_be_visible(timeout=90_000)
 
@@ -176,7 +188,7 @@ def test_owner_imports_a_sheet_with_mistakes_fixes_the_rejected_rows_and_sends_i
     expect(page.get_by_role("cell", name=re.compile(r"grace\.hopper@@acme"))).to_be_visible()
     for file_name in ("rejected.xlsx", "rejected.csv", "errors.csv", "summary.json"):
         expect(page.get_by_role("link", name=file_name, exact=True)).to_be_visible()
-    page.screenshot(path=str(DOCS / "portal-batch.png"), full_page=True)
+    _screenshot(page, "portal-batch.png", tmp_path)
     with page.expect_download() as rejected:
         page.get_by_role("link", name="rejected.xlsx", exact=True).click()
     fixed = tmp_path / "rejected.xlsx"
