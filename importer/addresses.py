@@ -116,6 +116,11 @@ def suggest_domain(domain: str) -> str | None:
     candidates = (domain,) if "." in domain else (domain, domain + ".com")
     for candidate in candidates:
         match = difflib.get_close_matches(candidate, PROVIDERS, n=1, cutoff=0.85)
-        if match and match[0] != domain:
+        if not match or match[0] == domain:
+            continue
+        # A bare name ("hotmial") is compared with ".com" added, which alone makes short names look
+        # alike ("acme.com" and "me.com"): the name itself must be close to the provider's.
+        stem = match[0].split(".", 1)[0]
+        if candidate is domain or difflib.SequenceMatcher(None, domain, stem).ratio() >= 0.75:
             return match[0]
     return None

@@ -413,6 +413,7 @@ def test_a_crash_mid_batch_leaves_no_half_batch(org: Org, tmp_path: Path, write_
         ("a@example.com", "membr", "", 'Did you mean "Member"?'),
         ("a@example.com", "Member", "suport", 'Did you mean "Support"?'),
         ("a@hotmial", "Member", "", 'Did you mean "a@hotmail.com"?'),
+        ("a@gmailcom", "Member", "", 'Did you mean "a@gmail.com"?'),
     ],
 )
 def test_suggestions_are_part_of_the_message_never_applied(
@@ -427,6 +428,19 @@ def test_suggestions_are_part_of_the_message_never_applied(
     result = do_import(org, write_csv("s.csv", "Name,Email,Role,Team", f"A,{email},{role},{team}"), tmp_path)
     assert result.rejected == 1 and member_count(org) == 1
     assert expected in result.errors[0].message
+
+
+@pytest.mark.parametrize("email", ["grace.hopper@@acme", "a@acme", "b@@gmial.com"])
+def test_no_suggestion_that_is_a_guess_or_still_invalid(
+    org: Org,
+    tmp_path: Path,
+    write_csv,  # type: ignore[no-untyped-def]
+    email: str,
+) -> None:
+    # "acme" is not a mistyped "me.com", and an address with two "@" is not fixed by any domain.
+    result = do_import(org, write_csv("s.csv", "Name,Email,Role", f"A,{email},Member"), tmp_path)
+    assert result.rejected == 1
+    assert "Did you mean" not in result.errors[0].message, result.errors[0].message
 
 
 def test_valid_address_at_a_mistyped_provider_is_imported_with_a_warning(

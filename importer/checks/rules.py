@@ -219,7 +219,8 @@ def meant_address(address: str) -> str | None:
     """The address with the mail provider a mistyped domain most likely meant (bob@gmial.com ->
     bob@gmail.com), or None."""
     local, at, domain = address.rpartition("@")
-    fixed = suggest_domain(domain) if at else None
+    # With a second "@" the address stays invalid whatever its domain: no provider would fix it.
+    fixed = suggest_domain(domain) if at and "@" not in local else None
     return f"{local}@{fixed}" if fixed else None
 
 
