@@ -9,27 +9,36 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+import importer.activation.sending
+import importer.store.orgs
 from importer.accounts.audit import Acting
 from importer.activation.activating import activate
 from importer.activation.sending import send_activations
+from importer.activation.transports.base import OutgoingMessage
 from importer.activation.transports.smtp import SmtpTransport
 from importer.cli import cli
 from importer.errors import ImporterError, TransportError
 from importer.store.models import Member
+from importer.store.orgs import UndoResult, undo_batch
 from importer.values import UserType
 from tests.activation.test_activation import (
     BASE_URL,
     NOW,
     SENDER,
     STRONG,
+    add_batch,
     add_member,
     add_members,
     member_row,
@@ -218,3 +227,121 @@ def test_a_connection_count_out_of_range_is_a_usage_error(org: Org, count: str) 
 def test_the_transport_refuses_a_connection_count_out_of_range() -> None:
     with pytest.raises(ImporterError, match="choose from 1 to 8"):
         SmtpTransport("127.0.0.1", port=25, connections=9)
+
+
+class ParallelTransport:
+    """A transport that `connections` senders may call at once, keeping every message it takes.
+
+    The first `connections` calls wait for one another (a barrier, which fails after 30 s): the
+    run is seen to keep that many messages in flight at once. `before`: called with each message's
+    recipient before it is taken.
+    """
+
+    def __init__(self, connections: int = CONNECTIONS, before: Callable[[str], None] | None = None) -> None:
+        self.connections = connections
+        self.recipients: list[str] = []
+        self._calls = 0
+        self._lock = threading.Lock()
+        self._together = threading.Barrier(connections)
+        self._before = before
+
+    def send(self, message: OutgoingMessage, /) -> None:
+        with self._lock:
+            self._calls += 1
+            first = self._calls <= self.connections
+        if first:
+            self._together.wait(timeout=30)
+        if self._before is not None:
+            self._before(message.recipient)
+        with self._lock:
+            self.recipients.append(message.recipient)
+
+
+class Clock:
+    """The send run's clock, stopped: its turn (MAILING_TURN_SECONDS) comes only when moved on."""
+
+    def __init__(self) -> None:
+        self.now = time.monotonic()
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_an_interrupt_lets_the_messages_in_flight_end_and_be_recorded(
+    org: Org, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(importer.activation.sending, "time", Clock())  # no turn to pass
+    emails = add_members(org, 300)
+    transport = ParallelTransport()
+
+    def interrupt_at_100(done: int, total: int) -> None:
+        if done == 100:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        send_activations(
+            org.engine, org.name, transport=transport, sender=SENDER, base_url=BASE_URL,
+            on_progress=interrupt_at_100,
+        )  # fmt: skip
+    went = list(transport.recipients)
+    assert 100 <= len(went) < 100 + CONNECTIONS  # those in flight at the interrupt ended
+    assert invited_count(org) == len(went)  # and were recorded
+    rerun = ParallelTransport()
+    result = send_activations(org.engine, org.name, transport=rerun, sender=SENDER, base_url=BASE_URL)
+    assert result.to_dict() == {"sent": 300 - len(went), "failed": 0, "skipped": len(went)}
+    assert Counter(went + rerun.recipients) == dict.fromkeys(emails, 1)
+
+
+def test_an_undo_during_a_parallel_send_waits_for_the_messages_in_flight(
+    org: Org, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The run lets a waiting undo in every MAILING_TURN_SECONDS, once no message is in flight:
+    # here its clock moves on once, when the undo waits.
+    clock = Clock()
+    monkeypatch.setattr(importer.activation.sending, "time", clock)
+    add_member(org, "Olga Before", "olga@example.com")
+    batch = add_batch(org, "b-undone")
+    removed = set(add_members(org, 400, batch_id=batch))
+    add_member(org, "Zed After", "zed@example.com")
+    undo_waits = threading.Event()  # the undo waits for the run to let it in (or it returned)
+    undone = threading.Event()
+    results: list[UndoResult] = []
+    real_hold_lock = importer.store.orgs.hold_lock
+
+    @contextmanager
+    def hold_lock_noting_the_wait(*args: Any) -> Iterator[None]:
+        undo_waits.set()
+        with real_hold_lock(*args):
+            yield
+
+    monkeypatch.setattr(importer.store.orgs, "hold_lock", hold_lock_noting_the_wait)
+
+    def undo() -> None:
+        results.append(undo_batch(org.engine, batch))
+        undone.set()
+        undo_waits.set()
+
+    undoer = threading.Thread(target=undo)
+    starting = threading.Lock()
+    after_undo: list[str] = []
+
+    def before(recipient: str) -> None:
+        if undone.is_set():
+            after_undo.append(recipient)
+        if recipient in removed:
+            with starting:
+                if not undoer.is_alive() and not undone.is_set():
+                    undoer.start()
+                    assert undo_waits.wait(timeout=60)
+                    clock.now += 3600  # the run's turn is due
+
+    transport = ParallelTransport(before=before)
+    result = send_activations(org.engine, org.name, transport=transport, sender=SENDER, base_url=BASE_URL)
+    undoer.join(timeout=60)
+
+    assert [r.removed for r in results] == [400]
+    assert [r for r in after_undo if r in removed] == []  # nobody the undo removed, once it returned
+    mailed = transport.recipients
+    assert "olga@example.com" in mailed and "zed@example.com" in mailed  # the rest still went
+    assert 1 <= len(removed.intersection(mailed)) < len(removed)
+    assert result.to_dict() == {"sent": len(mailed), "failed": 0, "skipped": 0}
