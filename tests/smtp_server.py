@@ -215,3 +215,75 @@ def running_trickling_server(*, at: TrickleAt, every: float) -> Iterator[tuple[s
         listener.close()
         for worker in workers:
             worker.join()
+
+
+@dataclass
+class Front:
+    """A connection limit in front of a server: where it listens, and how many it turned away."""
+
+    host: str
+    port: int
+    turned_away: int = 0
+
+
+@contextmanager
+def connection_limit(server: SmtpServer, limit: int) -> Iterator[Front]:
+    """A front on a port of its own that relays each connection to `server`, and greets every one
+    past `limit` open at once with `421 4.7.0 too many connections` and closes it, as Postfix
+    does for a client over its connection count."""
+    listener = socket.create_server((HOST, 0))
+    listener.settimeout(0.05)
+    front = Front(HOST, listener.getsockname()[1])
+    stop = threading.Event()
+    lock = threading.Lock()
+    active = 0
+    relays: list[threading.Thread] = []
+
+    def pipe(source: socket.socket, target: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                target.sendall(data)
+        with contextlib.suppress(OSError):
+            target.shutdown(socket.SHUT_WR)
+
+    def relay(client: socket.socket) -> None:
+        nonlocal active
+        with lock:
+            full = active >= limit
+            active += 0 if full else 1
+            front.turned_away += 1 if full else 0
+        if full:
+            with client, contextlib.suppress(OSError):
+                client.sendall(b"421 4.7.0 too many connections\r\n")
+            return
+        try:
+            with client, socket.create_connection((server.host, server.port)) as upstream:
+                back = threading.Thread(target=pipe, args=(upstream, client), daemon=True)
+                back.start()
+                pipe(client, upstream)
+                back.join()
+        finally:
+            with lock:
+                active -= 1
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            client.settimeout(None)
+            thread = threading.Thread(target=relay, args=(client,), daemon=True)
+            relays.append(thread)
+            thread.start()
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    try:
+        yield front
+    finally:
+        stop.set()
+        acceptor.join()
+        listener.close()
+        for thread in relays:
+            thread.join(timeout=30)

@@ -13,9 +13,10 @@ from __future__ import annotations
 import queue
 import threading
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Connection, Engine
+from sqlalchemy.sql.dml import Insert, Update
 
 from importer.activation.recording import Recorder
 
@@ -24,11 +25,25 @@ Outcome = TypeVar("Outcome")
 
 
 class Writer:
-    """A database connection and its Recorder, used by one sender only."""
+    """A database connection and its Recorder, used by one sender only.
 
-    def __init__(self, connection: Connection) -> None:
+    On SQLite the thread senders of a run take turns to record (`lock`): SQLite has one writer,
+    and a writer that finds it busy sleeps in SQLite's busy handler (a millisecond or more) where
+    a Python lock hands over at once.
+    """
+
+    def __init__(self, connection: Connection, lock: threading.Lock | None = None) -> None:
         self.connection = connection
-        self.recorder = Recorder(connection)
+        self._recorder = Recorder(connection)
+        self._lock = lock
+
+    def record(self, steps: list[tuple[Update | Insert, dict[str, Any]]]) -> None:
+        """Run the statements in one committed transaction (Recorder.write), in turn on SQLite."""
+        if self._lock is None:
+            self._recorder.write(steps)
+            return
+        with self._lock:
+            self._recorder.write(steps)
 
 
 def parallel_senders(transport: object) -> int:
@@ -57,6 +72,7 @@ class Senders(Generic[Item, Outcome]):
         self._engine: Engine = connection.engine
         self._own = Writer(connection)
         self._deliver = deliver
+        self._write_lock = threading.Lock() if connection.dialect.name == "sqlite" else None
         self._waiting: list[tuple[int, Item]] = []  # width 1: the item `next` runs here
         self._idle: list[queue.SimpleQueue[_Task[Item]]] = []
         self._inboxes: list[queue.SimpleQueue[_Task[Item]]] = []
@@ -113,7 +129,7 @@ class Senders(Generic[Item, Outcome]):
                 outcome: Outcome | BaseException
                 try:
                     if writer is None:
-                        writer = Writer(self._engine.connect())
+                        writer = Writer(self._engine.connect(), self._write_lock)
                     outcome = self._deliver(item, writer)
                 except BaseException as exc:
                     outcome = exc

@@ -132,7 +132,8 @@ class _SendRun:
         while the run passed its turn (which it passes only when no message is in flight)."""
         removed: set[int] = set()
         index = 0  # the next message to hand out
-        stopped: tuple[int, BaseException] | None = None
+        stopped: BaseException | None = None
+        unsent: list[Issued] = []  # handed out, but the transport said they did not go
         try:
             while True:
                 while stopped is None and index < len(issued) and senders.free:
@@ -149,7 +150,11 @@ class _SendRun:
                     break
                 at, outcome = senders.next()
                 if isinstance(outcome, BaseException):
-                    stopped = stopped or (at, outcome)  # no more go; those in flight end
+                    stopped = stopped or outcome  # no more go; those in flight end
+                    # A transport error means that message did not go; after anything else (an
+                    # interrupt) it may have, so its link is left working.
+                    if isinstance(outcome, TransportError):
+                        unsent.append(issued[at])
                 else:
                     self._count(outcome)
         except BaseException:
@@ -162,18 +167,14 @@ class _SendRun:
             raise
         if stopped is None:
             return
-        at, exc = stopped
-        # A transport error means that message did not go either; after anything else (an
-        # interrupt) it may have, so its link is left working.
-        if isinstance(exc, TransportError):
-            self._abandon([issued[at], *issued[index:]])
+        self._abandon([*unsent, *issued[index:]])
+        if isinstance(stopped, TransportError):
             raise TransportError(
-                f"{str(exc).rstrip('.')}. The run stopped after {self.sent} sent and "
+                f"{str(stopped).rstrip('.')}. The run stopped after {self.sent} sent and "
                 f"{len(self.failures)} failed (all recorded); sending again sends the rest.",
                 result=self.result(),
-            ) from exc
-        self._abandon(issued[index:])
-        raise exc
+            ) from stopped
+        raise stopped
 
     def _count(self, failure: SendFailure | None) -> None:
         """One message done: sent, or refused (`failure`)."""
@@ -232,7 +233,7 @@ class _SendRun:
             steps.append(
                 (REVOKE_OTHERS, {"b_member": item.member_id, "b_hash": item.token_hash, "b_at": sent_at})
             )
-        writer.recorder.write(steps)
+        writer.record(steps)
         return None
 
     def _event(self, item: Issued, action: AuditAction, detail: str, *, at: dt.datetime) -> dict[str, Any]:

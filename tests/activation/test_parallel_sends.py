@@ -45,7 +45,15 @@ from tests.activation.test_activation import (
     token_of,
 )
 from tests.conftest import Org
-from tests.smtp_server import CLOSING_REPLY, REFUSED_REPLY, Received, RecordingHandler, running_smtp_server
+from tests.smtp_server import (
+    CLOSING_REPLY,
+    REFUSED_REPLY,
+    Received,
+    RecordingHandler,
+    connection_limit,
+    free_port,
+    running_smtp_server,
+)
 
 CONNECTIONS = 4
 
@@ -153,6 +161,33 @@ def test_a_server_failing_part_way_then_a_second_run_sends_each_member_once(org:
     assert per_recipient(handler.received) == dict.fromkeys(emails, 1)
 
 
+def test_a_server_that_allows_fewer_connections_gets_them_and_every_message(org: Org) -> None:
+    emails = add_members(org, 300)
+    handler = RecordingHandler()
+    with (
+        running_smtp_server(handler) as server,
+        connection_limit(server, 2) as front,
+        SmtpTransport(front.host, port=front.port, timeout=5, connections=CONNECTIONS) as transport,
+    ):
+        result = send_activations(org.engine, org.name, transport=transport, sender=SENDER, base_url=BASE_URL)
+    assert front.turned_away >= 1  # the connections past the server's limit were refused ...
+    assert handler.connections == 2  # ... and given up: the run went on over the two it allows
+    assert result.to_dict() == {"sent": 300, "failed": 0, "skipped": 0}
+    assert per_recipient(handler.received) == dict.fromkeys(emails, 1)
+
+
+def test_an_unreachable_server_stops_a_parallel_run_at_once_and_sends_nothing(org: Org) -> None:
+    add_members(org, 50)
+    with (
+        SmtpTransport("127.0.0.1", port=free_port(), timeout=5, connections=CONNECTIONS) as transport,
+        pytest.raises(TransportError, match="cannot connect to the SMTP server") as raised,
+    ):
+        send_activations(org.engine, org.name, transport=transport, sender=SENDER, base_url=BASE_URL)
+    assert raised.value.result is not None
+    assert raised.value.result.to_dict() == {"sent": 0, "failed": 0, "skipped": 0}
+    assert invited_count(org) == 0
+
+
 def send_command(org: Org, port: int, *extra: str) -> list[str]:
     """`importer send-activations` over SMTP to 127.0.0.1:port, as its own process would run it."""
     database = org.engine.url.render_as_string(hide_password=False)
@@ -258,12 +293,16 @@ class ParallelTransport:
 
 
 class Clock:
-    """The send run's clock, stopped: its turn (MAILING_TURN_SECONDS) comes only when moved on."""
+    """The send run's clock, stopped: its turn (MAILING_TURN_SECONDS) never comes; or, once `fast`,
+    an hour on at each look: its turn is due whenever it looks."""
 
     def __init__(self) -> None:
         self.now = time.monotonic()
+        self.fast = False
 
     def monotonic(self) -> float:
+        if self.fast:
+            self.now += 3600
         return self.now
 
 
@@ -296,7 +335,8 @@ def test_an_undo_during_a_parallel_send_waits_for_the_messages_in_flight(
     org: Org, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The run lets a waiting undo in every MAILING_TURN_SECONDS, once no message is in flight:
-    # here its clock moves on once, when the undo waits.
+    # here its clock stands still (four messages in flight at once), then, from the moment the undo
+    # waits, runs so fast that the turn is due at every message.
     clock = Clock()
     monkeypatch.setattr(importer.activation.sending, "time", clock)
     add_member(org, "Olga Before", "olga@example.com")
@@ -334,7 +374,7 @@ def test_an_undo_during_a_parallel_send_waits_for_the_messages_in_flight(
                 if not undoer.is_alive() and not undone.is_set():
                     undoer.start()
                     assert undo_waits.wait(timeout=60)
-                    clock.now += 3600  # the run's turn is due
+                    clock.fast = True
 
     transport = ParallelTransport(before=before)
     result = send_activations(org.engine, org.name, transport=transport, sender=SENDER, base_url=BASE_URL)

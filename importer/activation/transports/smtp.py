@@ -62,7 +62,10 @@ class SmtpTransport(BaseTransport):
 
     `send` may be called from that many threads at once; each call takes a connection no other
     call is using (opened on first need, kept for the run), so a run with four senders keeps
-    four connections busy. Each connection reconnects once if the server drops it.
+    four connections busy. Each connection reconnects once if the server drops it. A connection
+    the server will not open while others are open (a limit of connections per client, as
+    Postfix's `421 Too many connections`) is given up and its message goes on another: the run
+    goes on with the connections the server allows.
     """
 
     def __init__(
@@ -100,6 +103,8 @@ class SmtpTransport(BaseTransport):
         self.connections = connections
         self._sessions: list[_Session] = []
         self._idle: list[_Session] = []
+        self._limit = connections  # less once the server refused some (see _give_up)
+        self._opening = 0  # connections being opened now
         self._returned = threading.Condition()
 
     @property
@@ -109,17 +114,24 @@ class SmtpTransport(BaseTransport):
 
     def send(self, message: OutgoingMessage, /) -> None:
         """Send one message on a connection no other sender is using."""
-        session = self._take()
-        try:
-            session.send(message)
-        finally:
-            with self._returned:
-                self._idle.append(session)
-                self._returned.notify()
+        while True:
+            session = self._take()
+            try:
+                session.send(message)
+            except TransportError:
+                if not session.ever_open and self._give_up(session):
+                    continue  # the message did not go: on another connection
+                self._put_back(session)
+                raise
+            except BaseException:
+                self._put_back(session)
+                raise
+            self._put_back(session)
+            return
 
     def _take(self) -> _Session:
         with self._returned:
-            while not self._idle and len(self._sessions) >= self.connections:
+            while not self._idle and len(self._sessions) >= self._limit:
                 self._returned.wait()
             if self._idle:
                 return self._idle.pop()
@@ -127,10 +139,33 @@ class SmtpTransport(BaseTransport):
             self._sessions.append(session)
             return session
 
+    def _put_back(self, session: _Session) -> None:
+        with self._returned:
+            self._idle.append(session)
+            self._returned.notify_all()
+
+    def _give_up(self, session: _Session) -> bool:
+        """Give up a connection that never opened, if others are open once those being opened
+        are; whether it was (its sender then sends on another)."""
+        with self._returned:
+            self._returned.wait_for(lambda: self._opening == 0)
+            if not any(other.is_open for other in self._sessions if other is not session):
+                return False
+            self._sessions.remove(session)
+            self._limit = max(1, self._limit - 1)
+        session.close()
+        return True
+
+    def _opening_changed(self, by: int) -> None:
+        with self._returned:
+            self._opening += by
+            self._returned.notify_all()
+
     def close(self) -> None:
         """Say QUIT and close every connection; end their deadline watches."""
         with self._returned:
             sessions, self._sessions, self._idle = self._sessions, [], []
+            self._limit = self.connections
         failure: BaseException | None = None
         for session in sessions:
             try:
@@ -149,6 +184,12 @@ class _Session:
         self._where = owner.where
         self._smtp: smtplib.SMTP | None = None
         self._watch = Watch()
+        self.ever_open = False
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the connection is open now."""
+        return self._smtp is not None
 
     def send(self, message: OutgoingMessage, /) -> None:
         """Send one message; a dropped connection is reopened once before giving up."""
@@ -230,8 +271,13 @@ class _Session:
 
     def _connection(self) -> smtplib.SMTP:
         if self._smtp is None:
-            with self._within_deadline("open a session"):
-                self._smtp = self._connect()
+            self._owner._opening_changed(+1)
+            try:
+                with self._within_deadline("open a session"):
+                    self._smtp = self._connect()
+                self.ever_open = True
+            finally:
+                self._owner._opening_changed(-1)
         return self._smtp
 
     def _connect(self) -> smtplib.SMTP:
