@@ -53,8 +53,6 @@ def parallel_senders(transport: object) -> int:
 
 
 _Task = tuple[int, Item] | None
-# A sender's item ended: its index, its outcome, and the sender's inbox (free again).
-_Ended = tuple[int, Outcome | BaseException, "queue.SimpleQueue[_Task[Item]]"]
 
 
 class Senders(Generic[Item, Outcome]):
@@ -77,6 +75,7 @@ class Senders(Generic[Item, Outcome]):
         self._idle: list[queue.SimpleQueue[_Task[Item]]] = []
         self._inboxes: list[queue.SimpleQueue[_Task[Item]]] = []
         self._threads: list[threading.Thread] = []
+        # A sender's item ended: its index, its outcome, and the sender's inbox (free again).
         self._ended: queue.SimpleQueue[
             tuple[int, Outcome | BaseException, queue.SimpleQueue[_Task[Item]]]
         ] = queue.SimpleQueue()
