@@ -96,8 +96,17 @@ def serve(latency_ms: float) -> None:
     controller = Controller(handler, hostname="127.0.0.1", port=port)
     controller.start()
     print(port, flush=True)
+    cpu = time.process_time()
     for _ in sys.stdin:
-        print(handler.messages, len(handler.recipients), handler.most_active, len(handler.peers), flush=True)
+        used, cpu = time.process_time() - cpu, time.process_time()
+        print(
+            handler.messages,
+            len(handler.recipients),
+            handler.most_active,
+            len(handler.peers),
+            used,
+            flush=True,
+        )
         handler.messages, handler.recipients, handler.most_active, handler.peers = 0, set(), 0, set()
     controller.stop()
 
@@ -113,13 +122,15 @@ class Server:
         assert self.process.stdout is not None and self.process.stdin is not None
         self.port = int(self.process.stdout.readline())
 
-    def counts(self) -> tuple[int, int, int, int]:
-        """Messages, distinct recipients, most transactions at once, connections; then zeroes."""
+    def counts(self) -> tuple[int, int, int, int, float]:
+        """Messages, distinct recipients, most transactions at once, connections, CPU seconds,
+        since the last call."""
         assert self.process.stdin is not None and self.process.stdout is not None
         self.process.stdin.write("count\n")
         self.process.stdin.flush()
-        messages, recipients, most, peers = map(int, self.process.stdout.readline().split())
-        return messages, recipients, most, peers
+        *numbers, cpu = self.process.stdout.readline().split()
+        messages, recipients, most, peers = map(int, numbers)
+        return messages, recipients, most, peers, float(cpu)
 
     def stop(self) -> None:
         assert self.process.stdin is not None
@@ -186,6 +197,8 @@ class Case:
     most_at_once: int = 0
 
     peak_mib: float = 0.0
+    sender_cpu: list[float] = field(default_factory=list)  # seconds, all threads
+    server_cpu: list[float] = field(default_factory=list)
 
     @property
     def median(self) -> float:
@@ -211,15 +224,15 @@ def run_case(case: Case, template: Path, folder: Path, server: Server) -> None:
     memory = PeakMemory()
     try:
         with memory, SmtpTransport("127.0.0.1", port=server.port, connections=case.connections) as transport:
-            started = time.perf_counter()
+            started, cpu = time.perf_counter(), time.process_time()
             result = send_activations(engine, ORG, transport=transport, sender=SENDER, base_url=PORTAL)
-            seconds = time.perf_counter() - started
+            seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         with engine.connect() as conn:
             invited = conn.scalar(select(func.count()).where(Member.invited_at.is_not(None)))
     finally:
         engine.dispose()
         path.unlink()
-    messages, recipients, most_at_once, peers = server.counts()
+    messages, recipients, most_at_once, peers, server_cpu = server.counts()
     expected = case.members
     if not (result.sent == invited == messages == recipients == expected) or peers != case.connections:
         raise SystemExit(
@@ -227,6 +240,8 @@ def run_case(case: Case, template: Path, folder: Path, server: Server) -> None:
             f"{recipients} recipients over {peers} connections; expected {expected} over {case.connections}"
         )
     case.seconds.append(seconds)
+    case.sender_cpu.append(cpu)
+    case.server_cpu.append(server_cpu)
     case.peak_mib = max(case.peak_mib, memory.peak_mib)
     case.most_at_once = max(case.most_at_once, most_at_once)
     print(
@@ -281,13 +296,18 @@ def main(argv: list[str] | None = None) -> int:
             for server in servers.values():
                 server.stop()
     print()
-    print(f"| case | messages | median s ({args.runs} runs) | messages/s | vs 1 connection | peak MiB |")
-    print("|---|---:|---:|---:|---:|---:|")
+    print(
+        f"| case | messages | median s ({args.runs} runs) | messages/s | vs 1 connection | peak MiB "
+        "| CPU ms/message: sender, server |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for single, parallel in pairs:
         for case in (single, parallel):
             print(
                 f"| {case.label} | {case.members:,} | {case.median:.2f} | {case.rate:,.0f} | "
-                f"{case.rate / single.rate:.2f}× | {case.peak_mib:.0f} |"
+                f"{case.rate / single.rate:.2f}× | {case.peak_mib:.0f} | "
+                f"{statistics.median(case.sender_cpu) * 1000 / case.members:.2f}, "
+                f"{statistics.median(case.server_cpu) * 1000 / case.members:.2f} |"
             )
     return 0
 
