@@ -20,6 +20,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 
 HOST = "127.0.0.1"
 REFUSED_REPLY = "550 5.1.1 mailbox unavailable"
+CLOSING_REPLY = "421 4.3.2 service shutting down"
 
 
 def free_port() -> int:
@@ -38,6 +39,7 @@ class Received:
     rcpt_tos: tuple[str, ...]
     data: bytes
     mail_options: tuple[str, ...] = ()
+    peer: Any = None  # the client's (host, port): one per connection
 
     @property
     def message(self) -> EmailMessage:
@@ -52,13 +54,32 @@ class RecordingHandler:
     """Refuses the addresses in `refuse` at RCPT and records every accepted message.
 
     `drop_every`: close the connection after every n-th accepted message (to test reconnection).
+    `fail_after`: once that many messages are accepted, answer every MAIL FROM with 421 and close
+    the connection (a server going down part-way); None again: it is back.
+    `latency`: seconds the server waits before answering MAIL FROM, RCPT TO and the end of DATA
+    (a network round trip, simulated; the benchmark's, never a test's).
     """
 
     refuse: set[str] = field(default_factory=set)
     drop_every: int | None = None
+    fail_after: int | None = None
+    latency: float = 0.0
     received: list[Received] = field(default_factory=list)
     refused: list[str] = field(default_factory=list)
     connections: int = 0
+
+    async def handle_MAIL(
+        self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
+    ) -> str:
+        """Take the sender, or say 421 and close once `fail_after` messages were accepted."""
+        if self.latency:
+            await asyncio.sleep(self.latency)
+        if self.fail_after is not None and len(self.received) >= self.fail_after:
+            asyncio.get_running_loop().call_soon(server.transport.close)
+            return CLOSING_REPLY
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
 
     async def handle_EHLO(
         self, server: Any, session: Any, envelope: Any, hostname: str, responses: list[str]
@@ -72,6 +93,8 @@ class RecordingHandler:
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
     ) -> str:
         """Refuse the chosen addresses; accept the others."""
+        if self.latency:
+            await asyncio.sleep(self.latency)
         if address.lower() in {a.lower() for a in self.refuse}:
             self.refused.append(address)
             return REFUSED_REPLY
@@ -80,12 +103,15 @@ class RecordingHandler:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
         """Record the message; maybe drop the connection right after answering."""
+        if self.latency:
+            await asyncio.sleep(self.latency)
         self.received.append(
             Received(
                 mail_from=envelope.mail_from,
                 rcpt_tos=tuple(envelope.rcpt_tos),
                 data=envelope.original_content,
                 mail_options=tuple(envelope.mail_options),
+                peer=session.peer,
             )
         )
         if self.drop_every and len(self.received) % self.drop_every == 0:
@@ -189,3 +215,75 @@ def running_trickling_server(*, at: TrickleAt, every: float) -> Iterator[tuple[s
         listener.close()
         for worker in workers:
             worker.join()
+
+
+@dataclass
+class Front:
+    """A connection limit in front of a server: where it listens, and how many it turned away."""
+
+    host: str
+    port: int
+    turned_away: int = 0
+
+
+@contextmanager
+def connection_limit(server: SmtpServer, limit: int) -> Iterator[Front]:
+    """A front on a port of its own that relays each connection to `server`, and greets every one
+    past `limit` open at once with `421 4.7.0 too many connections` and closes it, as Postfix
+    does for a client over its connection count."""
+    listener = socket.create_server((HOST, 0))
+    listener.settimeout(0.05)
+    front = Front(HOST, listener.getsockname()[1])
+    stop = threading.Event()
+    lock = threading.Lock()
+    active = 0
+    relays: list[threading.Thread] = []
+
+    def pipe(source: socket.socket, target: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := source.recv(65536):
+                target.sendall(data)
+        with contextlib.suppress(OSError):
+            target.shutdown(socket.SHUT_WR)
+
+    def relay(client: socket.socket) -> None:
+        nonlocal active
+        with lock:
+            full = active >= limit
+            active += 0 if full else 1
+            front.turned_away += 1 if full else 0
+        if full:
+            with client, contextlib.suppress(OSError):
+                client.sendall(b"421 4.7.0 too many connections\r\n")
+            return
+        try:
+            with client, socket.create_connection((server.host, server.port)) as upstream:
+                back = threading.Thread(target=pipe, args=(upstream, client), daemon=True)
+                back.start()
+                pipe(client, upstream)
+                back.join()
+        finally:
+            with lock:
+                active -= 1
+
+    def accept() -> None:
+        while not stop.is_set():
+            try:
+                client, _ = listener.accept()
+            except TimeoutError:
+                continue
+            client.settimeout(None)
+            thread = threading.Thread(target=relay, args=(client,), daemon=True)
+            relays.append(thread)
+            thread.start()
+
+    acceptor = threading.Thread(target=accept, daemon=True)
+    acceptor.start()
+    try:
+        yield front
+    finally:
+        stop.set()
+        acceptor.join()
+        listener.close()
+        for thread in relays:
+            thread.join(timeout=30)

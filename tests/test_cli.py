@@ -715,8 +715,9 @@ def test_listings_print_exactly_what_the_dicts_printed(run, db_url: str, tmp_pat
 
 
 def test_the_cli_choices_spelt_for_a_light_start_match_the_library() -> None:
+    from importer.activation.transports import smtp
     from importer.activation.transports.smtp import SmtpSecurity
-    from importer.cli.activation import SMTP_SECURITY
+    from importer.cli.activation import MAX_SMTP_CONNECTIONS, SMTP_SECURITY
     from importer.cli.imports import LIMIT_HELP
     from importer.cli.orgs import MEMBER_STATUSES
     from importer.errors import Limit
@@ -725,6 +726,7 @@ def test_the_cli_choices_spelt_for_a_light_start_match_the_library() -> None:
 
     assert tuple(s.value for s in Status) == MEMBER_STATUSES
     assert tuple(s.value for s in SmtpSecurity) == SMTP_SECURITY
+    assert smtp.MAX_SMTP_CONNECTIONS == MAX_SMTP_CONNECTIONS
     assert set(LIMIT_HELP) == set(Limit)
     assert all(hasattr(Settings(), limit.value) for limit in Limit)
 

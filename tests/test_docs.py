@@ -47,6 +47,14 @@ def test_every_command_has_help_and_is_in_the_readme(path: str, command: object)
     assert getattr(command, "help", None), f"{path} has no help text"
 
 
+def test_every_option_of_send_activations_and_its_worker_setting_is_in_the_readme() -> None:
+    command = cli.commands["send-activations"]  # type: ignore[attr-defined]
+    options = [opt for param in command.params for opt in param.opts if opt.startswith("--")]
+    assert "--smtp-connections" in options
+    assert [opt for opt in options if f"`{opt}" not in README and f" {opt} " not in README] == []
+    assert "IMPORTER_SMTP_CONNECTIONS" in README
+
+
 @pytest.mark.parametrize("user_type", list(UserType))
 @pytest.mark.parametrize("fmt", ["csv", "xlsx"])
 def test_sample_files_equal_what_template_writes_today(tmp_path: Path, user_type: UserType, fmt: str) -> None:

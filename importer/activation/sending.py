@@ -9,6 +9,11 @@ which `batch undo` takes too; it passes its turn every MAILING_TURN_SECONDS and,
 drops the members removed meanwhile: nobody is emailed after an undo that removed them has
 returned.
 
+A transport that takes several messages at once (SmtpTransport with `connections`) gets as many
+senders (senders.py), each recording its own messages on its own database connection: a crash
+then loses at most the message each connection had in flight. The run passes its turn only when
+no message is in flight.
+
 Tokens live in tokens.py; the message in compose.py; the transports in transports/.
 """
 
@@ -19,32 +24,23 @@ import dataclasses
 import datetime as dt
 import time
 from collections.abc import Callable, Collection
-from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Connection, Engine, func, insert, select
+from sqlalchemy import ColumnElement, Connection, Engine, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert, Update
 
 from importer.accounts.audit import CLI_PREFIX, Acting
 from importer.activation.compose import Composer, MailKind, compose_summary
-from importer.activation.recording import (
-    AUDIT,
-    MARK_FAILED,
-    MARK_SENT,
-    REVOKE_HASHES,
-    REVOKE_OTHERS,
-    Recorder,
-)
+from importer.activation.issuing import Issued, issue_tokens
+from importer.activation.recording import AUDIT, MARK_FAILED, MARK_SENT, REVOKE_HASHES, REVOKE_OTHERS
+from importer.activation.senders import Senders, Writer, parallel_senders
 from importer.activation.tokens import (
-    ACTIVATION_DAYS,
     activation_link,
     check_base_url,
     format_moment,
-    hash_token,
     naive_utc,
-    new_token,
 )
 from importer.activation.transports.base import Transport
 from importer.errors import (
@@ -55,29 +51,14 @@ from importer.errors import (
     UnsendableAddress,
 )
 from importer.store.engine import MAILING_LOCK, NamedLock, hold_lock
-from importer.store.models import Account, ActivationToken, AuditAction, Batch, Member
+from importer.store.models import AuditAction, Batch, Member
 from importer.store.orgs import find_actor, find_organization
 from importer.values import SendFailure, SendResult, Status, UserType
 
-# Token rows are committed this many at a time, ahead of their messages (see the module docstring).
-SEND_CHUNK = 200
 # The lock a send run holds on its organization (see db.hold_lock).
 SEND_LOCK = "send-activations"
 # How long a run mails before it lets a waiting `batch undo` remove members (see the docstring).
 MAILING_TURN_SECONDS = 0.25
-
-
-@dataclass(frozen=True, slots=True)
-class _Issued:
-    member_id: int
-    name: str
-    email: str
-    had_live_token: bool
-    token: str
-    token_hash: str
-    expires_at: dt.datetime
-    kind: MailKind
-    again: bool  # emailed before: this is a resend
 
 
 _DETAILS = {
@@ -112,7 +93,7 @@ class _SendRun:
         self.base_url = base_url
         self.now = now
         self.on_progress = on_progress
-        self.recorder = Recorder(connection)
+        self.width = parallel_senders(transport)
         self.sent = 0
         self.failures: list[SendFailure] = []
         self.skipped = 0
@@ -137,41 +118,72 @@ class _SendRun:
         self.skipped = 0 if resend else invited
         self.todo = total if resend else total - invited
         after = 0
-        while True:
-            self._pass_turn_when_due()
-            issued = self._issue(conditions, after=after)
-            if not issued:
-                return self.result()
-            after = issued[-1].member_id
-            self._deliver_chunk(issued)
+        with Senders(self.connection, width=self.width, deliver=self._deliver) as senders:
+            while True:
+                self._pass_turn_when_due()
+                issued = issue_tokens(self.connection, conditions, after=after, now=self.now)
+                if not issued:
+                    return self.result()
+                after = issued[-1].member_id
+                self._deliver_chunk(issued, senders)
 
-    def _deliver_chunk(self, issued: list[_Issued]) -> None:
-        """Send a chunk's messages, skipping members removed while the run passed its turn."""
+    def _deliver_chunk(self, issued: list[Issued], senders: Senders[Issued, SendFailure | None]) -> None:
+        """Send a chunk's messages, as many at once as there are senders, skipping members removed
+        while the run passed its turn (which it passes only when no message is in flight)."""
         removed: set[int] = set()
-        for index, item in enumerate(issued):
-            if self._pass_turn_when_due():
-                vanished = self._removed(issued[index:]) - removed
-                removed |= vanished
-                self.todo -= len(vanished)
-            if item.member_id in removed:
-                continue
-            try:
-                self._deliver(item)
-            except BaseException as exc:
-                # A transport error means this message did not go either; after anything
-                # else (an interrupt) it may have, so its link is left working.
-                gone = isinstance(exc, TransportError)
-                self._abandon(issued[index:] if gone else issued[index + 1 :])
-                if isinstance(exc, TransportError):
-                    raise TransportError(
-                        f"{str(exc).rstrip('.')}. The run stopped after {self.sent} sent and "
-                        f"{len(self.failures)} failed (all recorded); sending again sends the "
-                        "rest.",
-                        result=self.result(),
-                    ) from exc
-                raise
-            if self.on_progress is not None:
-                self.on_progress(self.sent + len(self.failures), self.todo)
+        index = 0  # the next message to hand out
+        stopped: BaseException | None = None
+        unsent: list[Issued] = []  # handed out, but the transport said they did not go
+        try:
+            while True:
+                while stopped is None and index < len(issued) and senders.free:
+                    if senders.busy and time.monotonic() >= self.turn_ends:
+                        break  # the turn is due: first the messages in flight
+                    if self._pass_turn_when_due():
+                        vanished = self._removed(issued[index:]) - removed
+                        removed |= vanished
+                        self.todo -= len(vanished)
+                    if issued[index].member_id not in removed:
+                        senders.start(index, issued[index])
+                    index += 1
+                if not senders.busy:
+                    break
+                at, outcome = senders.next()
+                if isinstance(outcome, BaseException):
+                    stopped = stopped or outcome  # no more go; those in flight end
+                    # A transport error means that message did not go; after anything else (an
+                    # interrupt) it may have, so its link is left working.
+                    if isinstance(outcome, TransportError):
+                        unsent.append(issued[at])
+                else:
+                    self._count(outcome)
+        except BaseException:
+            # Interrupted while waiting: the messages in flight end, and are recorded, first.
+            while senders.busy:
+                outcome = senders.next()[1]
+                if not isinstance(outcome, BaseException):
+                    self._count(outcome)
+            self._abandon(issued[index:])
+            raise
+        if stopped is None:
+            return
+        self._abandon([*unsent, *issued[index:]])
+        if isinstance(stopped, TransportError):
+            raise TransportError(
+                f"{str(stopped).rstrip('.')}. The run stopped after {self.sent} sent and "
+                f"{len(self.failures)} failed (all recorded); sending again sends the rest.",
+                result=self.result(),
+            ) from stopped
+        raise stopped
+
+    def _count(self, failure: SendFailure | None) -> None:
+        """One message done: sent, or refused (`failure`)."""
+        if failure is None:
+            self.sent += 1
+        else:
+            self.failures.append(failure)
+        if self.on_progress is not None:
+            self.on_progress(self.sent + len(self.failures), self.todo)
 
     def _pass_turn_when_due(self) -> bool:
         """Let a waiting `batch undo` run, once per turn; whether the turn was passed."""
@@ -181,71 +193,15 @@ class _SendRun:
         self.turn_ends = time.monotonic() + MAILING_TURN_SECONDS
         return True
 
-    def _removed(self, items: list[_Issued]) -> set[int]:
+    def _removed(self, items: list[Issued]) -> set[int]:
         """The members among these that are gone (an undo removed them, and their tokens)."""
         ids = [item.member_id for item in items]
         with self.connection.begin():
             present = set(self.connection.scalars(select(Member.id).where(Member.id.in_(ids))))
         return set(ids) - present
 
-    def _issue(self, conditions: list[ColumnElement[bool]], *, after: int) -> list[_Issued]:
-        """Pick the next chunk of targets and commit a fresh token for each, before any goes."""
-        live_token = (
-            select(ActivationToken.id)
-            .where(
-                ActivationToken.member_id == Member.id,
-                ActivationToken.used_at.is_(None),
-                ActivationToken.revoked_at.is_(None),
-            )
-            .exists()
-        )
-        has_account = select(Account.id).where(Account.email_key == Member.email_key).exists()
-        query = (
-            select(
-                Member.id, Member.name, Member.email, live_token, has_account, Member.invited_at.is_not(None)
-            )
-            .where(*conditions, Member.id > after)
-            .order_by(Member.id)
-            .limit(SEND_CHUNK)
-        )
-        issued_at = naive_utc(self.now)
-        expires_at = issued_at + dt.timedelta(days=ACTIVATION_DAYS)
-        with self.connection.begin():
-            rows = self.connection.execute(query).all()
-            issued = []
-            for member_id, name, email, had_live_token, known, again in rows:
-                if email is None:  # excluded by the scope; here for the type checker
-                    continue
-                token = new_token()
-                issued.append(
-                    _Issued(
-                        member_id=member_id,
-                        name=name,
-                        email=email,
-                        had_live_token=bool(had_live_token),
-                        token=token,
-                        token_hash=hash_token(token),
-                        expires_at=expires_at,
-                        kind=MailKind.INVITATION if known else MailKind.ACTIVATION,
-                        again=bool(again),
-                    )
-                )
-            if issued:
-                self.connection.execute(
-                    insert(ActivationToken),
-                    [
-                        {
-                            "member_id": item.member_id,
-                            "token_hash": item.token_hash,
-                            "created_at": issued_at,
-                            "expires_at": expires_at,
-                        }
-                        for item in issued
-                    ],
-                )
-        return issued
-
-    def _deliver(self, item: _Issued) -> None:
+    def _deliver(self, item: Issued, writer: Writer) -> SendFailure | None:
+        """Send one message and record it on the sender's own connection; its failure, if refused."""
         sent_at = naive_utc(self.now)
         try:
             message = self.composers[item.kind].compose(
@@ -260,14 +216,13 @@ class _SendRun:
             self.transport.send(message)
         except (RecipientRefused, UnsendableAddress) as exc:
             reason = exc.reason if isinstance(exc, RecipientRefused) else str(exc)
-            with self.connection.begin():
-                self.connection.execute(MARK_FAILED, {"b_member": item.member_id, "b_error": reason})
-                self.connection.execute(REVOKE_HASHES, {"b_hashes": [item.token_hash], "b_at": sent_at})
-                self.connection.execute(
+            with writer.connection.begin():
+                writer.connection.execute(MARK_FAILED, {"b_member": item.member_id, "b_error": reason})
+                writer.connection.execute(REVOKE_HASHES, {"b_hashes": [item.token_hash], "b_at": sent_at})
+                writer.connection.execute(
                     AUDIT, self._event(item, AuditAction.INVITATION_REFUSED, reason, at=sent_at)
                 )
-            self.failures.append(SendFailure(item.email, reason))
-            return
+            return SendFailure(item.email, reason)
         # The message is gone: record it at once, so a rerun never sends it again.
         action = AuditAction.INVITATION_RESENT if item.again else AuditAction.INVITATION_SENT
         steps: list[tuple[Update | Insert, dict[str, Any]]] = [
@@ -278,10 +233,10 @@ class _SendRun:
             steps.append(
                 (REVOKE_OTHERS, {"b_member": item.member_id, "b_hash": item.token_hash, "b_at": sent_at})
             )
-        self.recorder.write(steps)
-        self.sent += 1
+        writer.record(steps)
+        return None
 
-    def _event(self, item: _Issued, action: AuditAction, detail: str, *, at: dt.datetime) -> dict[str, Any]:
+    def _event(self, item: Issued, action: AuditAction, detail: str, *, at: dt.datetime) -> dict[str, Any]:
         """An audit event's bind values: the address and a few words, never the token."""
         return {
             "b_at": at,
@@ -292,7 +247,7 @@ class _SendRun:
             "b_detail": detail[:1000],
         }
 
-    def _abandon(self, unsent: list[_Issued]) -> None:
+    def _abandon(self, unsent: list[Issued]) -> None:
         """Best effort: revoke the tokens of a chunk's messages that never went."""
         if not unsent:
             return

@@ -20,6 +20,8 @@ from importer.cli.output import say
 # activation.mail.SmtpSecurity's values, spelt here so that `--help` loads no mail library
 # (tests/test_cli.py keeps the two in step).
 SMTP_SECURITY = ("none", "starttls", "tls")
+# transports.smtp.MAX_SMTP_CONNECTIONS, spelt here for the same reason (kept in step the same way).
+MAX_SMTP_CONNECTIONS = 8
 
 if TYPE_CHECKING:
     from importer.activation.transports.file import FileTransport
@@ -57,8 +59,9 @@ class MailOptions:
             )
         return self.base_url
 
-    def open_transport(self) -> FileTransport | SmtpTransport:
-        """The transport chosen (its password from IMPORTER_SMTP_PASSWORD, never an argument)."""
+    def open_transport(self, *, connections: int = 1) -> FileTransport | SmtpTransport:
+        """The transport chosen (its password from IMPORTER_SMTP_PASSWORD, never an argument);
+        `connections`: how many SMTP connections may send at once (the file transport: one)."""
         password = os.environ.get("IMPORTER_SMTP_PASSWORD")
         if self.smtp_user and not password and self.transport == "smtp":
             raise click.UsageError("--smtp-user needs the password in IMPORTER_SMTP_PASSWORD.")
@@ -73,6 +76,7 @@ class MailOptions:
             security=SmtpSecurity(self.smtp_security),
             user=self.smtp_user,
             password=password,
+            connections=connections,
         )
 
     def where(self) -> str:
@@ -138,6 +142,13 @@ def say_refused(result: SendResult) -> None:
     help="The acting Owner or Admin: the audit names them, and they get the list of refused addresses.",
 )
 @mail_options
+@click.option(
+    "--smtp-connections",
+    type=click.IntRange(1, MAX_SMTP_CONNECTIONS),
+    default=1,
+    show_default=True,
+    help="SMTP: send over this many connections at once (a server may allow a client only a few).",
+)
 @json_option
 @pass_obj
 def send_activations_command(
@@ -147,6 +158,7 @@ def send_activations_command(
     resend: bool,
     actor: str | None,
     mail: MailOptions,
+    smtp_connections: int,
     as_json: bool,
 ) -> None:
     """Email the activation link to pending portal members who have not been emailed.
@@ -160,7 +172,7 @@ def send_activations_command(
         "the messages sent before it are recorded; run it again to send the rest."
     )
     sender, base_url = mail.require()
-    chosen = mail.open_transport()
+    chosen = mail.open_transport(connections=smtp_connections)
     from importer.accounts.audit import Acting
     from importer.activation.sending import send_activations
     from importer.errors import TransportError

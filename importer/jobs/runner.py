@@ -168,6 +168,7 @@ def _transport(mail: MailSettings) -> Any:
             security=SmtpSecurity(mail.smtp_security),
             user=mail.smtp_user,
             password=mail.smtp_password,
+            connections=mail.smtp_connections,
         )
     return FileTransport(mail.outbox)
 

@@ -37,6 +37,8 @@ class MailSettings:
     smtp_security: str = "none"  # none | starttls | tls
     smtp_user: str | None = None
     smtp_password: str | None = None
+    # SMTP connections sending at once (IMPORTER_SMTP_CONNECTIONS); 1, as the CLI's default.
+    smtp_connections: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,9 +87,16 @@ def _number(environ: Mapping[str, str], name: str, kind: type[int] | type[float]
 def settings_from_env(environ: Mapping[str, str]) -> JobSettings:
     """JobSettings from environment variables (the entry point passes os.environ): the mail
     settings as `send-activations` reads them (IMPORTER_FROM, IMPORTER_BASE_URL, IMPORTER_TRANSPORT,
-    IMPORTER_OUTBOX, IMPORTER_SMTP_HOST/PORT/SECURITY/USER/PASSWORD), the limits and timings
-    (_NUMBERS) and IMPORTER_CHUNK_ROWS."""
+    IMPORTER_OUTBOX, IMPORTER_SMTP_HOST/PORT/SECURITY/USER/PASSWORD/CONNECTIONS), the limits and
+    timings (_NUMBERS) and IMPORTER_CHUNK_ROWS."""
+    from importer.activation.transports.smtp import MAX_SMTP_CONNECTIONS
+
     port = _number(environ, "IMPORTER_SMTP_PORT", int)
+    connections = _number(environ, "IMPORTER_SMTP_CONNECTIONS", int) or 1
+    if connections > MAX_SMTP_CONNECTIONS:
+        raise ImporterError(
+            f"IMPORTER_SMTP_CONNECTIONS={connections}: choose from 1 to {MAX_SMTP_CONNECTIONS}."
+        )
     transport = environ.get("IMPORTER_TRANSPORT", "file").strip() or "file"
     if transport not in ("file", "smtp"):
         raise ImporterError(f"IMPORTER_TRANSPORT={transport!r}: choose file or smtp.")
@@ -104,6 +113,7 @@ def settings_from_env(environ: Mapping[str, str]) -> JobSettings:
         smtp_security=security,
         smtp_user=environ.get("IMPORTER_SMTP_USER") or None,
         smtp_password=environ.get("IMPORTER_SMTP_PASSWORD") or None,
+        smtp_connections=int(connections),
     )
     imports = Settings()
     chunk_rows = _number(environ, "IMPORTER_CHUNK_ROWS", int)

@@ -39,7 +39,11 @@ class OutgoingMessage:
 
 
 class Transport(Protocol):
-    """Delivers messages; raises RecipientRefused for one refused recipient, TransportError else."""
+    """Delivers messages; raises RecipientRefused for one refused recipient, TransportError else.
+
+    A transport with an int attribute `connections` above 1 (SmtpTransport) has its `send` called
+    from that many threads at once (activation/senders.py); any other, from one thread.
+    """
 
     def send(self, message: OutgoingMessage, /) -> None:
         """Deliver one message."""

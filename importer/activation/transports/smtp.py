@@ -1,4 +1,5 @@
-"""The SMTP transport: one connection for the whole run, each exchange within a deadline."""
+"""The SMTP transport: one connection for the whole run, or several used by parallel senders;
+each exchange within a deadline (transports/watch.py)."""
 
 from __future__ import annotations
 
@@ -6,19 +7,21 @@ import contextlib
 import enum
 import ipaddress
 import smtplib
-import socket
 import ssl
 import threading
-import time
 from collections.abc import Iterator
 
 from importer.activation.transports.base import BaseTransport, OutgoingMessage
+from importer.activation.transports.watch import Watch, WatchedSmtp, WatchedSmtpSsl
 from importer.errors import ImporterError, RecipientRefused, Remedy, TransportError
 
 # Each read from the SMTP server must come within the timeout; each message, and each connection's
 # set-up (greeting, EHLO, STARTTLS, login), must be done within the deadline.
 DEFAULT_SMTP_TIMEOUT = 30.0
 DEFAULT_SMTP_DEADLINE = 120.0
+# Connections one transport may open at once (parallel senders, each on one of them): servers
+# limit a client's connections, and each sender also holds a database connection.
+MAX_SMTP_CONNECTIONS = 8
 
 
 class SmtpSecurity(enum.StrEnum):
@@ -54,123 +57,16 @@ def _is_loopback(host: str) -> bool:
         return False
 
 
-class _Watch:
-    """Shuts the SMTP connection down when an exchange outlives its deadline.
-
-    smtplib's timeout bounds each read, so a server that sends a line (or a byte) just inside it
-    keeps one command going for ever. A thread, started at first use, waits for the armed deadline
-    and then shuts the socket down: a blocked read or write returns at once, whatever smtplib or
-    TLS was doing. It shuts a duplicate of the socket's descriptor, so STARTTLS replacing the socket
-    object changes nothing. Arming is a lock and a notify: nothing per message worth measuring.
-    """
-
-    def __init__(self) -> None:
-        self._changed = threading.Condition()
-        self._due: float | None = None
-        self._depth = 0
-        self._socket: socket.socket | None = None
-        self._thread: threading.Thread | None = None
-        self._stopping = False
-        self.expired = False
-
-    def arm(self, seconds: float) -> None:
-        """Start the deadline (an exchange inside an armed one keeps the outer deadline)."""
-        with self._changed:
-            self._depth += 1
-            if self._depth > 1:
-                return
-            self._due = time.monotonic() + seconds
-            self.expired = False
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="smtp-deadline", daemon=True)
-                self._thread.start()
-            self._changed.notify()
-
-    def disarm(self) -> bool:
-        """End the exchange; whether its deadline passed (the connection is then shut down)."""
-        with self._changed:
-            self._depth -= 1
-            if self._depth == 0:
-                self._due = None
-            return self.expired
-
-    def attach(self, connection: socket.socket) -> None:
-        """Watch this connection's socket from now on."""
-        duplicate = socket.fromfd(connection.fileno(), connection.family, connection.type)
-        with self._changed:
-            self._release()
-            self._socket = duplicate
-            if self.expired:
-                self._shut()
-
-    def detach(self) -> None:
-        """Forget the connection (it is closed)."""
-        with self._changed:
-            self._release()
-
-    def stop(self) -> None:
-        """End the thread."""
-        with self._changed:
-            self._release()
-            self._stopping = True
-            self._changed.notify()
-        thread, self._thread = self._thread, None
-        if thread is not None:
-            thread.join()
-        self._stopping = False
-
-    def _run(self) -> None:
-        with self._changed:
-            while not self._stopping:
-                if self._due is None:
-                    self._changed.wait()
-                    continue
-                left = self._due - time.monotonic()
-                if left > 0:
-                    self._changed.wait(left)
-                    continue
-                self._due = None
-                self.expired = True
-                self._shut()
-
-    def _shut(self) -> None:
-        if self._socket is not None:
-            with contextlib.suppress(OSError):
-                self._socket.shutdown(socket.SHUT_RDWR)
-
-    def _release(self) -> None:
-        watched, self._socket = self._socket, None
-        if watched is not None:
-            watched.close()
-
-
-class _WatchedSmtp(smtplib.SMTP):
-    """smtplib.SMTP whose socket the deadline watch can shut down from the moment it connects."""
-
-    def __init__(self, host: str, port: int, *, timeout: float, watch: _Watch) -> None:
-        self._watch = watch
-        super().__init__(host, port, timeout=timeout)
-
-    def _get_socket(self, host: str, port: int, timeout: float) -> socket.socket:
-        # smtplib's one hook between creating the socket and reading the greeting (SMTP_SSL's
-        # handshake comes after it); typeshed does not declare it.
-        connection: socket.socket = super()._get_socket(host, port, timeout)  # type: ignore[misc]
-        self._watch.attach(connection)
-        return connection
-
-
-class _WatchedSmtpSsl(smtplib.SMTP_SSL, _WatchedSmtp):
-    """smtplib.SMTP_SSL, watched from before its TLS handshake (see the class order)."""
-
-    def __init__(
-        self, host: str, port: int, *, timeout: float, watch: _Watch, context: ssl.SSLContext
-    ) -> None:
-        self._watch = watch
-        smtplib.SMTP_SSL.__init__(self, host, port, timeout=timeout, context=context)
-
-
 class SmtpTransport(BaseTransport):
-    """Sends over one SMTP connection for the whole run; reconnects once if the server drops it."""
+    """Sends over SMTP: one connection for the whole run, or up to `connections` of them.
+
+    `send` may be called from that many threads at once; each call takes a connection no other
+    call is using (opened on first need, kept for the run), so a run with four senders keeps
+    four connections busy. Each connection reconnects once if the server drops it. A connection
+    the server will not open while others are open (a limit of connections per client, as
+    Postfix's `421 Too many connections`) is given up and its message goes on another: the run
+    goes on with the connections the server allows.
+    """
 
     def __init__(
         self,
@@ -183,12 +79,17 @@ class SmtpTransport(BaseTransport):
         timeout: float = DEFAULT_SMTP_TIMEOUT,
         deadline: float = DEFAULT_SMTP_DEADLINE,
         ssl_context: ssl.SSLContext | None = None,
+        connections: int = 1,
     ) -> None:
         if user is not None and security is SmtpSecurity.NONE and not _is_loopback(host):
             raise ImporterError(
                 f"refusing to send the SMTP password to {host} in clear: the connection must be encrypted "
                 "(STARTTLS or TLS).",
                 remedy=Remedy.ENCRYPT_SMTP,
+            )
+        if not 1 <= connections <= MAX_SMTP_CONNECTIONS:
+            raise ImporterError(
+                f"SMTP connections: choose from 1 to {MAX_SMTP_CONNECTIONS}, not {connections}."
             )
         self.host = host
         self.port = DEFAULT_SMTP_PORTS[security] if port is None else port
@@ -198,12 +99,97 @@ class SmtpTransport(BaseTransport):
         self.timeout = min(timeout, deadline)
         self.deadline = deadline
         self._ssl_context = ssl_context
-        self._smtp: smtplib.SMTP | None = None
-        self._watch = _Watch()
+        # How many senders may call `send` at once (see activation.sending).
+        self.connections = connections
+        self._sessions: list[_Session] = []
+        self._idle: list[_Session] = []
+        self._limit = connections  # less once the server refused some (see _give_up)
+        self._opening = 0  # connections being opened now
+        self._returned = threading.Condition()
 
     @property
-    def _where(self) -> str:
+    def where(self) -> str:
+        """host:port, for messages."""
         return f"{self.host}:{self.port}"
+
+    def send(self, message: OutgoingMessage, /) -> None:
+        """Send one message on a connection no other sender is using."""
+        while True:
+            session = self._take()
+            try:
+                session.send(message)
+            except TransportError:
+                if not session.ever_open and self._give_up(session):
+                    continue  # the message did not go: on another connection
+                self._put_back(session)
+                raise
+            except BaseException:
+                self._put_back(session)
+                raise
+            self._put_back(session)
+            return
+
+    def _take(self) -> _Session:
+        with self._returned:
+            while not self._idle and len(self._sessions) >= self._limit:
+                self._returned.wait()
+            if self._idle:
+                return self._idle.pop()
+            session = _Session(self)
+            self._sessions.append(session)
+            return session
+
+    def _put_back(self, session: _Session) -> None:
+        with self._returned:
+            self._idle.append(session)
+            self._returned.notify_all()
+
+    def _give_up(self, session: _Session) -> bool:
+        """Give up a connection that never opened, if others are open once those being opened
+        are; whether it was (its sender then sends on another)."""
+        with self._returned:
+            self._returned.wait_for(lambda: self._opening == 0)
+            if not any(other.is_open for other in self._sessions if other is not session):
+                return False
+            self._sessions.remove(session)
+            self._limit = max(1, self._limit - 1)
+        session.close()
+        return True
+
+    def _opening_changed(self, by: int) -> None:
+        with self._returned:
+            self._opening += by
+            self._returned.notify_all()
+
+    def close(self) -> None:
+        """Say QUIT and close every connection; end their deadline watches."""
+        with self._returned:
+            sessions, self._sessions, self._idle = self._sessions, [], []
+            self._limit = self.connections
+        failure: BaseException | None = None
+        for session in sessions:
+            try:
+                session.close()
+            except BaseException as exc:
+                failure = failure or exc
+        if failure is not None:
+            raise failure
+
+
+class _Session:
+    """One SMTP connection (opened when first needed) and the watch of its deadline."""
+
+    def __init__(self, owner: SmtpTransport) -> None:
+        self._owner = owner
+        self._where = owner.where
+        self._smtp: smtplib.SMTP | None = None
+        self._watch = Watch()
+        self.ever_open = False
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the connection is open now."""
+        return self._smtp is not None
 
     def send(self, message: OutgoingMessage, /) -> None:
         """Send one message; a dropped connection is reopened once before giving up."""
@@ -223,14 +209,14 @@ class SmtpTransport(BaseTransport):
     @contextlib.contextmanager
     def _within_deadline(self, what: str) -> Iterator[None]:
         """Run one exchange with the server; past the deadline it fails as a TransportError."""
-        self._watch.arm(self.deadline)
+        self._watch.arm(self._owner.deadline)
         try:
             yield
         except Exception as exc:
             if self._watch.disarm():
                 self._drop()
                 raise TransportError(
-                    f"the SMTP server {self._where} took more than {self.deadline:g} s to {what}; "
+                    f"the SMTP server {self._where} took more than {self._owner.deadline:g} s to {what}; "
                     "a server that slow cannot be used"
                 ) from exc
             raise
@@ -285,32 +271,38 @@ class SmtpTransport(BaseTransport):
 
     def _connection(self) -> smtplib.SMTP:
         if self._smtp is None:
-            with self._within_deadline("open a session"):
-                self._smtp = self._connect()
+            self._owner._opening_changed(+1)
+            try:
+                with self._within_deadline("open a session"):
+                    self._smtp = self._connect()
+                self.ever_open = True
+            finally:
+                self._owner._opening_changed(-1)
         return self._smtp
 
     def _connect(self) -> smtplib.SMTP:
-        context = self._ssl_context or ssl.create_default_context()
+        owner = self._owner
+        context = owner._ssl_context or ssl.create_default_context()
         try:
-            if self.security is SmtpSecurity.TLS:
-                smtp: smtplib.SMTP = _WatchedSmtpSsl(
-                    self.host, self.port, timeout=self.timeout, watch=self._watch, context=context
+            if owner.security is SmtpSecurity.TLS:
+                smtp: smtplib.SMTP = WatchedSmtpSsl(
+                    owner.host, owner.port, timeout=owner.timeout, watch=self._watch, context=context
                 )
             else:
-                smtp = _WatchedSmtp(self.host, self.port, timeout=self.timeout, watch=self._watch)
+                smtp = WatchedSmtp(owner.host, owner.port, timeout=owner.timeout, watch=self._watch)
         except (smtplib.SMTPException, OSError) as exc:
             raise TransportError(
                 f"cannot connect to the SMTP server {self._where}: {exc or type(exc).__name__}"
             ) from exc
         try:
-            if self.security is SmtpSecurity.STARTTLS:
+            if self._owner.security is SmtpSecurity.STARTTLS:
                 smtp.starttls(context=context)
-            if self.user is not None:
-                smtp.login(self.user, self._password or "")
+            if self._owner.user is not None:
+                smtp.login(self._owner.user, self._owner._password or "")
         except smtplib.SMTPAuthenticationError as exc:
             smtp.close()
             raise TransportError(
-                f"the SMTP server {self._where} refused the login of {self.user}: "
+                f"the SMTP server {self._where} refused the login of {self._owner.user}: "
                 f"{_reply(exc.smtp_code, exc.smtp_error)}"
             ) from exc
         except (smtplib.SMTPException, OSError) as exc:
@@ -331,7 +323,7 @@ class SmtpTransport(BaseTransport):
         smtp, self._smtp = self._smtp, None
         if smtp is None:
             return
-        self._watch.arm(self.deadline)
+        self._watch.arm(self._owner.deadline)
         try:
             with contextlib.suppress(smtplib.SMTPException, OSError):
                 smtp.quit()
