@@ -21,6 +21,7 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
+from importer import pipeline
 from importer.accounts.audit import list_events
 from importer.cli.app import cli
 from importer.jobs import (
@@ -198,6 +199,7 @@ def test_progress_rises(org: Org, queue: Queue, worker: None, monkeypatch: pytes
                 shown.wait_for(lambda: progress.rows_done in seen, timeout=10)
 
     monkeypatch.setattr(runner._Heartbeat, "progress", progress)
+    monkeypatch.setattr(pipeline, "PROGRESS_INTERVAL_SECONDS", 0.0)  # every chunk is told
     job_id = submit_import(
         org.engine, organization_id=org.id, actor=org.owner, file_name="big.csv",
         content=portal_sheet(40_000), user_type=UserType.PORTAL,
