@@ -63,7 +63,7 @@ test: lint
 # BENCH_ARGS, e.g. `make bench BENCH_ARGS="--quick --skip-postgres"`. The peers are benchmark-only.
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet 'frictionless>=5.18' 'django-import-export>=4.0'
-	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/run.py --before $(BENCH_ARGS)
 	$(BIN)/python benchmarks/scale.py
 	$(BIN)/python benchmarks/members_page.py
 
