@@ -130,6 +130,7 @@ class Child:
     seconds: float
     max_rss_mib: float
     code: int
+    cpu_seconds: float  # user + system of the child and the children it waited for
     stdout: str
     stderr: str
     timed_out: bool = False
@@ -149,6 +150,7 @@ class Case:
     failed: str | None = None
     timed_out: bool = False
     times: list[float] = field(default_factory=list)  # every run's seconds (`seconds` is their median)
+    cpu_times: list[float] = field(default_factory=list)  # every run's CPU seconds (client side)
 
     @property
     def rows_per_second(self) -> float | None:
@@ -247,6 +249,7 @@ def measure(
         seconds=seconds,
         max_rss_mib=max(usage.ru_maxrss / 1024, sampler.peak_mib),
         code=process.returncode,
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
         stdout=out_path.read_text(encoding="utf-8", errors="replace"),
         stderr=err_path.read_text(encoding="utf-8", errors="replace"),
         timed_out=killed.is_set(),
@@ -511,6 +514,7 @@ class Benchmark:
         if previous is not None and previous.ran and case.ran and case.seconds is not None:
             # A repeated case (--repeat): the table shows the median run, the note every run.
             case.times = [*previous.times, case.seconds]
+            case.cpu_times = [*previous.cpu_times, *case.cpu_times]
             case.seconds = statistics.median(case.times)
             case.max_rss_mib = max(previous.max_rss_mib or 0, case.max_rss_mib or 0)
             case.timed_out = case.timed_out or previous.timed_out
@@ -532,6 +536,7 @@ class Benchmark:
         """Time one child for a case and record rows, seconds and peak memory; raise if it timed out."""
         child = measure(command, log=self.work / case.key / log, cwd=cwd, timeout=self.args.timeout)
         case.rows, case.seconds, case.max_rss_mib = rows, child.seconds, child.max_rss_mib
+        case.cpu_times = [child.cpu_seconds]
         if child.timed_out:
             raise TimedOutError
         return child
@@ -1086,14 +1091,14 @@ class Benchmark:
     def markdown(self) -> str:
         """The results as Markdown: cases, ratios against the targets, peers we cannot run."""
         lines = [
-            "| case | rows | wall s | rows/s | peak memory MiB | notes |",
-            "|---|---:|---:|---:|---:|---|",
+            "| case | rows | wall s | rows/s | CPU s | peak memory MiB | notes |",
+            "|---|---:|---:|---:|---:|---:|---|",
         ]
         for case in self.cases.values():
             if case.skipped:
-                lines.append(f"| {case.label} | | | | | skipped: {case.skipped} |")
+                lines.append(f"| {case.label} | | | | | | skipped: {case.skipped} |")
             elif case.failed and case.seconds is None:
-                lines.append(f"| {case.label} | | | | | FAILED: {case.failed} |")
+                lines.append(f"| {case.label} | | | | | | FAILED: {case.failed} |")
             else:
                 rate = case.rows_per_second
                 note = f"FAILED: {case.failed}" if case.failed else case.note
@@ -1107,6 +1112,7 @@ class Benchmark:
                     f"{case.rows or 0:,}",
                     f"{over}{case.seconds or 0:.2f}",
                     f"{under}{rate or 0:,.0f}",
+                    f"{statistics.median(case.cpu_times):.1f}" if case.cpu_times else "",
                     f"{over}{case.max_rss_mib or 0:.0f}",
                     note,
                 )
@@ -1269,9 +1275,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     header = (
         f"Benchmark of `importer import` ({args.rows:,}-row Portal Access CSV, ~2% bad rows; "
         f"{bench.small_rows:,}-row XLSX/CSV pair), {time.strftime('%Y-%m-%d')}, on {bench.environment()}. "
-        "Each case is a child process in a fresh database; wall seconds and the peak memory of its "
+        "Each case is a child process in a fresh database; wall seconds, CPU seconds (user + system "
+        "of the process and the children it waited for) and the peak memory of its "
         "process tree (summed PSS, so pages a fork shares count once) "
-        "(for PostgreSQL cases the client's, not the server's)."
+        "(for PostgreSQL cases CPU and memory are the client's, not the server's)."
     )
     results = f"{header}\n\n{table}\n"
     if bench.notes:
