@@ -58,7 +58,8 @@ test: lint
 	$(BIN)/pytest -n 2 -q
 
 # issue 4's benchmark: the importer against its floors and peers on a generated 1,000,000-row sheet
-# (cached in benchmarks/data/); the table goes to benchmarks/out/results.md. Then issue 13's members
+# (cached in benchmarks/data/), with the importer of commit a80d016 (before migration 0008's leaner
+# members table) timed alongside (--before); the table goes to benchmarks/out/results.md. Then issue 13's members
 # page at page 1 and at the last page of a million members (benchmarks/members_page.py). Options through
 # BENCH_ARGS, e.g. `make bench BENCH_ARGS="--quick --skip-postgres"`. The peers are benchmark-only.
 bench: $(STAMP)
