@@ -58,14 +58,15 @@ test: lint
 	$(BIN)/pytest -n 2 -q
 
 # issue 4's benchmark: the importer against its floors and peers on a generated 1,000,000-row sheet
-# (cached in benchmarks/data/); the table goes to benchmarks/out/results.md. Then issue 13's members
-# page at page 1 and at the last page of a million members (benchmarks/members_page.py); the portal under
-# 50 clients and the 1M-row API import with 1 and 2 workers (benchmarks/portal_load.py); issue 15's
-# activation sends over SMTP with 1 and 4 connections (benchmarks/sends.py). Options through
+# (cached in benchmarks/data/), with the importer of commit a80d016 (before migration 0008's leaner
+# members table) timed alongside (--before); the table goes to benchmarks/out/results.md. Then issue 13's
+# members page at page 1 and at the last page of a million members (benchmarks/members_page.py); the
+# portal under 50 clients and the 1M-row API import with 1 and 2 workers (benchmarks/portal_load.py);
+# issue 15's activation sends over SMTP with 1 and 4 connections (benchmarks/sends.py). Options through
 # BENCH_ARGS, e.g. `make bench BENCH_ARGS="--quick --skip-postgres"`. The peers are benchmark-only.
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet 'frictionless>=5.18' 'django-import-export>=4.0'
-	$(BIN)/python benchmarks/run.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/run.py --before $(BENCH_ARGS)
 	$(BIN)/python benchmarks/scale.py
 	$(BIN)/python benchmarks/members_page.py
 	$(BIN)/python benchmarks/portal_load.py

@@ -9,6 +9,10 @@ correctness against what the generator knows it put in the file. Exit status 1 w
 fails or a case crashes; a missed performance target is reported, not an error.
 
     python benchmarks/run.py [--rows N] [--quick] [--skip-postgres] [--only CASE,...] [--profile]
+                             [--before [REV]] [--repeat N]
+
+`--before REV` also times the importer of an earlier commit (a copy of it under benchmarks/out/,
+with a virtualenv of its own), alternated with this checkout's, so before and after share a run.
 """
 
 from __future__ import annotations
@@ -23,12 +27,13 @@ import platform
 import pstats
 import shutil
 import sqlite3
+import statistics
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +47,8 @@ PEERS_DIR = BENCH_DIR / "peers"
 BIN = Path(sys.executable).parent
 PYTHON = sys.executable
 IMPORTER = str(BIN / "importer")
+# The commit before the leaner members table (issue 13): what `--before` compares with by default.
+DEFAULT_BEFORE = "a80d016"
 ORG = "Bench"
 OWNER = "owner@bench.example"
 DEFAULT_ROWS = 1_000_000
@@ -92,7 +99,9 @@ SAAS_NOTES = (
 
 CASE_KEYS = (
     "importer-sqlite",
+    "importer-sqlite-before",
     "importer-pg",
+    "importer-pg-before",
     "sqlite-utils",
     "sqlite3-floor",
     "sqlite3-schema-floor",
@@ -121,6 +130,7 @@ class Child:
     seconds: float
     max_rss_mib: float
     code: int
+    cpu_seconds: float  # user + system of the child and the children it waited for
     stdout: str
     stderr: str
     timed_out: bool = False
@@ -139,6 +149,8 @@ class Case:
     skipped: str | None = None
     failed: str | None = None
     timed_out: bool = False
+    times: list[float] = field(default_factory=list)  # every run's seconds (`seconds` is their median)
+    cpu_times: list[float] = field(default_factory=list)  # every run's CPU seconds (client side)
 
     @property
     def rows_per_second(self) -> float | None:
@@ -237,6 +249,7 @@ def measure(
         seconds=seconds,
         max_rss_mib=max(usage.ru_maxrss / 1024, sampler.peak_mib),
         code=process.returncode,
+        cpu_seconds=usage.ru_utime + usage.ru_stime,
         stdout=out_path.read_text(encoding="utf-8", errors="replace"),
         stderr=err_path.read_text(encoding="utf-8", errors="replace"),
         timed_out=killed.is_set(),
@@ -294,31 +307,63 @@ def run_quietly(command: Sequence[str]) -> str:
     return done.stdout
 
 
-def import_command(db_url: str, sheet: Path, *, report_dir: Path) -> list[str]:
+def import_command(db_url: str, sheet: Path, *, report_dir: Path, importer: str = IMPORTER) -> list[str]:
     """`importer import` of a Portal Access sheet as the benchmark's Owner, with a JSON summary."""
     return [
-        *(IMPORTER, "--db", db_url, "import", str(sheet), "--org", ORG, "--as", OWNER),
+        *(importer, "--db", db_url, "import", str(sheet), "--org", ORG, "--as", OWNER),
         *("--type", "portal", "--json", "--report-dir", str(report_dir)),
     ]
 
 
-def setup_org(db_url: str) -> None:
+def setup_org(db_url: str, importer: str = IMPORTER) -> None:
     """The benchmark's organization, its Owner made active by the link `org create` prints (as a
     person would follow it), and its teams (untimed)."""
     created = run_quietly(
         [
-            *(IMPORTER, "--db", db_url, "org", "create", ORG),
+            *(importer, "--db", db_url, "org", "create", ORG),
             *("--owner-email", OWNER, "--owner-name", "Bench Owner", "--base-url", "http://127.0.0.1:8000"),
         ]
     )
     link = created.strip().splitlines()[-1]
     done = subprocess.run(
-        [IMPORTER, "--db", db_url, "activate", "--password-stdin"],
+        [importer, "--db", db_url, "activate", "--password-stdin"],
         input=f"{link}\nbench owner 2026\n", capture_output=True, text=True, check=False,
     )  # fmt: skip
     if done.returncode != 0:
         raise RuntimeError(f"importer activate ...: exit {done.returncode}: {done.stderr.strip()}")
-    run_quietly([IMPORTER, "--db", db_url, "team", "create", "--org", ORG, *datagen.TEAMS])
+    run_quietly([importer, "--db", db_url, "team", "create", "--org", ORG, *datagen.TEAMS])
+
+
+def prepare_before(revision: str) -> tuple[str, str]:
+    """The importer of an earlier commit, ready to run: (its `importer` binary, its short commit).
+
+    The commit's files (git archive) go to benchmarks/out/before-COMMIT/ with a virtualenv of their
+    own (`pip install -e .`, from pip's cache as `make venv` fills it); made once, then reused.
+    """
+    root = BENCH_DIR.parent
+    commit = run_quietly(
+        ["git", "-C", str(root), "rev-parse", "--short=10", f"{revision}^{{commit}}"]
+    ).strip()
+    folder = OUT_DIR / f"before-{commit}"
+    importer = folder / ".venv" / "bin" / "importer"
+    ready = folder / ".ready"
+    if ready.exists() and importer.exists():
+        return str(importer), commit
+    print(f"before: preparing the importer at {commit} in {folder.relative_to(root)} ...", flush=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "-C", str(root), "archive", "--format=tar", commit], capture_output=True, check=False
+    )
+    if archive.returncode != 0:
+        raise RuntimeError(f"git archive {commit}: {archive.stderr.decode(errors='replace').strip()}")
+    subprocess.run(["tar", "-x", "-C", str(folder)], input=archive.stdout, check=True)
+    run_quietly([sys.executable, "-m", "venv", str(folder / ".venv")])
+    run_quietly(
+        [str(folder / ".venv" / "bin" / "python"), "-m", "pip", "install", "--quiet", "-e", str(folder)]
+    )
+    ready.write_text(commit + "\n", encoding="utf-8")
+    return str(importer), commit
 
 
 def source_revision() -> str | None:
@@ -408,7 +453,10 @@ class Benchmark:
         self.pg_version: str | None = None
         # Other work on a 2-core machine slows every case; the table says how busy it was.
         self.load_at_start = os.getloadavg()[0]
+        self.before: tuple[str, str] | None = None  # (importer binary, commit) of --before
         self.only: set[str] = set(args.only.split(",")) if args.only else set(CASE_KEYS)
+        if args.before is None:
+            self.only -= {"importer-sqlite-before", "importer-pg-before"}
         unknown = self.only - set(CASE_KEYS)
         if unknown:
             raise SystemExit(
@@ -442,6 +490,7 @@ class Benchmark:
         """Run one case body, recording a skip, a crash or a failed check instead of stopping."""
         if key not in self.only:
             return
+        previous = self.cases.get(key)
         case = self.cases[key] = Case(key=key, label=label)
         if skip:
             case.skipped = skip
@@ -462,13 +511,22 @@ class Benchmark:
         except (RuntimeError, OSError, sqlite3.Error) as exc:
             case.failed = f"crashed: {exc}"
             self.problems.append(f"{label}: {exc}")
+        if previous is not None and previous.ran and case.ran and case.seconds is not None:
+            # A repeated case (--repeat): the table shows the median run, the note every run.
+            case.times = [*previous.times, case.seconds]
+            case.cpu_times = [*previous.cpu_times, *case.cpu_times]
+            case.seconds = statistics.median(case.times)
+            case.max_rss_mib = max(previous.max_rss_mib or 0, case.max_rss_mib or 0)
+            case.timed_out = case.timed_out or previous.timed_out
+        elif case.ran and case.seconds is not None:
+            case.times = [case.seconds]
         if case.failed:
             print(f" FAILED: {case.failed}", flush=True)
         else:
             rate = case.rows_per_second
             print(
-                f" {case.seconds:.2f} s, {rate or 0:,.0f} rows/s, {case.max_rss_mib:.0f} MiB"
-                + (f" ({case.note})" if case.note else ""),
+                f" {case.times[-1] if case.times else case.seconds or 0:.2f} s, {rate or 0:,.0f} rows/s, "
+                f"{case.max_rss_mib:.0f} MiB" + (f" ({case.note})" if case.note else ""),
                 flush=True,
             )
 
@@ -478,19 +536,26 @@ class Benchmark:
         """Time one child for a case and record rows, seconds and peak memory; raise if it timed out."""
         child = measure(command, log=self.work / case.key / log, cwd=cwd, timeout=self.args.timeout)
         case.rows, case.seconds, case.max_rss_mib = rows, child.seconds, child.max_rss_mib
+        case.cpu_times = [child.cpu_seconds]
         if child.timed_out:
             raise TimedOutError
         return child
 
     def run_importer(
-        self, case: Case, *, db_url: str, dataset: datagen.Dataset, count_members: Callable[[], int]
+        self,
+        case: Case,
+        *,
+        db_url: str,
+        dataset: datagen.Dataset,
+        count_members: Callable[[], int],
+        importer: str = IMPORTER,
     ) -> dict[str, Any]:
         """Set up the org, time `importer import`, check its summary and the rows it wrote."""
-        setup_org(db_url)
+        setup_org(db_url, importer)
         report_dir = self.work / case.key / "reports"
         child = self.measure(
             case,
-            import_command(db_url, dataset.path, report_dir=report_dir),
+            import_command(db_url, dataset.path, report_dir=report_dir, importer=importer),
             rows=dataset.rows,
             log="importer",
         )
@@ -535,7 +600,7 @@ class Benchmark:
 
     # --- the cases -------------------------------------------------------------------------------
 
-    def importer_sqlite(self, case: Case, dataset: datagen.Dataset) -> None:
+    def importer_sqlite(self, case: Case, dataset: datagen.Dataset, importer: str = IMPORTER) -> None:
         """importer -> a fresh SQLite file."""
         path = self.work / f"{case.key}.db"
         remove_sqlite(path)
@@ -545,12 +610,13 @@ class Benchmark:
                 db_url=f"sqlite:///{path}",
                 dataset=dataset,
                 count_members=lambda: sqlite_count(path, COUNT_BATCH_MEMBERS),
+                importer=importer,
             )
         finally:
             if not self.args.keep:
                 remove_sqlite(path)
 
-    def importer_postgres(self, case: Case) -> None:
+    def importer_postgres(self, case: Case, importer: str = IMPORTER) -> None:
         """importer -> a fresh PostgreSQL database."""
         with self.postgres.fresh_database(f"bench_{os.getpid()}_importer") as database:
 
@@ -558,7 +624,11 @@ class Benchmark:
                 return int(self.postgres.psql(database, COUNT_BATCH_MEMBERS))
 
             self.run_importer(
-                case, db_url=self.postgres.sqlalchemy_url(database), dataset=self.big, count_members=count
+                case,
+                db_url=self.postgres.sqlalchemy_url(database),
+                dataset=self.big,
+                count_members=count,
+                importer=importer,
             )
         case.note += "; client memory only"
 
@@ -795,7 +865,10 @@ class Benchmark:
     def run(self) -> None:
         """Every case, in order."""
         pg_skip = "--skip-postgres" if self.args.skip_postgres else None
-        if pg_skip is None and {"importer-pg", "psql-copy", "psql-schema-floor"} & self.only:
+        if (
+            pg_skip is None
+            and {"importer-pg", "importer-pg-before", "psql-copy", "psql-schema-floor"} & self.only
+        ):
             self.pg_version = self.postgres.version()
             if self.pg_version is None:
                 pg_skip = f"no PostgreSQL server at {self.postgres.host}:{self.postgres.port}"
@@ -803,24 +876,50 @@ class Benchmark:
         self.big_label, self.small_label = big, small
         print(f"cases ({big} rows; small sheets {small} rows):", flush=True)
         self.work.mkdir(parents=True, exist_ok=True)
-        self.case(
-            "importer-sqlite", f"importer -> SQLite ({big} CSV)", lambda c: self.importer_sqlite(c, self.big)
-        )
-        self.case("importer-pg", f"importer -> PostgreSQL ({big} CSV)", self.importer_postgres, skip=pg_skip)
+        before_skip = None
+        if {"importer-sqlite-before", "importer-pg-before"} & self.only:
+            try:
+                self.before = prepare_before(self.args.before)
+            except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+                before_skip = f"the importer at {self.args.before} could not be prepared: {exc}"
+        before_bin, before_commit = self.before or (IMPORTER, str(self.args.before))
+        # Before and after alternate, `--repeat` times, with the floors they are compared with, so
+        # that a burst of load elsewhere on the machine falls on both sides.
+        for _ in range(self.args.repeat):
+            self.case(
+                "importer-sqlite-before",
+                f"importer at {before_commit} (before) -> SQLite ({big} CSV)",
+                lambda c: self.importer_sqlite(c, self.big, before_bin),
+                skip=before_skip,
+            )
+            self.case(
+                "importer-sqlite",
+                f"importer -> SQLite ({big} CSV)",
+                lambda c: self.importer_sqlite(c, self.big),
+            )
+            self.case("sqlite3-floor", f"csv -> sqlite3 executemany, floor ({big})", self.sqlite3_floor)
+            self.case(
+                "importer-pg-before",
+                f"importer at {before_commit} (before) -> PostgreSQL ({big} CSV)",
+                lambda c: self.importer_postgres(c, before_bin),
+                skip=pg_skip or before_skip,
+            )
+            self.case(
+                "importer-pg", f"importer -> PostgreSQL ({big} CSV)", self.importer_postgres, skip=pg_skip
+            )
+            self.case(
+                "psql-schema-floor",
+                f"psql \\copy -> importer's members table, floor ({big})",
+                self.psql_schema_floor,
+                skip=pg_skip,
+            )
         self.case("sqlite-utils", f"sqlite-utils insert --csv ({big})", self.sqlite_utils)
-        self.case("sqlite3-floor", f"csv -> sqlite3 executemany, floor ({big})", self.sqlite3_floor)
         self.case(
             "sqlite3-schema-floor",
             f"csv -> importer's members table, floor ({big})",
             self.sqlite3_schema_floor,
         )
         self.case("psql-copy", f"psql \\copy, floor ({big})", self.psql_copy, skip=pg_skip)
-        self.case(
-            "psql-schema-floor",
-            f"psql \\copy -> importer's members table, floor ({big})",
-            self.psql_schema_floor,
-            skip=pg_skip,
-        )
         self.case(
             "importer-xlsx",
             f"importer -> SQLite ({small} XLSX)",
@@ -861,7 +960,7 @@ class Benchmark:
     # --- the table -------------------------------------------------------------------------------
 
     def ratios(self) -> list[tuple[str, str, str, str]]:
-        """(what, value, target, verdict) for each target of issue 4."""
+        """(what, value, target, verdict) for each target of issues 4, 13 and 15."""
 
         def timing(key: str) -> tuple[float, bool] | None:
             case = self.cases.get(key)
@@ -911,7 +1010,7 @@ class Benchmark:
                 f"importer->SQLite / bare sqlite3 floor ({big})",
                 "importer-sqlite",
                 "sqlite3-floor",
-                2.0,
+                3.0,
                 at_most=True,
             ),
             info(
@@ -929,9 +1028,24 @@ class Benchmark:
             ratio(
                 f"importer->PostgreSQL / psql \\copy ({big})", "importer-pg", "psql-copy", 3.0, at_most=True
             ),
-            info(
+            ratio(
                 f"importer->PostgreSQL / psql \\copy into the importer's own table ({big})",
                 "importer-pg",
+                "psql-schema-floor",
+                1.2,
+                at_most=True,
+            ),
+            info(
+                f"before / after, importer->SQLite ({big}; after faster by)",
+                "importer-sqlite-before",
+                "importer-sqlite",
+            ),
+            info(f"sqlite-utils / importer before ({big})", "sqlite-utils", "importer-sqlite-before"),
+            info(f"importer before / bare sqlite3 floor ({big})", "importer-sqlite-before", "sqlite3-floor"),
+            info(f"before / after, importer->PostgreSQL ({big})", "importer-pg-before", "importer-pg"),
+            info(
+                f"importer before->PostgreSQL / psql \\copy into the importer's own table ({big})",
+                "importer-pg-before",
                 "psql-schema-floor",
             ),
             ratio(
@@ -977,23 +1091,28 @@ class Benchmark:
     def markdown(self) -> str:
         """The results as Markdown: cases, ratios against the targets, peers we cannot run."""
         lines = [
-            "| case | rows | wall s | rows/s | peak memory MiB | notes |",
-            "|---|---:|---:|---:|---:|---|",
+            "| case | rows | wall s | rows/s | CPU s | peak memory MiB | notes |",
+            "|---|---:|---:|---:|---:|---:|---|",
         ]
         for case in self.cases.values():
             if case.skipped:
-                lines.append(f"| {case.label} | | | | | skipped: {case.skipped} |")
+                lines.append(f"| {case.label} | | | | | | skipped: {case.skipped} |")
             elif case.failed and case.seconds is None:
-                lines.append(f"| {case.label} | | | | | FAILED: {case.failed} |")
+                lines.append(f"| {case.label} | | | | | | FAILED: {case.failed} |")
             else:
                 rate = case.rows_per_second
                 note = f"FAILED: {case.failed}" if case.failed else case.note
+                if len(case.times) > 1:
+                    note = (
+                        f"median of {len(case.times)}: {', '.join(f'{t:.2f}' for t in case.times)} s; {note}"
+                    )
                 over, under = (">", "<") if case.timed_out else ("", "")
                 cells = (
                     case.label,
                     f"{case.rows or 0:,}",
                     f"{over}{case.seconds or 0:.2f}",
                     f"{under}{rate or 0:,.0f}",
+                    f"{statistics.median(case.cpu_times):.1f}" if case.cpu_times else "",
                     f"{over}{case.max_rss_mib or 0:.0f}",
                     note,
                 )
@@ -1053,6 +1172,19 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         "--activation-rows", type=int, default=ACTIVATION_ROWS, help="members emailed by send-activations"
     )
     parser.add_argument("--only", metavar="CASE,...", help=f"run only these cases: {', '.join(CASE_KEYS)}")
+    parser.add_argument(
+        "--before",
+        nargs="?",
+        const=DEFAULT_BEFORE,
+        metavar="REV",
+        help=f"also time the importer at commit REV (default {DEFAULT_BEFORE}), alternated with this one",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="run the importers and their floors this many times, alternated; the table shows medians",
+    )
     parser.add_argument(
         "--timeout",
         type=float,
@@ -1143,9 +1275,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     header = (
         f"Benchmark of `importer import` ({args.rows:,}-row Portal Access CSV, ~2% bad rows; "
         f"{bench.small_rows:,}-row XLSX/CSV pair), {time.strftime('%Y-%m-%d')}, on {bench.environment()}. "
-        "Each case is a child process in a fresh database; wall seconds and the peak memory of its "
+        "Each case is a child process in a fresh database; wall seconds, CPU seconds (user + system "
+        "of the process and the children it waited for) and the peak memory of its "
         "process tree (summed PSS, so pages a fork shares count once) "
-        "(for PostgreSQL cases the client's, not the server's)."
+        "(for PostgreSQL cases CPU and memory are the client's, not the server's)."
     )
     results = f"{header}\n\n{table}\n"
     if bench.notes:

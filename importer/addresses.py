@@ -23,10 +23,11 @@ from importer.values import text_key
 
 # RFC 5322 dot-atom local part in ASCII, at most 64 characters, in an address of at most 254:
 # what email-validator accepts without question when the domain is fine.
+_DOMAIN_PART = r"(?P<domain>[A-Za-z0-9.-]+)"
 _SIMPLE = re.compile(
     r"(?=[^@]{1,64}@)(?=.{1,254}\Z)"
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
-    r"@(?P<domain>[A-Za-z0-9.-]+)"
+    rf"@{_DOMAIN_PART}"
 )
 
 
@@ -54,11 +55,35 @@ def check_email(address: str) -> str | None:
 
 def surely_valid(addresses: list[str]) -> list[bool]:
     """For a column of addresses: True where check_email would surely say valid, False where
-    only check_email can tell. One C-level regex pass, then one look-up per distinct domain."""
-    matches = list(map(_SIMPLE.fullmatch, addresses))
-    domains = {m["domain"] for m in matches if m is not None}
-    good = {d for d in domains if _domain_problem(d.lower()) is None}
-    return [m is not None and m["domain"] in good for m in matches]
+    only check_email can tell. One look-up per distinct domain, then one C-level regex pass.
+
+    A column names a few domains: the good ones are spelled out in the pattern (_SIMPLE with its
+    domain part replaced by them), so no row's domain is taken out and looked up in Python (half
+    the time of a million addresses). A column of many domains takes the general way.
+    """
+    domains = {address.rpartition("@")[2] for address in addresses}
+    good = tuple(
+        sorted(d for d in domains if _PLAIN_DOMAIN.fullmatch(d) and _domain_problem(d.lower()) is None)
+    )
+    if len(good) > _SPELLED_OUT_DOMAINS:
+        matches = list(map(_SIMPLE.fullmatch, addresses))
+        known = set(good)
+        return [m is not None and m["domain"] in known for m in matches]
+    if not good:
+        return [False] * len(addresses)
+    pattern = _with_domains(good)
+    return [m is not None for m in map(pattern.fullmatch, addresses)]
+
+
+_PLAIN_DOMAIN = re.compile(r"[A-Za-z0-9.-]+")
+_SPELLED_OUT_DOMAINS = 64
+
+
+@lru_cache(maxsize=64)
+def _with_domains(domains: tuple[str, ...]) -> re.Pattern[str]:
+    """_SIMPLE with these domains, and only these, after the @ (longest first)."""
+    alternatives = "|".join(map(re.escape, sorted(domains, key=len, reverse=True)))
+    return re.compile(_SIMPLE.pattern.replace(_DOMAIN_PART, f"(?:{alternatives})"))
 
 
 @lru_cache(maxsize=65_536)

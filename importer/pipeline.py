@@ -194,7 +194,7 @@ def run_import(
                 transaction.rollback()
             else:
                 told.enter(Phase.SAVING)
-                finish_batch(conn, result.batch_id, _counts(result))
+                finish_batch(conn, result.batch_id, _counts(result) | run.loader.id_range())
                 record_on(
                     conn,
                     actor=Acting(actor.email, via).label,
@@ -311,7 +311,7 @@ class _Run:
                 self.skipped.pop(row, None)
             for rejected in settled.recovered:
                 self.rejected.setdefault(rejected.row_number, rejected)
-        # What the loader held back to write in one order (PostgreSQL): rows that exist are skipped.
+        # What the loader held back to write later, if anything: rows that exist are skipped.
         for row, shown in self.loader.flush().items():
             self._skip(row, shown)
             self.pins.pop(row, None)

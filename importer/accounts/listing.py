@@ -12,7 +12,7 @@ from sqlalchemy import Engine, or_, select
 from sqlalchemy.orm import Session
 
 from importer.errors import ImporterError, NotFoundError, Remedy
-from importer.store.models import Member, Role, Status, Team
+from importer.store.models import Batch, Member, Role, Status, Team, members_of_batch
 from importer.store.orgs import find_organization
 from importer.values import UserType, text_key
 
@@ -162,7 +162,9 @@ def list_members(
                 raise NotFoundError(f"{org.name} has no team {team.strip()!r}.", remedy=Remedy.LIST_TEAMS)
             query = query.where(Member.team_id == team_id)
         if batch is not None:
-            query = query.where(Member.batch_id == batch.strip())
+            found = session.get(Batch, batch.strip())
+            # Through the batch's range of member ids; an unknown batch lists nobody, as before.
+            query = query.where(members_of_batch(found) if found else Member.batch_id == batch.strip())
         if search is not None and search.strip():
             pattern = _like(text_key(search.strip()))
             query = query.where(

@@ -18,9 +18,11 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    and_,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.sql.elements import ColumnElement
 
 # The value types the tables map live with the other values, where the checks can use them
 # without importing the ORM; re-exported here for the store's modules.
@@ -152,7 +154,8 @@ class Member(Base):
             sqlite_where=text("email_key IS NULL"),
             postgresql_where=text("email_key IS NULL"),
         ),
-        Index("ix_members_batch", "batch_id", "source_row"),
+        # No index on batch_id (migration 0008): a batch's members are found through the range of
+        # member ids it wrote (Batch.first_member_id .. last_member_id) and the primary key.
         # Keyset pages of one organization (`WHERE organization_id = ? AND id > ? ORDER BY id`):
         # page 2,000 starts where page 1,999 ended. An import appends at the right edge of it.
         Index("ix_members_org_page", "organization_id", "id"),
@@ -166,14 +169,7 @@ class Member(Base):
             sqlite_where=text("status <> 'pending'"),
             postgresql_where=text("status <> 'pending'"),
         ),
-        # Pages of one team, and the team's members found at once when it is deleted.
-        Index(
-            "ix_members_team_page",
-            "team_id",
-            "id",
-            sqlite_where=text("team_id IS NOT NULL"),
-            postgresql_where=text("team_id IS NOT NULL"),
-        ),
+        # No (team_id, id) index (migration 0008): a team's pages walk ix_members_org_page.
         # An account's memberships (set at activation: nothing for an import to write).
         Index(
             "ix_members_account",
@@ -234,6 +230,10 @@ class Batch(Base):
     finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     seconds: Mapped[float] = mapped_column(Float, default=0.0)
     report_dir: Mapped[str | None] = mapped_column(String(1000))
+    # Every member the batch wrote has an id in [first_member_id, last_member_id] (other batches'
+    # members may too, on PostgreSQL); None when it wrote none. See members_of_batch.
+    first_member_id: Mapped[int | None] = mapped_column(Integer)
+    last_member_id: Mapped[int | None] = mapped_column(Integer)
 
 
 class ActivationToken(Base):
@@ -375,3 +375,12 @@ class ApiToken(Base):
     created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
     last_used_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+
+
+def members_of_batch(batch: Batch) -> ColumnElement[bool]:
+    """The condition that picks a batch's members: its id, within the range of member ids it wrote
+    (a primary-key range instead of an index entry per member; a batch without a range scans)."""
+    of_batch = Member.batch_id == batch.id
+    if batch.first_member_id is None or batch.last_member_id is None:
+        return of_batch
+    return and_(Member.id.between(batch.first_member_id, batch.last_member_id), of_batch)
