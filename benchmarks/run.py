@@ -327,7 +327,7 @@ def setup_org(db_url: str, importer: str = IMPORTER) -> None:
     link = created.strip().splitlines()[-1]
     done = subprocess.run(
         [importer, "--db", db_url, "activate", "--password-stdin"],
-        input=f"{link}\nbench owner 2026\n", capture_output=True, text=True, check=False,
+        input=f"{link}\nTangerine-Harbour-42\n", capture_output=True, text=True, check=False,
     )  # fmt: skip
     if done.returncode != 0:
         raise RuntimeError(f"importer activate ...: exit {done.returncode}: {done.stderr.strip()}")
