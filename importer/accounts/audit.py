@@ -23,6 +23,9 @@ class Channel(enum.StrEnum):
 
     CLI = "cli"
     ACCOUNT = "account"
+    # A pending member asking for a new link of their own (`Send me a new link`, signed out): they
+    # act for themselves only, and no admin's name is used.
+    SELF = "self"
 
 
 @dataclass(frozen=True, slots=True)

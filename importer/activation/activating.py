@@ -156,9 +156,9 @@ RENEWAL_COOLDOWN = dt.timedelta(minutes=10)
 class Renewal:
     """A pending member whose link died (used, replaced or expired) and who may be sent a new one.
 
-    `admin`: the active Owner or Admin the send is made for (every send has one: the audit names
-    them, and they are told of an address the mail server refuses): the one who imported the
-    member while still an active Owner or Admin, else the organization's first active Owner.
+    `admin`: an active Owner or Admin of the organization (the one who imported the member while
+    still one, else its first active Owner): a link is renewed only in an organization someone
+    still runs. The send itself is made in the member's own name (Channel.SELF).
     """
 
     organization_id: int

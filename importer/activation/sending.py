@@ -31,7 +31,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.dml import Insert, Update
 
-from importer.accounts.audit import CLI_PREFIX, Acting
+from importer.accounts.audit import CLI_PREFIX, Acting, Channel
 from importer.activation.compose import Composer, MailKind, compose_summary
 from importer.activation.issuing import Issued, issue_tokens
 from importer.activation.recording import AUDIT, MARK_FAILED, MARK_SENT, REVOKE_HASHES, REVOKE_OTHERS
@@ -282,13 +282,15 @@ def send_activations(
     the run and carries the counts so far in its `result`. Each message is audited (sent, resent,
     refused) in the transaction that records it, with `acting` as the actor (`cli:` when None);
     `acting` must be an active Owner or Admin, and receives one email listing the refused
-    addresses after the run (none when nobody was refused). `member_ids`: only these members.
+    addresses after the run (none when nobody was refused); with Channel.SELF it is the pending
+    member asking for their own new link: only their own address is mailed, and no summary goes
+    out. `member_ids`: only these members.
     """
     link_base = check_base_url(base_url)
     with Session(engine) as session:
         org = find_organization(session, org_ref)
         org_id, org_name = org.id, org.name
-        if acting is not None:
+        if acting is not None and acting.channel is not Channel.SELF:
             find_actor(session, org, acting.email)
         if batch_id is not None:
             found = session.scalar(
@@ -307,6 +309,8 @@ def send_activations(
         scope.append(Member.batch_id == batch_id)
     if member_ids is not None:
         scope.append(Member.id.in_(list(member_ids)))
+    if acting is not None and acting.channel is Channel.SELF:
+        scope.append(Member.email == acting.email)  # a member asking for themselves reaches no one else
     # A second run on the organization waits here, then finds the first run's members emailed.
     with (
         hold_lock(engine, SEND_LOCK, org_id),
@@ -325,7 +329,7 @@ def send_activations(
             on_progress=on_progress,
         )
         result = run.run(scope, resend=resend)
-    if acting is None or not result.failures:
+    if acting is None or acting.channel is Channel.SELF or not result.failures:
         return result
     summary = compose_summary(
         sender=sender,

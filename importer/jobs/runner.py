@@ -194,8 +194,11 @@ def _run_activations(
             batch_id=claimed.batch_id,
             resend=bool(claimed.options.get("resend")),
             # As `send-activations --as`: audited with the account that asked, which also gets
-            # the list of refused addresses.
-            acting=Acting(claimed.actor, channel=Channel.ACCOUNT),
+            # the list of refused addresses; a member's own new link is sent in their own name.
+            acting=Acting(
+                claimed.actor,
+                channel=Channel.SELF if claimed.options.get("self_service") else Channel.ACCOUNT,
+            ),
             member_ids=claimed.options.get("member_ids"),
             on_progress=beat.sent,
         )

@@ -105,10 +105,14 @@ def submit_activations(
     batch_id: str | None = None,
     resend: bool = False,
     member_ids: Collection[int] | None = None,
+    self_service: bool = False,
 ) -> int:
     """Queue a send of the activation emails (of one batch, or all pending; `resend` as the CLI's;
-    `member_ids`: only those members, as the members page's selection)."""
+    `member_ids`: only those members, as the members page's selection; `self_service`: the actor
+    is the pending member asking for their own new link, not an admin)."""
     options: dict[str, Any] = {"resend": resend}
+    if self_service:
+        options["self_service"] = True
     if member_ids is not None:
         options["member_ids"] = sorted(set(member_ids))
     if batch_id is not None:

@@ -107,9 +107,10 @@ def queue_new_link(engine: Engine, token: str) -> int | None:
     return jobs.submit_activations(
         engine,
         organization_id=renewal.organization_id,
-        actor=renewal.admin,  # every send is made for an active Owner or Admin (see Renewal)
+        actor=renewal.email,  # the member asks for themselves: the audit names them, no admin
         resend=True,
         member_ids=[renewal.member_id],
+        self_service=True,
     )
 
 

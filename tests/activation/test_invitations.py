@@ -16,7 +16,7 @@ from sqlalchemy import create_engine, inspect, select, text
 from sqlalchemy.orm import Session
 
 from importer.accounts.accounts import authenticate
-from importer.accounts.audit import Acting, list_events
+from importer.accounts.audit import Acting, Channel, list_events
 from importer.accounts.passwords import hash_password, set_password_policy, verify_password
 from importer.activation.activating import activate, check_token
 from importer.activation.sending import send_activations
@@ -242,6 +242,28 @@ def test_only_an_active_owner_or_admin_may_act_for_a_send(org_with_owner: Any) -
             engine, org_name, transport=_Nowhere(), sender=SENDER, base_url=PORTAL,
             acting=Acting("ok@example.com"),
         )  # fmt: skip
+
+
+def test_a_member_asking_for_their_own_link_reaches_only_themselves_in_their_own_name(
+    org_with_owner: Any,
+) -> None:
+    # `Send me a new link` acts for the member (Channel.SELF): no admin's authority or name is used,
+    # only the member's own address is mailed whatever ids are given, and no summary goes out.
+    engine, org_name = org_with_owner
+    handler = RecordingHandler(refuse={"bad1@example.com"})
+    everyone = [_member_id(engine, a) for a in ("ok@example.com", "bad1@example.com", "bad2@example.com")]
+    with (
+        running_smtp_server(handler) as server,
+        SmtpTransport(server.host, port=server.port, timeout=5) as transport,
+    ):
+        result = send_activations(
+            engine, org_name, transport=transport, sender=SENDER, base_url=PORTAL,
+            acting=Acting("bad1@example.com", channel=Channel.SELF), member_ids=everyone,
+        )  # fmt: skip
+    assert (result.sent, result.failed, result.summary_to) == (0, 1, None)
+    assert [r.rcpt_tos for r in handler.received] == []  # refused, and no summary to anyone
+    events = [e for e in list_events(engine, org_name) if e.action is AuditAction.INVITATION_REFUSED]
+    assert [(e.actor, e.subject) for e in events] == [("bad1@example.com", "bad1@example.com")]
 
 
 def test_the_audit_trail_of_a_whole_session(run: Cli) -> None:
