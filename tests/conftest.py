@@ -18,6 +18,17 @@ from importer.store.engine import open_database
 from importer.store.orgs import create_organization, create_teams
 from importer.values import ImportResult, UserType
 
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+def debian_chromium() -> Path:
+    """Debian's chromium for the browser tests (the report, the portal). Missing is a failure with
+    the package to install, never a skip: `make test` must run them (`.ci/run` installs it)."""
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium package (apt-get install chromium)")
+    return CHROMIUM
+
+
 DATA_DIR = Path(__file__).parent / "data"
 POSTGRES_ENV = "IMPORTER_TEST_POSTGRES_URL"
 OWNER = "olive.owner@acme.example"

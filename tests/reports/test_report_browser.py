@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import struct
 import subprocess
 import zlib
@@ -17,8 +16,8 @@ from importer.settings import Settings
 from importer.store.engine import open_database
 from importer.store.orgs import create_organization, create_teams
 from importer.values import ImportResult, UserType
+from tests.conftest import debian_chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
 WINDOW = (1280, 1600)
 BAD_CELL_RGB = (0xFD, 0xE2, 0xE1)  # --bad in report.html.j2
 BAR_RGB = (0xD9, 0x30, 0x25)  # the bars of the charts
@@ -27,12 +26,8 @@ OWNER = "olive.owner@acme.example"
 
 @pytest.fixture(scope="module")
 def chromium() -> Path:
-    """Debian's chromium; missing is a skip on a workstation and a failure under CI."""
-    if not CHROMIUM.exists():
-        if os.environ.get("CI"):
-            pytest.fail(f"{CHROMIUM} is missing and CI is set: install Debian's chromium package")
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium); CI installs it and must run this")
-    return CHROMIUM
+    """Debian's chromium (missing: a failure, never a skip)."""
+    return debian_chromium()
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import shutil
 import socket
 import threading
 import time
@@ -29,8 +28,8 @@ from importer.store.engine import open_database
 from importer.store.models import ActivationToken, Member, Status, utcnow
 from importer.store.orgs import create_organization, create_teams
 from importer.web import WebConfig, create_app
+from tests.conftest import debian_chromium
 
-CHROMIUM = "/usr/bin/chromium"
 MAX_UPLOAD = 200_000
 GOOD_PASSWORD = "Tangerine-Harbour-42"
 _CSRF = re.compile(r'name="csrf_token" value="([^"]+)"')
@@ -183,13 +182,12 @@ def sign_in(client: httpx.Client, email: str, password: str) -> httpx.Client:
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     """Debian's chromium, driven by Playwright (never a downloaded browser)."""
-    if not Path(CHROMIUM).exists() and not shutil.which("chromium"):
-        pytest.skip("chromium is not installed (apt-get install chromium)")
+    chromium = debian_chromium()
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
         launched = p.chromium.launch(
-            executable_path=CHROMIUM,
+            executable_path=str(chromium),
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-sync"],
         )
         yield launched
