@@ -7,6 +7,7 @@ stops them raised in the importing process as one clear error, never a hang.
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import gc
 import multiprocessing
@@ -17,6 +18,7 @@ import threading
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
+from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from importer.errors import ImporterError
@@ -51,6 +53,9 @@ class Helper:
     `doing` names the work in errors ("checking the rows"); `tail` ends them ("; nothing was
     written."). If the importing process stops first, for whatever reason, the helper's next send
     fails (it holds no copy of the pipe's reading end) and the kernel kills it anyway.
+
+    `ahead_bytes`: how far the helper may run ahead of recv(), in pickled messages held in its own
+    memory and sent by a thread of its own (0: each send waits for the pipe, about a message ahead).
     """
 
     def __init__(
@@ -60,12 +65,13 @@ class Helper:
         doing: str,
         error: type[ImporterError] = ImporterError,
         tail: str = ".",
+        ahead_bytes: int = 0,
     ) -> None:
         self._doing, self._error, self._tail = doing, error, tail
         context = multiprocessing.get_context("fork")
         self._receiver, sender = context.Pipe(duplex=False)
         self._process = context.Process(
-            target=_run, args=(work, args, sender, self._receiver, doing, tail), daemon=True
+            target=_run, args=(work, args, sender, self._receiver, doing, tail, ahead_bytes), daemon=True
         )
         gc.freeze()  # the child's collections then leave the parent's objects (and their pages) alone
         # Ctrl-C belongs to the importing process. It waits until the fork is done, so neither
@@ -104,25 +110,97 @@ class Helper:
 
 
 def _run(
-    work: Callable[..., None], args: tuple[Any, ...], sender: Any, receiver: Any, doing: str, tail: str
+    work: Callable[..., None],
+    args: tuple[Any, ...],
+    sender: Any,
+    receiver: Any,
+    doing: str,
+    tail: str,
+    ahead_bytes: int,
 ) -> None:
     """The helper's side: do the work; send what went wrong instead, if anything."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # an interrupt pending since the fork is dropped
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     receiver.close()  # else its own copy would keep the pipe open after the importing process died
     _die_with_parent()
+    outbox = _Outbox(sender, ahead_bytes) if ahead_bytes else None
+    send = outbox.send if outbox else sender.send
     try:
-        work(sender.send, *args)
-    except BrokenPipeError:
-        pass  # the importing process has stopped; nobody is listening
-    except BaseException as exc:
-        exc.add_note(traceback.format_exc())  # for whoever debugs a bug; users see one line
         try:
-            sender.send(_Failure(exc))
-        except Exception:  # an exception that cannot be pickled: its text, then
-            sender.send(_Failure(ImporterError(f"{doing} failed ({type(exc).__name__}: {exc}){tail}")))
+            work(send, *args)
+        except BrokenPipeError:
+            pass  # the importing process has stopped; nobody is listening
+        except BaseException as exc:
+            exc.add_note(traceback.format_exc())  # for whoever debugs a bug; users see one line
+            try:
+                send(_Failure(exc))
+            except BrokenPipeError:
+                pass
+            except Exception:  # an exception that cannot be pickled: its text, then
+                send(_Failure(ImporterError(f"{doing} failed ({type(exc).__name__}: {exc}){tail}")))
+        if outbox:
+            outbox.close()  # everything sent, in order
+    except BrokenPipeError:
+        pass
     finally:
         sender.close()
+
+
+class _Outbox:
+    """Messages pickled at once and written to the pipe by a thread, up to `limit` bytes ahead.
+
+    The helper goes on working while the importing process is busy (on PostgreSQL it waits for the
+    server most of the time): a big file is checked, and its report written, long before the last
+    rows are saved. The limit bounds the memory that costs.
+    """
+
+    def __init__(self, connection: Any, limit: int) -> None:
+        self._connection, self._limit = connection, limit
+        self._queue: collections.deque[bytes] = collections.deque()
+        self._held = 0
+        self._closed = False
+        self._error: BaseException | None = None
+        self._changed = threading.Condition()
+        self._thread = threading.Thread(target=self._write, name="outbox", daemon=True)
+        self._thread.start()
+
+    def send(self, message: object) -> None:
+        data = bytes(ForkingPickler.dumps(message))
+        with self._changed:
+            self._changed.wait_for(lambda: self._error or not self._queue or self._held < self._limit)
+            if self._error is not None:
+                raise self._error
+            self._queue.append(data)
+            self._held += len(data)
+            self._changed.notify_all()
+
+    def close(self) -> None:
+        """Wait until every message is written (or writing failed: raised)."""
+        with self._changed:
+            self._closed = True
+            self._changed.notify_all()
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+
+    def _write(self) -> None:
+        while True:
+            with self._changed:
+                self._changed.wait_for(lambda: self._queue or self._closed)
+                if not self._queue:
+                    return
+                data = self._queue[0]
+            try:
+                self._connection.send_bytes(data)
+            except BaseException as exc:
+                with self._changed:
+                    self._error = exc
+                    self._changed.notify_all()
+                return
+            with self._changed:
+                self._queue.popleft()
+                self._held -= len(data)
+                self._changed.notify_all()
 
 
 def _die_with_parent() -> None:

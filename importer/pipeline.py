@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session
 
 from importer.accounts.audit import Acting, Channel, record_on
-from importer.checking import Checked, Checker, Settled, check_all
+from importer.checking import Checked, Checker, FilesWritten, RejectedFiles, Rejections, Settled, check_all
 from importer.checks.rules import RuleContext, Team, provider_hint
 from importer.errors import CommitFailedError, CommitUnknownError
 from importer.forked import can_fork
@@ -44,8 +44,6 @@ from importer.values import (
     ImportResult,
     Notice,
     Outcome,
-    RejectedRow,
-    RowError,
     SkippedRow,
     UserType,
     WarningCode,
@@ -159,37 +157,43 @@ def run_import(
         transaction = conn.begin()
         try:
             start_batch(conn, _batch_values(result, org_id=org_id, actor=actor, started_at=started_at))
+            # Named only now: a second attempt at the same batch id, refused above, leaves the first's.
+            result.report_dir = settings.report_dir / result.batch_id
             run = _Run(conn, spec=spec, result=result, org_id=org_id)
             checker = Checker(spec, opened=opened, context=context)
+            teams = [team.name for team in context.teams.values()]
             worker = can_fork() and (opened.row_estimate or 0) >= settings.worker_from_rows
-            for checked in check_all(
-                checker, opened.iter_chunks(chunk_rows=settings.chunk_rows), worker=worker
-            ):
-                if isinstance(checked, Settled):
-                    run.finish(checked)
-                    break
-                run.process(checked)
-                if progress is not None:
-                    progress(checked.rows, opened.row_estimate)
-                told.rows(checked.rows, opened.row_estimate)
-            stamp = describe_template_stamp(read_template_stamp(path), spec=spec)
-            result.warnings = [
-                *([Notice(WarningCode.TEMPLATE_MISMATCH, stamp)] if stamp else []),
-                *run.warnings,
-                *_capped(run.typo_warnings, limit=TYPO_WARNINGS_SHOWN),
-            ]
-            refused = all_or_nothing and result.rejected > 0
-            if refused:
-                result.outcome, result.created = Outcome.REFUSED, 0
-            elif dry_run:
-                result.outcome = Outcome.DRY_RUN
-            result.finished_at = utcnow().isoformat(timespec="seconds")
-            result.seconds = time.perf_counter() - started
-            if not (dry_run or refused):
-                run.loader.check_parents()
-            told.enter(Phase.REPORTING)
-            result.report_dir = settings.report_dir / result.batch_id
-            write_report(result, spec=spec, teams=[team.name for team in context.teams.values()])
+            chunks = opened.iter_chunks(chunk_rows=settings.chunk_rows)
+            files = RejectedFiles(result, spec, teams)
+            with contextlib.closing(check_all(checker, chunks, worker=worker, files=files)) as checks:
+                for checked in checks:
+                    if isinstance(checked, Settled):
+                        run.finish(checked)
+                        break
+                    assert isinstance(checked, Checked)
+                    run.process(checked)
+                    if progress is not None:
+                        progress(checked.rows, opened.row_estimate)
+                    told.rows(checked.rows, opened.row_estimate)
+                stamp = describe_template_stamp(read_template_stamp(path), spec=spec)
+                result.warnings = [
+                    *([Notice(WarningCode.TEMPLATE_MISMATCH, stamp)] if stamp else []),
+                    *run.warnings,
+                    *_capped(run.typo_warnings, limit=TYPO_WARNINGS_SHOWN),
+                ]
+                refused = all_or_nothing and result.rejected > 0
+                if refused:
+                    result.outcome, result.created = Outcome.REFUSED, 0
+                elif dry_run:
+                    result.outcome = Outcome.DRY_RUN
+                result.finished_at = utcnow().isoformat(timespec="seconds")
+                result.seconds = time.perf_counter() - started
+                if not (dry_run or refused):
+                    run.loader.check_parents()
+                told.enter(Phase.REPORTING)
+                write_report(result, spec=spec, teams=teams, rejected_written=True)
+                written = next(checks)  # the rejected rows' files, written meanwhile
+                assert isinstance(written, FilesWritten)
             if dry_run or refused:
                 transaction.rollback()
             else:
@@ -271,8 +275,7 @@ class _Run:
         self.user_type = spec.user_type
         self.loader = MemberLoader(conn, org_id=org_id, batch_id=result.batch_id, user_type=spec.user_type)
         self.skipped: dict[int, SkippedRow] = {}
-        self.rejected: dict[int, RejectedRow] = {}
-        self.errors: list[RowError] = []
+        self.rejections = Rejections()
         self.created = 0
         self.pins: dict[int, tuple[str, str, str]] = {}
         self.typos: list[tuple[int, str]] = []  # (row, address) created at a mistyped provider?
@@ -282,8 +285,7 @@ class _Run:
     def process(self, checked: Checked) -> None:
         """Record a checked chunk's rejections; write its members, skipping those that exist."""
         self.result.rows += checked.rows
-        self.errors.extend(checked.errors)
-        self.rejected.update((r.row_number, r) for r in checked.rejected)
+        self.rejections.add(checked)
         self.pins.update(checked.pins)
         members = checked.members
         if not members:
@@ -309,21 +311,16 @@ class _Run:
             self.created -= self.loader.remove(late)
             for row in late:
                 self.skipped.pop(row, None)
-            for rejected in settled.recovered:
-                self.rejected.setdefault(rejected.row_number, rejected)
         # What the loader held back to write later, if anything: rows that exist are skipped.
         for row, shown in self.loader.flush().items():
             self._skip(row, shown)
             self.pins.pop(row, None)
             self.created -= 1
-        self.errors.extend(settled.errors)
+        self.rejections.settle(settled)
         self.warnings = settled.warnings
         self._warn_provider_typos(late)
         result = self.result
-        headers = result.headers
-        order = {header: position for position, header in reversed(list(enumerate(headers)))}
-        result.errors = sorted(self.errors, key=lambda e: (e.row_number, order.get(e.column, len(headers))))
-        result.rejected_rows = [self.rejected[r] for r in sorted(self.rejected)]
+        self.rejections.fill(result)
         result.skipped = [self.skipped[r] for r in sorted(self.skipped)]
         result.created = self.created
         result.generated_pins = [

@@ -108,9 +108,9 @@ def test_a_limit_passed_in_the_worker_is_one_clear_error_and_writes_nothing(
     settings = Settings(report_dir=tmp_path / "r", chunk_rows=5, worker_from_rows=0, max_rows=20)
     raised_through: list[tuple[bool, str]] = []
 
-    def watched(checker: Checker, chunks, *, worker: bool):  # type: ignore[no-untyped-def]
+    def watched(checker: Checker, chunks, *, worker: bool, **options):  # type: ignore[no-untyped-def]
         try:
-            yield from check_all(checker, chunks, worker=worker)
+            yield from check_all(checker, chunks, worker=worker, **options)
         except Exception as exc:
             raised_through.append((worker, type(exc).__name__))
             raise
@@ -261,13 +261,16 @@ def test_a_killed_import_takes_its_worker_with_it(tmp_path: Path) -> None:
 
 
 def _blocked_writing(pid: int) -> bool:
-    """Whether the process sleeps in a write to a pipe (the reader is behind)."""
-    try:
-        call = Path(f"/proc/{pid}/syscall").read_text().split()[0]
-        waits_on = Path(f"/proc/{pid}/wchan").read_text()
-    except OSError:
-        return False
-    return call == "1" and "pipe_write" in waits_on  # x86-64 write(2), asleep in the pipe
+    """Whether a thread of the process sleeps in a write to a pipe (the reader is behind)."""
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            call = (task / "syscall").read_text().split()[0]
+            waits_on = (task / "wchan").read_text()
+        except (OSError, IndexError):
+            continue
+        if call == "1" and "pipe_write" in waits_on:  # x86-64 write(2), asleep in the pipe
+            return True
+    return False
 
 
 def test_rejected_xlsx_written_alongside_is_the_same_workbook(org: Org, tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -50,12 +50,15 @@ def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]], 
             writer.writerow([neutralize("" if v is None else str(v)) for v in row])
 
 
-def write_report(result: ImportResult, *, spec: SheetSpec, teams: Sequence[str] = ()) -> Path:
-    """Write the batch's report folder; return its path. `teams` fill rejected.xlsx's Team dropdown."""
-    if result.report_dir is None:
-        raise ValueError("the result has no report_dir")
-    folder = result.report_dir
-    folder.mkdir(parents=True, exist_ok=True)
+def write_report(
+    result: ImportResult, *, spec: SheetSpec, teams: Sequence[str] = (), rejected_written: bool = False
+) -> Path:
+    """Write the batch's report folder; return its path. `teams` fill rejected.xlsx's Team dropdown.
+
+    `rejected_written`: errors.csv, rejected.csv and rejected.xlsx are there already (the checking
+    worker wrote them with write_rejected_files while the rows were still being saved).
+    """
+    folder = _report_folder(result)
     if len(result.rejected_rows) > XLSX_MAX_ROWS:
         result.warnings.append(
             Notice(
@@ -64,9 +67,43 @@ def write_report(result: ImportResult, *, spec: SheetSpec, teams: Sequence[str] 
                 f"can; rejected.csv has all {len(result.rejected_rows):,}.",
             )
         )
-    pin_columns = pin_positions(result.headers, spec)
-    view = RejectedView.of(result, pin_columns=pin_columns)
+    view = RejectedView.of(result, pin_columns=pin_positions(result.headers, spec))
+    with contextlib.nullcontext() if rejected_written else _rejected_files(view, spec=spec, teams=teams):
+        if result.generated_pins:
+            write_csv(
+                folder / "pins.csv",
+                GeneratedPin._fields,
+                result.generated_pins,
+                mode=0o600,
+            )
+        (folder / "summary.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
+        html = _render_html(view)
+        (folder / "report.html").write_text(html, encoding="utf-8")
+    return folder
 
+
+def write_rejected_files(result: ImportResult, *, spec: SheetSpec, teams: Sequence[str] = ()) -> None:
+    """errors.csv, rejected.csv and rejected.xlsx: what only the rejected rows and their errors make.
+
+    The rest of the report (summary.json, report.html, pins.csv) waits for the rows to be saved.
+    """
+    view = RejectedView.of(result, pin_columns=pin_positions(result.headers, spec))
+    with _rejected_files(view, spec=spec, teams=teams):
+        pass
+
+
+def _report_folder(result: ImportResult) -> Path:
+    if result.report_dir is None:
+        raise ValueError("the result has no report_dir")
+    result.report_dir.mkdir(parents=True, exist_ok=True)
+    return result.report_dir
+
+
+@contextlib.contextmanager
+def _rejected_files(view: RejectedView, *, spec: SheetSpec, teams: Sequence[str]) -> Iterator[None]:
+    """errors.csv and rejected.csv, then the block runs while rejected.xlsx is written (_alongside)."""
+    result = view.result
+    folder = _report_folder(result)
     write_csv(
         folder / "errors.csv",
         ("row", "column", "value", "code", "message"),
@@ -81,19 +118,14 @@ def write_report(result: ImportResult, *, spec: SheetSpec, teams: Sequence[str] 
         ((*view.kept_values(r), view.errors_text(r)) for r in result.rejected_rows),
     )
     with _alongside(
-        write_rejected_xlsx, result, folder / "rejected.xlsx", pin_columns=pin_columns, spec=spec, teams=teams
+        write_rejected_xlsx,
+        result,
+        folder / "rejected.xlsx",
+        pin_columns=set(view.pin_columns),
+        spec=spec,
+        teams=teams,
     ):
-        if result.generated_pins:
-            write_csv(
-                folder / "pins.csv",
-                GeneratedPin._fields,
-                result.generated_pins,
-                mode=0o600,
-            )
-        (folder / "summary.json").write_text(json.dumps(result.to_dict(), indent=2) + "\n", encoding="utf-8")
-        html = _render_html(view)
-        (folder / "report.html").write_text(html, encoding="utf-8")
-    return folder
+        yield
 
 
 @contextlib.contextmanager
