@@ -25,7 +25,7 @@ class BatchOutcome(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class MemberRecord:
-    """One member as a listing shows it (never a PIN or a password hash)."""
+    """One member as every listing and front end shows it (never a PIN or a password hash)."""
 
     id: int
     name: str
@@ -37,9 +37,16 @@ class MemberRecord:
     batch_id: str | None
     invited_at: dt.datetime | None
     invite_error: str | None
+    activated_at: dt.datetime | None = None
+    deactivated_at: dt.datetime | None = None
+
+    @property
+    def shown(self) -> str:
+        """How an audit event or a message names the member: the address, or the name."""
+        return self.email or self.name
 
     def to_dict(self) -> dict[str, Any]:
-        """As a JSON listing of members shows it (the keys PRODUCT.md lists)."""
+        """As a JSON listing of members shows it (the keys PRODUCT.md lists, activated_at among them)."""
         return {
             "id": self.id,
             "name": self.name,
@@ -49,9 +56,15 @@ class MemberRecord:
             "team": self.team,
             "status": self.status.value,
             "batch_id": self.batch_id,
-            "invited_at": self.invited_at.isoformat() if self.invited_at else None,
+            "invited_at": _iso(self.invited_at),
             "invite_error": self.invite_error,
+            "activated_at": _iso(self.activated_at),
+            "deactivated_at": _iso(self.deactivated_at),
         }
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    return moment.isoformat() if moment else None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,14 +10,14 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from importer.accounts.audit import Acting
-from importer.accounts.listing import MemberView
 from importer.accounts.members import _Scope
 from importer.errors import ConflictError
+from importer.records import MemberRecord
 from importer.store.models import Status
 from importer.values import UserType
 
 
-def resend_target(engine: Engine, org_ref: str, member_id: int, *, acting: Acting) -> MemberView:
+def resend_target(engine: Engine, org_ref: str, member_id: int, *, acting: Acting) -> MemberRecord:
     """The member whose invitation may be sent again by this actor: a pending portal member the actor
     may manage (an Admin manages Members only)."""
     with Session(engine) as session:

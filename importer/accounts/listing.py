@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,81 +11,20 @@ from sqlalchemy import Engine, or_, select
 from sqlalchemy.orm import Session
 
 from importer.errors import ImporterError, NotFoundError, Remedy
-from importer.store.models import Batch, Member, Role, Status, Team, members_of_batch
-from importer.store.orgs import find_organization
+from importer.records import MemberRecord
+from importer.store.models import Batch, Member, Status, Team, members_of_batch
+from importer.store.orgs import find_organization, member_record
 from importer.values import UserType, text_key
 
 _CURSOR_PREFIX = "m1:"
 MAX_PAGE = 10_000
 
 
-def _iso(moment: dt.datetime | None) -> str | None:
-    return moment.isoformat() if moment else None
-
-
-@dataclass(frozen=True, slots=True)
-class MemberView:
-    """A member as every front end shows it (never a PIN or password hash)."""
-
-    id: int
-    name: str
-    email: str | None
-    type: UserType
-    role: Role
-    team: str | None
-    status: Status
-    batch_id: str | None
-    invited_at: dt.datetime | None
-    invite_error: str | None
-    activated_at: dt.datetime | None
-    deactivated_at: dt.datetime | None
-
-    @property
-    def shown(self) -> str:
-        """How an audit event or a message names the member: the address, or the name."""
-        return self.email or self.name
-
-    def to_dict(self) -> dict[str, Any]:
-        """The keys of `members --format json` (PRODUCT.md), plus activated_at and deactivated_at."""
-        return {
-            "id": self.id,
-            "name": self.name,
-            "email": self.email,
-            "type": self.type.value,
-            "role": self.role.value,
-            "team": self.team,
-            "status": self.status.value,
-            "batch_id": self.batch_id,
-            "invited_at": _iso(self.invited_at),
-            "invite_error": self.invite_error,
-            "activated_at": _iso(self.activated_at),
-            "deactivated_at": _iso(self.deactivated_at),
-        }
-
-
-def member_view(member: Member, team: str | None) -> MemberView:
-    """The view of a member row (its team's name given: no lazy load per row)."""
-    return MemberView(
-        id=member.id,
-        name=member.name,
-        email=member.email,
-        type=UserType(member.user_type),
-        role=member.role,
-        team=team,
-        status=member.status,
-        batch_id=member.batch_id,
-        invited_at=member.invited_at,
-        invite_error=member.invite_error,
-        activated_at=member.activated_at,
-        deactivated_at=member.deactivated_at,
-    )
-
-
 @dataclass(frozen=True, slots=True)
 class MemberPage:
     """One page of members and the cursor of the next (None on the last page)."""
 
-    members: tuple[MemberView, ...]
+    members: tuple[MemberRecord, ...]
     next: str | None
 
     def to_dict(self) -> dict[str, Any]:
@@ -174,7 +112,7 @@ def list_members(
             query = query.where(Member.id > decode_cursor(after))
         if limit is not None:
             query = query.limit(limit + 1)  # one more says whether there is a next page
-        rows = [member_view(member, name) for member, name in session.execute(query)]
+        rows = [member_record(member, name) for member, name in session.execute(query)]
     if limit is not None and len(rows) > limit:
         return MemberPage(tuple(rows[:limit]), encode_cursor(rows[limit - 1].id))
     return MemberPage(tuple(rows), None)

@@ -21,12 +21,12 @@ from sqlalchemy import Engine, delete, func, select, update
 from sqlalchemy.orm import Session
 
 from importer.accounts.audit import Acting, record
-from importer.accounts.listing import MemberView, member_view
 from importer.addresses import email_key
 from importer.cells import trim
 from importer.checks.pins import PIN_DIGITS, hash_pin
 from importer.checks.rules import RuleContext, Team, Validator
 from importer.errors import ConflictError, ImporterError, NotFoundError, PermissionDeniedError, Remedy
+from importer.records import MemberRecord
 from importer.sheets import SheetSpec, load_sheet
 from importer.store.models import (
     Account,
@@ -39,7 +39,7 @@ from importer.store.models import (
     utcnow,
 )
 from importer.store.models import Team as TeamRow
-from importer.store.orgs import find_actor, find_organization
+from importer.store.orgs import find_actor, find_organization, member_record
 from importer.values import Actor, ErrorCode, RowError, UserType
 
 # The row number a single member's errors carry: it is checked as row 1 of a one-row sheet.
@@ -76,7 +76,7 @@ class MemberChange:
     already has an account (the email is an invitation to accept, not an activation).
     """
 
-    member: MemberView | None
+    member: MemberRecord | None
     errors: tuple[RowError, ...] = ()
     pin: str | None = None
     invitation: bool = False
@@ -109,7 +109,7 @@ class MemberChange:
 class NewPin:
     """A No Portal Access member's new PIN, shown once to the admin who asked; stored only hashed."""
 
-    member: MemberView
+    member: MemberRecord
     pin: str
 
 
@@ -186,9 +186,9 @@ class _Scope:
             detail=detail,
         )
 
-    def view(self, member: Member) -> MemberView:
+    def view(self, member: Member) -> MemberRecord:
         team = self.session.get(TeamRow, member.team_id) if member.team_id is not None else None
-        return member_view(member, team.name if team else None)
+        return member_record(member, team.name if team else None)
 
 
 def _shown(member: Member) -> str:
@@ -368,7 +368,7 @@ def edit_member(
         return MemberChange(scope.view(row), changed=tuple(c.split(":", 1)[0] for c in changes))
 
 
-def deactivate_member(engine: Engine, org_ref: str, member_id: int, *, acting: Acting) -> MemberView:
+def deactivate_member(engine: Engine, org_ref: str, member_id: int, *, acting: Acting) -> MemberRecord:
     """The member can no longer sign in to this organization; kept, listed as `deactivated`."""
     with Session(engine) as session, session.begin():
         scope = _Scope(session, org_ref, acting)
@@ -383,7 +383,7 @@ def deactivate_member(engine: Engine, org_ref: str, member_id: int, *, acting: A
         return scope.view(row)
 
 
-def reactivate_member(engine: Engine, org_ref: str, member_id: int, *, acting: Acting) -> MemberView:
+def reactivate_member(engine: Engine, org_ref: str, member_id: int, *, acting: Acting) -> MemberRecord:
     """A deactivated member back as they were: active if they had activated, else pending."""
     with Session(engine) as session, session.begin():
         scope = _Scope(session, org_ref, acting)
@@ -396,7 +396,7 @@ def reactivate_member(engine: Engine, org_ref: str, member_id: int, *, acting: A
         return scope.view(row)
 
 
-def remove_member(engine: Engine, org_ref: str, member_id: int, *, acting: Acting) -> MemberView:
+def remove_member(engine: Engine, org_ref: str, member_id: int, *, acting: Acting) -> MemberRecord:
     """Remove a pending member (their links die with them); an active one is deactivated instead."""
     with Session(engine) as session, session.begin():
         scope = _Scope(session, org_ref, acting)

@@ -23,8 +23,8 @@ from importer.cli.output import say
 
 if TYPE_CHECKING:
     from importer.accounts.audit import Acting
-    from importer.accounts.listing import MemberView
     from importer.accounts.members import MemberChange
+    from importer.records import MemberRecord
 
 # The options of send-activations that say how and where mail goes: `member resend` takes the
 # same ones (the same Option objects, so they cannot drift apart).
@@ -66,7 +66,7 @@ def _acting(actor: str) -> Acting:
     return Acting(actor)
 
 
-def _describe(member: MemberView) -> str:
+def _describe(member: MemberRecord) -> str:
     who = f"{member.name} <{member.email}>" if member.email else member.name
     team = f", team {member.team}" if member.team else ""
     return f"member {member.id}: {who}, {member.role.value}{team} ({member.status.value})"
@@ -202,7 +202,7 @@ def _state_command(name: str, help_text: str, done: str) -> None:
     def command(obj: Obj, member_id: int, org_ref: str, actor: str, as_json: bool) -> None:
         from importer.accounts import members
 
-        call: Callable[..., MemberView] = getattr(members, f"{name}_member")
+        call: Callable[..., MemberRecord] = getattr(members, f"{name}_member")
         view = call(obj.engine(), org_ref, member_id, acting=_acting(actor))
         if as_json:
             click.echo(json.dumps(view.to_dict()))

@@ -34,6 +34,7 @@ __all__ = [  # UndoResult is imported from here by callers that predate importer
     "list_batches",
     "list_members",
     "list_teams",
+    "member_record",
     "show_batch",
     "undo_batch",
 ]
@@ -158,21 +159,25 @@ def list_members(
             query = query.where(Member.status == status)
         if user_type is not None:
             query = query.where(Member.user_type == user_type.value)
-        return [
-            MemberRecord(
-                id=member.id,
-                name=member.name,
-                email=member.email,
-                user_type=UserType(member.user_type),
-                role=member.role,
-                team=team_name,
-                status=member.status,
-                batch_id=member.batch_id,
-                invited_at=member.invited_at,
-                invite_error=member.invite_error,
-            )
-            for member, team_name in session.execute(query)
-        ]
+        return [member_record(member, team_name) for member, team_name in session.execute(query)]
+
+
+def member_record(member: Member, team: str | None) -> MemberRecord:
+    """A member row as a record (its team's name given: no lazy load per row)."""
+    return MemberRecord(
+        id=member.id,
+        name=member.name,
+        email=member.email,
+        user_type=UserType(member.user_type),
+        role=member.role,
+        team=team,
+        status=member.status,
+        batch_id=member.batch_id,
+        invited_at=member.invited_at,
+        invite_error=member.invite_error,
+        activated_at=member.activated_at,
+        deactivated_at=member.deactivated_at,
+    )
 
 
 def list_batches(engine: Engine, org_ref: str) -> list[BatchRecord]:

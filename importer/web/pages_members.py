@@ -268,7 +268,7 @@ def edit_member_page(request: Request, org_id: Id, member_id: Id) -> Response:
         "email": member.email or "",
         "role": member.role.value,
         "team": member.team or "",
-        "portal": "yes" if member.type is UserType.PORTAL else "no",
+        "portal": "yes" if member.user_type is UserType.PORTAL else "no",
         "pin": "",
     }
     return _member_form(request, viewer, org, values=values, errors={}, editing=member_id)
@@ -277,15 +277,15 @@ def edit_member_page(request: Request, org_id: Id, member_id: Id) -> Response:
 def _member(request: Request, org_id: Id, member_id: Id) -> Any:
     from sqlalchemy.orm import Session
 
-    from importer.accounts.listing import member_view
     from importer.store.models import Member, Team
+    from importer.store.orgs import member_record
 
     with Session(portal_of(request).engine) as session:
         row = session.get(Member, member_id)
         if row is None or row.organization_id != org_id:
             raise NotFoundError("No such member in this organization.")
         team = session.get(Team, row.team_id) if row.team_id is not None else None
-        return member_view(row, team.name if team else None)
+        return member_record(row, team.name if team else None)
 
 
 @router.post("/orgs/{org_id}/members/{member_id}/edit", include_in_schema=False)
@@ -310,7 +310,7 @@ def edit_member_submit(
             "email": email or "",
             "role": role or "",
             "team": team,
-            "portal": "yes" if member.type is UserType.PORTAL else "no",
+            "portal": "yes" if member.user_type is UserType.PORTAL else "no",
             "pin": "",
         }
         return _member_form(
