@@ -386,3 +386,37 @@ def _writer_asleep(pid_file: Path) -> bool:
     except (OSError, ValueError):
         return False
     return call in {"35", "230"}  # x86-64 nanosleep, clock_nanosleep
+
+
+def test_the_worker_checks_ahead_and_writes_the_rejected_files_before_the_last_rows_are_saved(  # type: ignore[no-untyped-def]
+    org: Org, tmp_path: Path, monkeypatch
+) -> None:
+    # On PostgreSQL the server sets the pace: the worker must not wait for it, chunk by chunk,
+    # before checking on. Here the first write does not return until rejected.xlsx is on disk,
+    # which only a worker that ran through the whole file (far past a pipe's 64 KiB) can have made.
+    rows = [f"Person {i},p{i}@example.com,Member,Sales" for i in range(6000)]
+    rows[5990] = "Late Bad,not-an-address,Member,"
+    settings = Settings(report_dir=tmp_path / "r", chunk_rows=100, worker_from_rows=0)
+    write = pipeline.MemberLoader.insert
+    seen_early: list[bool] = []
+
+    def first_write_waits_for_the_files(self, members: Members) -> set[int]:  # type: ignore[no-untyped-def]
+        if not seen_early:
+            files = list((tmp_path / "r").glob("*/rejected.xlsx"))
+            deadline = time.monotonic() + 30
+            while not files and time.monotonic() < deadline:
+                time.sleep(0.02)
+                files = list((tmp_path / "r").glob("*/rejected.xlsx"))
+            seen_early.append(bool(files))
+        return write(self, members)
+
+    monkeypatch.setattr(pipeline.MemberLoader, "insert", first_write_waits_for_the_files)
+    result = do_import(org, sheet(tmp_path, rows), tmp_path, settings=settings)
+    assert seen_early == [True], "the worker waited for the writes instead of checking ahead"
+    assert result.created == 5999 and [r.row_number for r in result.rejected_rows] == [5992]
+    assert result.report_dir is not None
+    sheet_rows = list(
+        load_workbook(result.report_dir / "rejected.xlsx").worksheets[0].iter_rows(values_only=True)
+    )
+    assert sheet_rows[1][:2] == ("Late Bad", "not-an-address")
+    assert "5992" in (result.report_dir / "errors.csv").read_text(encoding="utf-8-sig")
