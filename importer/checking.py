@@ -2,7 +2,9 @@
 
 The checks need no database, so on a big file they run in a forked worker while the importing
 process writes the previous chunk: the two cores both work. Small files are checked inline; the
-results are the same either way (the test suite runs both). Once the end of the file has settled
+results are the same either way (the test suite runs both). A process with other threads (a job
+worker, the portal) may not fork: there the worker is a fresh interpreter that opens the sheet again.
+Once the end of the file has settled
 the rejected rows, their files (errors.csv, rejected.csv, rejected.xlsx) are written at once, by the
 worker while the importing process still saves rows.
 """
@@ -13,6 +15,7 @@ import re
 import secrets
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pandas as pd
 
@@ -21,9 +24,10 @@ from importer.checks.duplicates import DuplicateTracker, duplicate_keys
 from importer.checks.pins import PIN_DIGITS, hash_pin
 from importer.checks.rules import RuleContext, Team, Validator
 from importer.errors import CheckingStoppedError
-from importer.forked import Helper
-from importer.reading.sheet import Chunk, OpenedSheet
+from importer.forked import Helper, can_fork, can_spawn
+from importer.reading.sheet import Chunk, OpenedSheet, open_sheet
 from importer.reports.files import write_rejected_files
+from importer.settings import Settings
 from importer.sheets import SheetSpec
 from importer.values import ErrorCode, ImportResult, Members, Notice, RejectedRow, Role, RowError, UserType
 
@@ -91,6 +95,29 @@ class RejectedFiles:
 
 class FilesWritten:
     """The worker's last message: the rejected rows' files are written."""
+
+
+@dataclass(frozen=True, slots=True)
+class SheetSource:
+    """What a spawned worker needs to open the sheet again (it shares no memory with the importer)."""
+
+    path: Path
+    spec: SheetSpec
+    sheet_name: str | None
+    settings: Settings
+
+
+# A fresh interpreter takes about a second to import what checking needs: a worker started that
+# way pays for itself on bigger files than a fork does.
+SPAWNED_WORKER_FACTOR = 3
+
+
+def second_process(row_estimate: int | None, settings: Settings) -> bool:
+    """Whether a file of about this many rows is checked in a worker process, forked or spawned."""
+    rows = row_estimate or 0
+    if can_fork():
+        return rows >= settings.worker_from_rows
+    return can_spawn() and rows >= settings.worker_from_rows * SPAWNED_WORKER_FACTOR
 
 
 # How far the checking worker may run ahead of the writes, in checked chunks waiting to be sent
@@ -224,26 +251,36 @@ _LAST_DOMAIN = re.compile(r"@([^@\n]*)$", re.MULTILINE)
 
 
 def check_all(
-    checker: Checker, chunks: Iterator[Chunk], *, worker: bool, files: RejectedFiles | None = None
+    checker: Checker,
+    chunks: Iterator[Chunk],
+    *,
+    worker: bool,
+    files: RejectedFiles | None = None,
+    source: SheetSource | None = None,
 ) -> Generator[Checked | Settled | FilesWritten, None, None]:
     """Each chunk's Checked in file order, then the Settled, then FilesWritten once `files` are.
 
     From a worker process if `worker`: it runs up to AHEAD_BYTES of checked chunks ahead of the
     writes, then writes the rejected rows' files while the importing process saves the last rows.
     Whatever it raises (a limit passed half-way through the file, a full disk, a bug) is raised here.
+    A process that may not fork starts the worker as a fresh interpreter, which opens `source` again.
     """
-    if not worker:
+    if not worker or not (can_fork() or (source is not None and can_spawn())):
         yield from _checked(checker, chunks, files)
         return
+    work, args = (
+        (_check_and_send, (checker, chunks, files))
+        if can_fork()
+        else (_open_and_check, (source, checker.context, files))
+    )
     helper = Helper(
-        _check_and_send,
-        checker,
-        chunks,
-        files,
+        work,
+        *args,
         doing="checking the rows",
         error=CheckingStoppedError,
         tail="; nothing was written.",
         ahead_bytes=AHEAD_BYTES,
+        spawn=not can_fork(),
     )
     try:
         while True:
@@ -270,6 +307,15 @@ def _checked(
     if files is not None:
         files.write(rejections)
     yield FilesWritten()
+
+
+def _open_and_check(
+    send: Callable[[object], None], source: SheetSource, context: RuleContext, files: RejectedFiles | None
+) -> None:
+    """The spawned worker: open the sheet again (the same file, the same reading), then as a fork."""
+    opened = open_sheet(source.path, source.spec, sheet_name=source.sheet_name, settings=source.settings)
+    checker = Checker(source.spec, opened=opened, context=context)
+    _check_and_send(send, checker, opened.iter_chunks(chunk_rows=source.settings.chunk_rows), files)
 
 
 def _check_and_send(

@@ -33,11 +33,16 @@ def can_fork() -> bool:
     with other threads running can leave the child holding a lock no thread will release, and a
     daemonic process (a multiprocessing pool's worker) may not start one. Otherwise, inline.
     """
-    return (
-        sys.platform == "linux"
-        and threading.active_count() == 1
-        and not multiprocessing.current_process().daemon
-    )
+    return can_spawn() and threading.active_count() == 1
+
+
+def can_spawn() -> bool:
+    """Whether work may go to a helper started as a fresh interpreter (Helper's `spawn`): from a
+    process with other threads too (a job worker, the portal), at the cost of the helper's imports.
+
+    Linux only (the helper dies with its parent through prctl), and not from a daemonic process.
+    """
+    return sys.platform == "linux" and not multiprocessing.current_process().daemon
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +61,8 @@ class Helper:
 
     `ahead_bytes`: how far the helper may run ahead of recv(), in pickled messages held in its own
     memory and sent by a thread of its own (0: each send waits for the pipe, about a message ahead).
+    `spawn`: start the helper as a fresh interpreter (can_spawn) instead of a fork (can_fork):
+    `work` and `args` are then pickled, and the helper shares nothing with this process.
     """
 
     def __init__(
@@ -66,12 +73,17 @@ class Helper:
         error: type[ImporterError] = ImporterError,
         tail: str = ".",
         ahead_bytes: int = 0,
+        spawn: bool = False,
     ) -> None:
         self._doing, self._error, self._tail = doing, error, tail
-        context = multiprocessing.get_context("fork")
+        context: multiprocessing.context.SpawnContext | multiprocessing.context.ForkContext = (
+            multiprocessing.get_context("spawn") if spawn else multiprocessing.get_context("fork")
+        )
         self._receiver, sender = context.Pipe(duplex=False)
+        # A fork inherits the reading end and closes it; a spawned helper is given only what it needs.
+        inherited = None if spawn else self._receiver
         self._process = context.Process(
-            target=_run, args=(work, args, sender, self._receiver, doing, tail, ahead_bytes), daemon=True
+            target=_run, args=(work, args, sender, inherited, doing, tail, ahead_bytes), daemon=True
         )
         gc.freeze()  # the child's collections then leave the parent's objects (and their pages) alone
         # Ctrl-C belongs to the importing process. It waits until the fork is done, so neither
@@ -121,7 +133,8 @@ def _run(
     """The helper's side: do the work; send what went wrong instead, if anything."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # an interrupt pending since the fork is dropped
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    receiver.close()  # else its own copy would keep the pipe open after the importing process died
+    if receiver is not None:
+        receiver.close()  # else its own copy would keep the pipe open after the importing process died
     _die_with_parent()
     outbox = _Outbox(sender, ahead_bytes) if ahead_bytes else None
     send = outbox.send if outbox else sender.send

@@ -22,10 +22,19 @@ from sqlalchemy import Connection, Engine, select
 from sqlalchemy.orm import Session
 
 from importer.accounts.audit import Acting, Channel, record_on
-from importer.checking import Checked, Checker, FilesWritten, RejectedFiles, Rejections, Settled, check_all
+from importer.checking import (
+    Checked,
+    Checker,
+    FilesWritten,
+    RejectedFiles,
+    Rejections,
+    Settled,
+    SheetSource,
+    check_all,
+    second_process,
+)
 from importer.checks.rules import RuleContext, Team, provider_hint
 from importer.errors import CommitFailedError, CommitUnknownError
-from importer.forked import can_fork
 from importer.messages import row_message
 from importer.reading.sheet import open_sheet
 from importer.records import BatchOutcome
@@ -162,10 +171,12 @@ def run_import(
             run = _Run(conn, spec=spec, result=result, org_id=org_id)
             checker = Checker(spec, opened=opened, context=context)
             teams = [team.name for team in context.teams.values()]
-            worker = can_fork() and (opened.row_estimate or 0) >= settings.worker_from_rows
+            worker = second_process(opened.row_estimate, settings)
             chunks = opened.iter_chunks(chunk_rows=settings.chunk_rows)
             files = RejectedFiles(result, spec, teams)
-            with contextlib.closing(check_all(checker, chunks, worker=worker, files=files)) as checks:
+            source = SheetSource(path, spec, sheet_name, settings)
+            checking = check_all(checker, chunks, worker=worker, files=files, source=source)
+            with contextlib.closing(checking) as checks:
                 for checked in checks:
                     if isinstance(checked, Settled):
                         run.finish(checked)

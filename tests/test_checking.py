@@ -7,6 +7,7 @@ import pickle
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from openpyxl import load_workbook
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from importer import pipeline
+from importer import forked, pipeline
 from importer.checking import Checked, Checker, check_all
 from importer.errors import CheckingStoppedError, ImporterError, LimitExceededError
 from importer.forked import can_fork
@@ -420,3 +421,58 @@ def test_the_worker_checks_ahead_and_writes_the_rejected_files_before_the_last_r
     )
     assert sheet_rows[1][:2] == ("Late Bad", "not-an-address")
     assert "5992" in (result.report_dir / "errors.csv").read_text(encoding="utf-8-sig")
+
+
+def test_a_process_with_threads_checks_in_a_spawned_worker_with_the_same_result(  # type: ignore[no-untyped-def]
+    org: Org, tmp_path: Path, monkeypatch
+) -> None:
+    # A job worker or the portal runs threads beside its imports, so it may not fork: its worker is
+    # a fresh interpreter that opens the sheet again. The same rows, errors and report files.
+    path = sheet(tmp_path, mixed_rows())
+    inline = do_import(org, path, tmp_path, dry_run=True, settings=Settings(report_dir=tmp_path / "a"))
+    spawned: list[bool] = []
+    original = forked.Helper.__init__
+
+    def spy(self, *args, spawn: bool = False, **options):  # type: ignore[no-untyped-def]
+        spawned.append(spawn)
+        original(self, *args, spawn=spawn, **options)
+
+    monkeypatch.setattr(forked.Helper, "__init__", spy)
+    beside = threading.Event()
+    thread = threading.Thread(target=beside.wait)
+    thread.start()
+    try:
+        settings = Settings(report_dir=tmp_path / "b", chunk_rows=7, worker_from_rows=0)
+        result = do_import(org, path, tmp_path, settings=settings)
+    finally:
+        beside.set()
+        thread.join()
+    assert spawned == [True]
+    assert errors_of(result) == errors_of(inline)
+    assert [r.row_number for r in result.skipped] == [r.row_number for r in inline.skipped] == [35]
+    assert result.created == inline.created == 35
+    assert result.report_dir is not None and inline.report_dir is not None
+    for name in ("errors.csv", "rejected.csv"):
+        assert (result.report_dir / name).read_bytes() == (inline.report_dir / name).read_bytes()
+    with Session(org.engine) as session:
+        assert session.scalar(select(func.count()).where(Member.batch_id == result.batch_id)) == 35
+
+
+def test_a_limit_passed_in_a_spawned_worker_is_one_clear_error_and_writes_nothing(
+    org: Org, tmp_path: Path
+) -> None:
+    path = sheet(tmp_path, [f"P{i},p{i}@example.com,Member," for i in range(30)])
+    settings = Settings(report_dir=tmp_path / "r", chunk_rows=5, worker_from_rows=0, max_rows=20)
+    beside = threading.Event()
+    thread = threading.Thread(target=beside.wait)
+    thread.start()
+    before = counts(org)
+    try:
+        with pytest.raises(LimitExceededError, match="rows") as caught:
+            do_import(org, path, tmp_path, settings=settings)
+    finally:
+        beside.set()
+        thread.join()
+    assert caught.value.limit is Limit.ROWS
+    assert counts(org) == before
+    assert not (tmp_path / "r").exists()

@@ -50,10 +50,11 @@ REPORT_TYPES = {
 }
 BatchId = Annotated[str, Path(min_length=1, max_length=40, pattern=r"^[0-9A-Za-z_-]+$")]
 FileName = Annotated[str, Path(min_length=1, max_length=100)]
-# A checkbox of the multipart form, spelled as its documented values (a form field is text).
+# A checkbox of the multipart form, spelled as its documented values (a form field is text). An
+# empty field is taken as absent (FastAPI's rule for forms): false, and documented so.
 Flag = Annotated[
-    Literal["true", "false", "True", "False", "1", "0", "on", "off", "yes", "no"],
-    Form(description="true or false"),
+    Literal["true", "false", "True", "False", "1", "0", "on", "off", "yes", "no", ""],
+    Form(description="true or false (empty: false)"),
 ]
 TRUE = frozenset({"true", "True", "1", "on", "yes"})
 
