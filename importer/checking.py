@@ -4,9 +4,8 @@ The checks need no database, so on a big file they run in a forked worker while 
 process writes the previous chunk: the two cores both work. Small files are checked inline; the
 results are the same either way (the test suite runs both). A process with other threads (a job
 worker, the portal) may not fork: there the worker is a fresh interpreter that opens the sheet again.
-Once the end of the file has settled
-the rejected rows, their files (errors.csv, rejected.csv, rejected.xlsx) are written at once, by the
-worker while the importing process still saves rows.
+Once the end of the file has settled the rejected rows, the worker writes rejected.xlsx (the
+slowest file of a report) while the importing process still saves rows.
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from importer.checks.rules import RuleContext, Team, Validator
 from importer.errors import CheckingStoppedError
 from importer.forked import Helper, can_fork, can_spawn
 from importer.reading.sheet import Chunk, OpenedSheet, open_sheet
-from importer.reports.files import write_rejected_files
+from importer.reports.files import write_rejected_workbook
 from importer.settings import Settings
 from importer.sheets import SheetSpec
 from importer.values import ErrorCode, ImportResult, Members, Notice, RejectedRow, Role, RowError, UserType
@@ -81,8 +80,8 @@ class Rejections:
 
 @dataclass(frozen=True, slots=True)
 class RejectedFiles:
-    """The rejected rows' files to write once the end of the file is settled: `result` names the
-    folder and the headers (the writer fills in a copy's errors and rejected rows)."""
+    """What the worker writes once the end of the file is settled (rejected.xlsx): `result` names
+    the folder and the headers (the worker fills in its copy's errors and rejected rows)."""
 
     result: ImportResult
     spec: SheetSpec
@@ -90,11 +89,11 @@ class RejectedFiles:
 
     def write(self, rejections: Rejections) -> None:
         rejections.fill(self.result)
-        write_rejected_files(self.result, spec=self.spec, teams=self.teams)
+        write_rejected_workbook(self.result, spec=self.spec, teams=self.teams)
 
 
 class FilesWritten:
-    """The worker's last message: the rejected rows' files are written."""
+    """The worker's last message: rejected.xlsx is written."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +121,7 @@ def second_process(row_estimate: int | None, settings: Settings) -> bool:
 
 # How far the checking worker may run ahead of the writes, in checked chunks waiting to be sent
 # (about 1.8 MiB per 25,000 rows): on PostgreSQL, whose server sets the pace, the worker is done
-# and the rejected rows' files are written well before the last rows are saved.
+# and rejected.xlsx is written well before the last rows are saved.
 AHEAD_BYTES = 64 * 1024 * 1024
 
 
@@ -261,7 +260,7 @@ def check_all(
     """Each chunk's Checked in file order, then the Settled, then FilesWritten once `files` are.
 
     From a worker process if `worker`: it runs up to AHEAD_BYTES of checked chunks ahead of the
-    writes, then writes the rejected rows' files while the importing process saves the last rows.
+    writes, then writes rejected.xlsx while the importing process saves the last rows.
     Whatever it raises (a limit passed half-way through the file, a full disk, a bug) is raised here.
     A process that may not fork starts the worker as a fresh interpreter, which opens `source` again.
     """

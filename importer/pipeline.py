@@ -173,7 +173,8 @@ def run_import(
             teams = [team.name for team in context.teams.values()]
             worker = second_process(opened.row_estimate, settings)
             chunks = opened.iter_chunks(chunk_rows=settings.chunk_rows)
-            files = RejectedFiles(result, spec, teams)
+            # A worker writes rejected.xlsx as soon as it has read the file; inline, the report does.
+            files = RejectedFiles(result, spec, teams) if worker else None
             source = SheetSource(path, spec, sheet_name, settings)
             checking = check_all(checker, chunks, worker=worker, files=files, source=source)
             with contextlib.closing(checking) as checks:
@@ -202,8 +203,8 @@ def run_import(
                 if not (dry_run or refused):
                     run.loader.check_parents()
                 told.enter(Phase.REPORTING)
-                write_report(result, spec=spec, teams=teams, rejected_written=True)
-                written = next(checks)  # the rejected rows' files, written meanwhile
+                write_report(result, spec=spec, teams=teams, xlsx_written=worker)
+                written = next(checks)  # rejected.xlsx, written meanwhile by the worker
                 assert isinstance(written, FilesWritten)
             if dry_run or refused:
                 transaction.rollback()

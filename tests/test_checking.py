@@ -476,3 +476,26 @@ def test_a_limit_passed_in_a_spawned_worker_is_one_clear_error_and_writes_nothin
     assert caught.value.limit is Limit.ROWS
     assert counts(org) == before
     assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("first_copy_beside_an_existing_member", [False, True])
+def test_a_late_duplicate_takes_back_exactly_its_first_copy(  # type: ignore[no-untyped-def]
+    org: Org, tmp_path: Path, first_copy_beside_an_existing_member: bool
+) -> None:
+    # The first copy was written chunks before its second turned up: it is taken back, by its member
+    # id when its chunk was written whole, by its row number when its chunk met an existing member.
+    rows = [f"Person {i},p{i}@example.com,Member,Sales" for i in range(30)]
+    rows[1] = "First Copy,dup@example.com,Member,"  # row 3, in the first chunk (rows 2-6)
+    rows[25] = "Second Copy,DUP@example.com,Member,"  # row 27
+    if first_copy_beside_an_existing_member:
+        rows[3] = "Owner Again,olive.owner@acme.example,Member,"  # row 5, same chunk
+    settings = Settings(report_dir=tmp_path / "r", chunk_rows=5, worker_from_rows=0)
+    result = do_import(org, sheet(tmp_path, rows), tmp_path, settings=settings)
+    assert [r.row_number for r in result.rejected_rows] == [3, 27]
+    assert {e.code.value for e in result.errors} == {"email.duplicate_in_file"}
+    skipped = [5] if first_copy_beside_an_existing_member else []
+    assert [r.row_number for r in result.skipped] == skipped
+    with Session(org.engine) as session:
+        emails = set(session.scalars(select(Member.email).where(Member.batch_id == result.batch_id)))
+    assert result.created == len(emails) == 30 - 2 - len(skipped)
+    assert "dup@example.com" not in emails and "p0@example.com" in emails and "p29@example.com" in emails

@@ -51,12 +51,12 @@ def write_csv(path: Path, header: Sequence[str], rows: Iterable[Sequence[Any]], 
 
 
 def write_report(
-    result: ImportResult, *, spec: SheetSpec, teams: Sequence[str] = (), rejected_written: bool = False
+    result: ImportResult, *, spec: SheetSpec, teams: Sequence[str] = (), xlsx_written: bool = False
 ) -> Path:
     """Write the batch's report folder; return its path. `teams` fill rejected.xlsx's Team dropdown.
 
-    `rejected_written`: errors.csv, rejected.csv and rejected.xlsx are there already (the checking
-    worker wrote them with write_rejected_files while the rows were still being saved).
+    `xlsx_written`: rejected.xlsx is there already (the checking worker wrote it with
+    write_rejected_workbook while the rows were still being saved).
     """
     folder = _report_folder(result)
     if len(result.rejected_rows) > XLSX_MAX_ROWS:
@@ -67,8 +67,29 @@ def write_report(
                 f"can; rejected.csv has all {len(result.rejected_rows):,}.",
             )
         )
-    view = RejectedView.of(result, pin_columns=pin_positions(result.headers, spec))
-    with contextlib.nullcontext() if rejected_written else _rejected_files(view, spec=spec, teams=teams):
+    pin_columns = pin_positions(result.headers, spec)
+    view = RejectedView.of(result, pin_columns=pin_columns)
+    workbook = folder / "rejected.xlsx"
+    with (
+        contextlib.nullcontext()
+        if xlsx_written
+        else _alongside(
+            write_rejected_xlsx, result, workbook, pin_columns=pin_columns, spec=spec, teams=teams
+        )
+    ):
+        write_csv(
+            folder / "errors.csv",
+            ("row", "column", "value", "code", "message"),
+            (
+                (e.row_number, visible(e.column), visible(e.value), e.code.value, visible(e.message))
+                for e in result.errors
+            ),
+        )
+        write_csv(
+            folder / "rejected.csv",
+            (*view.headers, ERRORS_HEADER),
+            ((*view.kept_values(r), view.errors_text(r)) for r in result.rejected_rows),
+        )
         if result.generated_pins:
             write_csv(
                 folder / "pins.csv",
@@ -82,14 +103,11 @@ def write_report(
     return folder
 
 
-def write_rejected_files(result: ImportResult, *, spec: SheetSpec, teams: Sequence[str] = ()) -> None:
-    """errors.csv, rejected.csv and rejected.xlsx: what only the rejected rows and their errors make.
-
-    The rest of the report (summary.json, report.html, pins.csv) waits for the rows to be saved.
-    """
-    view = RejectedView.of(result, pin_columns=pin_positions(result.headers, spec))
-    with _rejected_files(view, spec=spec, teams=teams):
-        pass
+def write_rejected_workbook(result: ImportResult, *, spec: SheetSpec, teams: Sequence[str] = ()) -> None:
+    """rejected.xlsx alone, the slowest file of a big report: it needs only the rejected rows and
+    their errors, so the checking worker writes it as soon as the end of the file is read."""
+    path = _report_folder(result) / "rejected.xlsx"
+    write_rejected_xlsx(result, path, pin_columns=pin_positions(result.headers, spec), spec=spec, teams=teams)
 
 
 def _report_folder(result: ImportResult) -> Path:
@@ -97,35 +115,6 @@ def _report_folder(result: ImportResult) -> Path:
         raise ValueError("the result has no report_dir")
     result.report_dir.mkdir(parents=True, exist_ok=True)
     return result.report_dir
-
-
-@contextlib.contextmanager
-def _rejected_files(view: RejectedView, *, spec: SheetSpec, teams: Sequence[str]) -> Iterator[None]:
-    """errors.csv and rejected.csv, then the block runs while rejected.xlsx is written (_alongside)."""
-    result = view.result
-    folder = _report_folder(result)
-    write_csv(
-        folder / "errors.csv",
-        ("row", "column", "value", "code", "message"),
-        (
-            (e.row_number, visible(e.column), visible(e.value), e.code.value, visible(e.message))
-            for e in result.errors
-        ),
-    )
-    write_csv(
-        folder / "rejected.csv",
-        (*view.headers, ERRORS_HEADER),
-        ((*view.kept_values(r), view.errors_text(r)) for r in result.rejected_rows),
-    )
-    with _alongside(
-        write_rejected_xlsx,
-        result,
-        folder / "rejected.xlsx",
-        pin_columns=set(view.pin_columns),
-        spec=spec,
-        teams=teams,
-    ):
-        yield
 
 
 @contextlib.contextmanager

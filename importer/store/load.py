@@ -10,6 +10,7 @@ from itertools import repeat
 from operator import itemgetter
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Connection, and_, delete, func, insert, select, update
 
 from importer.addresses import email_keys
@@ -68,6 +69,10 @@ class MemberLoader:
         self._team_ids: set[int | None] = set()
         self._before: int | None = None  # the largest member id before this batch's first write
         self._conflicted = False  # PostgreSQL: a chunk met a member that exists; stage from now on
+        # SQLite: each chunk written whole, as (its first member id, its source rows in the order
+        # written): SQLite numbers new rows one above the largest id, and the write lock keeps
+        # anyone else from writing in between, so a row's member id is first + its position.
+        self._spans: list[tuple[int, np.ndarray[Any, np.dtype[np.int64]]]] = []
 
     def insert(self, members: Members) -> set[int]:
         """Insert members; return the source rows NOT written because they exist already.
@@ -102,6 +107,8 @@ class MemberLoader:
             rows,
         )
         if result.rowcount == len(rows):
+            written_rows = np.fromiter(map(_SOURCE_ROW, rows), dtype=np.int64, count=len(rows))
+            self._spans.append((before + 1, written_rows))
             return set()
         # Someone else created some of these since we looked: the rows written are those above the
         # largest id before this chunk (the transaction holds SQLite's write lock: they are ours).
@@ -255,21 +262,40 @@ class MemberLoader:
                     (self._before, self.batch_id, rows),
                 )
                 return int(cursor.rowcount)
+        ids, found = self._ids_of(rows)
         removed = 0
-        for start in range(0, len(rows), _LOOKUP_BATCH):
+        for start in range(0, len(ids), _LOOKUP_BATCH):  # by primary key
+            removed += self.conn.execute(
+                delete(Member).where(Member.id.in_(ids[start : start + _LOOKUP_BATCH]))
+            ).rowcount
+        rest = [row for row in rows if row not in found]  # from chunks that met existing members
+        for start in range(0, len(rest), _LOOKUP_BATCH):
             result = self.conn.execute(
                 delete(Member).where(
                     and_(
                         Member.id > self._before,
                         Member.batch_id == self.batch_id,
-                        Member.source_row.in_(rows[start : start + _LOOKUP_BATCH]),
+                        Member.source_row.in_(rest[start : start + _LOOKUP_BATCH]),
                     )
                 )
             )
             removed += result.rowcount
         return removed
 
+    def _ids_of(self, rows: list[int]) -> tuple[list[int], set[int]]:
+        """SQLite: the member ids of those of these source rows that were written in whole chunks."""
+        wanted = np.array(rows, dtype=np.int64)
+        ids: list[int] = []
+        found: set[int] = set()
+        for first, written in self._spans:
+            positions = np.flatnonzero(np.isin(written, wanted))
+            if positions.size:
+                ids.extend((positions + first).tolist())
+                found.update(written[positions].tolist())
+        return ids, found
 
+
+_SOURCE_ROW = itemgetter(ROW_COLUMNS.index("source_row"))
 _EMAIL_KEY = itemgetter(ROW_COLUMNS.index("email_key"))
 _NAME_TEAM_KEY = itemgetter(ROW_COLUMNS.index("name_key"), ROW_COLUMNS.index("team_ref"))
 
