@@ -39,6 +39,7 @@ from importer.jobs import (
     submit_activations,
     submit_import,
     submit_undo,
+    table,
 )
 from importer.settings import Settings
 from importer.store.engine import open_database
@@ -140,14 +141,33 @@ def without_run(summary: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in summary.items() if k not in ("batch_id", "report_dir")}
 
 
+@pytest.mark.parametrize("stored", ["whole", "in parts"])
 def test_import_job_equals_the_cli(
-    org: Org, queue: Queue, worker: None, data_dir: Path, tmp_path: Path
+    org: Org,
+    queue: Queue,
+    worker: None,
+    data_dir: Path,
+    tmp_path: Path,
+    stored: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     sheet = data_dir / "portal-every-error.csv"
-    job_id = submit_import(
-        org.engine, organization_id=org.id, actor=org.owner, file_name=sheet.name,
-        content=sheet.read_bytes(), user_type=UserType.PORTAL,
-    )  # fmt: skip
+    size = sheet.stat().st_size
+    if stored == "in parts":  # as the portal stores a big upload: read from its file, part by part
+        monkeypatch.setattr(table, "UPLOAD_PART_BYTES", 256)
+    with sheet.open("rb") as upload:
+        job_id = submit_import(
+            org.engine, organization_id=org.id, actor=org.owner, file_name=sheet.name,
+            content=upload if stored == "in parts" else sheet.read_bytes(), user_type=UserType.PORTAL,
+        )  # fmt: skip
+    with Session(org.engine) as session:
+        parts = session.scalars(
+            select(StoredFile.size).where(StoredFile.job_id == job_id).order_by(StoredFile.name)
+        ).all()
+    assert sum(parts) == size
+    assert len(parts) == (-(-size // 256) if stored == "in parts" else 1) and (
+        stored == "whole" or size > 256
+    )
     assert queue.wake(job_id)
     view = wait_for(ended(org.engine, job_id))
     assert view.status is JobStatus.DONE, view.error

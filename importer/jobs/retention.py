@@ -13,7 +13,7 @@ from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 
 from importer.jobs.settings import DEFAULT_REPORT_DAYS
-from importer.jobs.table import UPLOAD
+from importer.jobs.table import is_upload
 from importer.records import BatchOutcome
 from importer.store.models import Batch, Job, JobStatus, StoredFile, utcnow
 
@@ -45,6 +45,6 @@ def purge(
             )
         ).rowcount
         uploads = conn.execute(
-            delete(StoredFile).where(StoredFile.name == UPLOAD, StoredFile.job_id.in_(over.scalar_subquery()))
+            delete(StoredFile).where(is_upload(), StoredFile.job_id.in_(over.scalar_subquery()))
         ).rowcount
     return Purged(reports=reports, uploads=uploads)

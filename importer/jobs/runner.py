@@ -32,7 +32,7 @@ from importer.jobs.board import Beat, Board, board_for
 from importer.jobs.queue import Queue, consumer
 from importer.jobs.retention import PURGE_EVERY_SECONDS, purge
 from importer.jobs.settings import JobSettings, MailSettings
-from importer.jobs.table import Claimed, claim_next, fail, finish, has_work, read_upload, worker_name
+from importer.jobs.table import Claimed, claim_next, copy_upload, fail, finish, has_work, worker_name
 from importer.pipeline import Progress
 from importer.store.engine import open_database
 from importer.store.models import Batch, JobKind, utcnow
@@ -125,14 +125,12 @@ def _run_import(
         saved = session.get(Batch, claimed.batch_id)
         if saved is not None:  # an earlier attempt saved the batch, then its worker died
             return _summary_of(saved), saved.rows, {}
-    content = read_upload(engine, claimed.id)
-    if content is None:
-        raise ImporterError("the uploaded file is no longer there; upload it again.")
     options = claimed.options
     with tempfile.TemporaryDirectory(prefix="importer-job-") as folder:
         upload = Path(folder) / "upload" / str(options.get("file_name") or "upload")
         upload.parent.mkdir()
-        upload.write_bytes(content)
+        if not copy_upload(engine, claimed.id, upload):
+            raise ImporterError("the uploaded file is no longer there; upload it again.")
         result = run_import(
             engine,
             upload,

@@ -9,15 +9,17 @@ no-op, so a duplicate wake-up costs one query.
 from __future__ import annotations
 
 import datetime as dt
+import io
 import json
 import os
 import re
 from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import ColumnElement, Engine, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from importer.errors import NotFoundError
@@ -30,8 +32,11 @@ from importer.values import UserType
 
 # The lock every claim takes, so that two workers never both see room under a limit.
 CLAIM_LOCK = "job-claim"
-# The name of an import's upload among its job's stored files.
+# The name of an import's upload among its job's stored files: its first part; the next ones
+# are upload.000001, upload.000002 ... (in the order of their names).
 UPLOAD = "upload"
+# An upload is stored, and read back, a part at a time: no process holds a whole sheet in memory.
+UPLOAD_PART_BYTES = 4 * 1024 * 1024
 # The generated PINs: handed to the uploader once (take_pins), never served as a report file.
 PINS_FILE = "pins.csv"
 _UNSAFE_NAME = re.compile(r"[\x00-\x1f/\\]")
@@ -55,13 +60,28 @@ def _batch_of(engine: Engine, organization_id: int, batch_id: str) -> None:
             raise NotFoundError(f"no batch {batch_id!r} in this organization.")
 
 
-def _submit(engine: Engine, job: Job, upload: bytes | None = None) -> int:
+def is_upload() -> ColumnElement[bool]:
+    """The stored files that are parts of an upload."""
+    return (StoredFile.name == UPLOAD) | StoredFile.name.startswith(f"{UPLOAD}.", autoescape=True)
+
+
+def _part_name(number: int) -> str:
+    return UPLOAD if number == 0 else f"{UPLOAD}.{number:06d}"
+
+
+def _submit(engine: Engine, job: Job, upload: bytes | BinaryIO | None = None) -> int:
     with Session(engine) as session, session.begin():
         _organization_exists(session, job.organization_id)
         session.add(job)
         session.flush()
         if upload is not None:
-            session.add(StoredFile(job_id=job.id, name=UPLOAD, content=upload, size=len(upload)))
+            stream = io.BytesIO(upload) if isinstance(upload, bytes) else upload
+            number = 0
+            # Core inserts, not ORM objects: a part written is a part no longer held in memory.
+            while part := stream.read(UPLOAD_PART_BYTES):
+                values = {"job_id": job.id, "name": _part_name(number), "content": part, "size": len(part)}
+                session.execute(insert(StoredFile).values(created_at=utcnow(), **values))
+                number += 1
         return job.id
 
 
@@ -71,14 +91,15 @@ def submit_import(
     organization_id: int,
     actor: str,
     file_name: str,
-    content: bytes,
+    content: bytes | BinaryIO,
     user_type: UserType,
     dry_run: bool = False,
     all_or_nothing: bool = False,
 ) -> int:
     """Queue the import of an uploaded sheet; its batch id is drawn now (job_view shows it).
 
-    The upload is kept in the database until the job ends. Wake a worker with Queue.wake(id).
+    The upload (bytes, or a file read from where it is) is kept in the database, in parts of
+    UPLOAD_PART_BYTES, until the job ends. Wake a worker with Queue.wake(id).
     """
     options = {
         "file_name": safe_file_name(file_name),
@@ -241,12 +262,18 @@ def has_work(engine: Engine, board: Board) -> bool:
 # --- finishing ---
 
 
-def read_upload(engine: Engine, job_id: int) -> bytes | None:
-    """An import job's upload (None once the job is over)."""
+def copy_upload(engine: Engine, job_id: int, target: Path) -> bool:
+    """Write an import job's upload to `target`, a part at a time; False once the job is over."""
     with Session(reader(engine)) as session:
-        return session.scalar(
-            select(StoredFile.content).where(StoredFile.job_id == job_id, StoredFile.name == UPLOAD)
-        )
+        parts = session.scalars(
+            select(StoredFile.id).where(StoredFile.job_id == job_id, is_upload()).order_by(StoredFile.name)
+        ).all()
+        if not parts:
+            return False
+        with target.open("wb") as out:
+            for part in parts:
+                out.write(session.scalar(select(StoredFile.content).where(StoredFile.id == part)) or b"")
+        return True
 
 
 def finish(
@@ -285,7 +312,7 @@ def finish(
         )
         if not changed:
             return False
-        session.execute(delete(StoredFile).where(StoredFile.job_id == job_id, StoredFile.name == UPLOAD))
+        session.execute(delete(StoredFile).where(StoredFile.job_id == job_id, is_upload()))
         if files and batch_id:
             present = set(session.scalars(select(StoredFile.name).where(StoredFile.batch_id == batch_id)))
             for name, content in files.items():
@@ -317,7 +344,7 @@ def fail(
             .rowcount
         )
         if changed and retry_in is None:
-            session.execute(delete(StoredFile).where(StoredFile.job_id == job_id, StoredFile.name == UPLOAD))
+            session.execute(delete(StoredFile).where(StoredFile.job_id == job_id, is_upload()))
     board.clear(job_id)
 
 

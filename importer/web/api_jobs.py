@@ -34,7 +34,7 @@ from importer.jobs import (
 from importer.values import UserType
 from importer.web.answers import WebError
 from importer.web.api import ERRORS, Owner, admin_org
-from importer.web.middleware import BodyTooLarge
+from importer.web.middleware import BodyTooLarge, spooled_size
 from importer.web.portal import Id, portal_of
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
@@ -148,12 +148,9 @@ async def upload(
     admin_org(viewer, org_id)
     portal = portal_of(request)
     allowed = portal.config.settings.max_file_bytes
-    if file.size is not None and file.size > allowed:
+    if await run_in_threadpool(spooled_size, file.file) > allowed:
         raise BodyTooLarge("max_file_bytes", allowed)
-    content = await file.read()
-    if len(content) > allowed:
-        raise BodyTooLarge("max_file_bytes", allowed)
-    # Storing the upload (up to max_file_bytes) is blocking work: off the event loop.
+    # Storing the upload (up to max_file_bytes, a part at a time) is blocking work: off the event loop.
     job_id = await run_in_threadpool(
         functools.partial(
             submit_import,
@@ -161,7 +158,7 @@ async def upload(
             organization_id=org_id,
             actor=viewer.email,
             file_name=file.filename or "upload",
-            content=content,
+            content=file.file,
             user_type=type,
             dry_run=dry_run in TRUE,
             all_or_nothing=all_or_nothing in TRUE,

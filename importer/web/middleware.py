@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 from collections.abc import Callable
+from typing import BinaryIO
 
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -75,6 +77,15 @@ def _refusal(path: str, error: BodyTooLarge) -> tuple[bytes, bytes]:
 
 
 UPLOAD_PATHS = re.compile(r"^(/orgs/\d+/import|/api/v1/orgs/\d+/imports)/?$")
+
+
+def spooled_size(file: BinaryIO) -> int:
+    """The size of an uploaded file where the form parser spooled it (memory, then a temporary
+    file); the file is left at its start, to be stored a part at a time."""
+    file.seek(0, os.SEEK_END)
+    size = file.tell()
+    file.seek(0)
+    return size
 
 
 class BodyLimit:

@@ -20,6 +20,7 @@ from importer.reports.samples import UploadWords, render_template, template_file
 from importer.sheets import load_sheet
 from importer.values import Limit, UserType
 from importer.web.answers import answer_for
+from importer.web.middleware import spooled_size
 from importer.web.portal import Id, admin_membership, portal_of, signed_in
 from importer.web.sessions import Membership, Viewer
 
@@ -113,15 +114,15 @@ async def upload(request: Request, org_id: Id) -> Response:
                 f"{name}: unsupported file type {extension or '(none)'!r}; use one of "
                 f"{', '.join(sorted(SUPPORTED_EXTENSIONS))}."
             )
-        content = await sheet.read(max_bytes + 1)
-        if len(content) > max_bytes:
+        size = await run_in_threadpool(spooled_size, sheet.file)
+        if size > max_bytes:
             raise LimitExceededError(
                 f"{name} is larger than the limit {Limit.FILE_BYTES.value} ({max_bytes:,} bytes); "
                 "nothing was imported.",
                 limit=Limit.FILE_BYTES,
                 allowed=max_bytes,
             )
-        if not content:
+        if not size:
             raise FileLevelError(f"{name} is empty: there is nothing to import.")
         job_id = await run_in_threadpool(
             jobs.submit_import,
@@ -129,7 +130,7 @@ async def upload(request: Request, org_id: Id) -> Response:
             organization_id=org_id,
             actor=viewer.email,
             file_name=name,
-            content=content,
+            content=sheet.file,  # stored a part at a time from where the form parser spooled it
             user_type=user_type,
             dry_run=dry_run,
             all_or_nothing=all_or_nothing,
