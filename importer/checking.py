@@ -264,12 +264,13 @@ def check_all(
     Whatever it raises (a limit passed half-way through the file, a full disk, a bug) is raised here.
     A process that may not fork starts the worker as a fresh interpreter, which opens `source` again.
     """
-    if not worker or not (can_fork() or (source is not None and can_spawn())):
+    fork = can_fork()  # decided once: a thread may start or end meanwhile
+    if not worker or not (fork or (source is not None and can_spawn())):
         yield from _checked(checker, chunks, files)
         return
     work, args = (
         (_check_and_send, (checker, chunks, files))
-        if can_fork()
+        if fork
         else (_open_and_check, (source, checker.context, files))
     )
     helper = Helper(
@@ -279,7 +280,7 @@ def check_all(
         error=CheckingStoppedError,
         tail="; nothing was written.",
         ahead_bytes=AHEAD_BYTES,
-        spawn=not can_fork(),
+        spawn=not fork,
     )
     try:
         while True:

@@ -85,17 +85,22 @@ class Helper:
         self._process = context.Process(
             target=_run, args=(work, args, sender, inherited, doing, tail, ahead_bytes), daemon=True
         )
-        gc.freeze()  # the child's collections then leave the parent's objects (and their pages) alone
+        if not spawn:
+            gc.freeze()  # the child's collections then leave the parent's objects (and pages) alone
         # Ctrl-C belongs to the importing process. It waits until the fork is done, so neither
         # process is interrupted inside multiprocessing's bookkeeping (which would swallow it or
         # print a traceback), and the helper ignores it: it stops with the importing process.
         mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
             self._process.start()
+        except BaseException:
+            self._receiver.close()
+            raise
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-            gc.unfreeze()
-        sender.close()
+            if not spawn:
+                gc.unfreeze()
+            sender.close()
 
     def recv(self) -> Any:
         """The helper's next message; what stopped it, raised."""
@@ -147,14 +152,14 @@ def _run(
             exc.add_note(traceback.format_exc())  # for whoever debugs a bug; users see one line
             try:
                 send(_Failure(exc))
-            except BrokenPipeError:
+            except OSError:  # the pipe: nobody is listening any more
                 pass
             except Exception:  # an exception that cannot be pickled: its text, then
                 send(_Failure(ImporterError(f"{doing} failed ({type(exc).__name__}: {exc}){tail}")))
         if outbox:
             outbox.close()  # everything sent, in order
-    except BrokenPipeError:
-        pass
+    except OSError:
+        pass  # the pipe broke: the importing process has stopped, or says why it could not read
     finally:
         sender.close()
 

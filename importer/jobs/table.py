@@ -76,12 +76,12 @@ def _submit(engine: Engine, job: Job, upload: bytes | BinaryIO | None = None) ->
         session.flush()
         if upload is not None:
             stream = io.BytesIO(upload) if isinstance(upload, bytes) else upload
-            number = 0
-            # Core inserts, not ORM objects: a part written is a part no longer held in memory.
-            while part := stream.read(UPLOAD_PART_BYTES):
+            number, part = 0, stream.read(UPLOAD_PART_BYTES)
+            while number == 0 or part:  # an empty upload is one empty part: the import says "empty"
+                # Core inserts, not ORM objects: a part written is a part no longer held in memory.
                 values = {"job_id": job.id, "name": _part_name(number), "content": part, "size": len(part)}
                 session.execute(insert(StoredFile).values(created_at=utcnow(), **values))
-                number += 1
+                number, part = number + 1, stream.read(UPLOAD_PART_BYTES)
         return job.id
 
 
@@ -265,14 +265,19 @@ def has_work(engine: Engine, board: Board) -> bool:
 def copy_upload(engine: Engine, job_id: int, target: Path) -> bool:
     """Write an import job's upload to `target`, a part at a time; False once the job is over."""
     with Session(reader(engine)) as session:
-        parts = session.scalars(
-            select(StoredFile.id).where(StoredFile.job_id == job_id, is_upload()).order_by(StoredFile.name)
+        parts = session.execute(
+            select(StoredFile.id, StoredFile.size)
+            .where(StoredFile.job_id == job_id, is_upload())
+            .order_by(StoredFile.name)
         ).all()
         if not parts:
             return False
         with target.open("wb") as out:
-            for part in parts:
-                out.write(session.scalar(select(StoredFile.content).where(StoredFile.id == part)) or b"")
+            for part, size in parts:
+                content = session.scalar(select(StoredFile.content).where(StoredFile.id == part))
+                if content is None or len(content) != size:  # deleted meanwhile: the job is over
+                    return False
+                out.write(content)
         return True
 
 

@@ -107,8 +107,9 @@ class MemberLoader:
             rows,
         )
         if result.rowcount == len(rows):
-            written_rows = np.fromiter(map(_SOURCE_ROW, rows), dtype=np.int64, count=len(rows))
-            self._spans.append((before + 1, written_rows))
+            if self._largest_id() == before + len(rows):  # numbered one after another, as expected
+                written_rows = np.fromiter(map(_SOURCE_ROW, rows), dtype=np.int64, count=len(rows))
+                self._spans.append((before + 1, written_rows))
             return set()
         # Someone else created some of these since we looked: the rows written are those above the
         # largest id before this chunk (the transaction holds SQLite's write lock: they are ours).

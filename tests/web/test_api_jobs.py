@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import selectors
 import socket
 import threading
 import time
@@ -26,6 +27,7 @@ from importer.store.engine import open_database
 from importer.store.models import Job, Member, StoredFile
 from importer.values import Role
 from importer.web import WebConfig, create_app
+from importer.web.app import UPLOAD_OVERHEAD
 from tests.conftest import SUMMARY_KEYS
 from tests.web.conftest import MAX_UPLOAD, Live, Org, activate_with_library, make_org
 
@@ -154,6 +156,11 @@ def test_a_file_level_error_fails_with_its_message(live: Live) -> None:
     state = until_over(api, accepted.json()["status_url"])
     assert state["status"] == "failed" and state["summary"] is None
     assert state["error"] and "Name" in state["error"]
+    # An empty file is stored as one empty part, and fails as the CLI says it: empty.
+    empty = upload(api, org.id, b"")
+    assert empty.status_code == 202, empty.text
+    state = until_over(api, empty.json()["status_url"])
+    assert state["status"] == "failed" and "empty" in state["error"], state
 
 
 def test_upload_refusals(live: Live) -> None:
@@ -183,8 +190,12 @@ def test_upload_refusals(live: Live) -> None:
         part = b'--b\r\nContent-Disposition: form-data; name="file"; filename="big.csv"\r\n\r\n'
         raw.sendall(f"{len(part):x}\r\n".encode() + part + b"\r\n")
         chunk = b"y" * 65_536
-        for _ in range(MAX_UPLOAD // len(chunk) + 3):  # past the limit and its framing allowance
+        for sent in range(1, MAX_UPLOAD // len(chunk) + 3):  # past the limit and its framing allowance
             raw.sendall(f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n")
+            # Past the limit, wait for the answer before sending more: writing on after the server
+            # has answered and closed would reset the connection and lose the answer unread.
+            if len(part) + sent * len(chunk) > MAX_UPLOAD + UPLOAD_OVERHEAD and _answered(raw, within=10):
+                break
         answer = raw.recv(4096)
     assert answer.startswith(b"HTTP/1.1 413"), answer[:300]
     refused(upload(api, other.id), 404, "not_found")
@@ -258,3 +269,10 @@ def test_the_portal_wakes_a_worker_for_its_upload(woken: Live) -> None:
     # The worker's next look at the job table is an hour away: only the portal's wake-up runs it.
     state = until_over(api, accepted.json()["status_url"])
     assert state["status"] == "done" and state["summary"]["created"] == 2
+
+
+def _answered(connection: socket.socket, *, within: float) -> bool:
+    """Whether the server has written to the connection, waiting at most `within` seconds."""
+    with selectors.DefaultSelector() as selector:
+        selector.register(connection, selectors.EVENT_READ)
+        return bool(selector.select(timeout=within))
