@@ -122,7 +122,7 @@ def second_process(row_estimate: int | None, settings: Settings) -> bool:
 # How far the checking worker may run ahead of the writes, in checked chunks waiting to be sent
 # (about 1.8 MiB per 25,000 rows): on PostgreSQL, whose server sets the pace, the worker is done
 # and rejected.xlsx is written well before the last rows are saved.
-AHEAD_BYTES = 64 * 1024 * 1024
+AHEAD_BYTES = 32 * 1024 * 1024
 
 
 class Checker:
