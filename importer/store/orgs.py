@@ -180,14 +180,29 @@ def member_record(member: Member, team: str | None) -> MemberRecord:
     )
 
 
-def list_batches(engine: Engine, org_ref: str) -> list[BatchRecord]:
-    """Past imports of an organization, newest first."""
+def list_batches(
+    engine: Engine, org_ref: str, *, limit: int | None = None, before: str | None = None
+) -> list[BatchRecord]:
+    """Past imports of an organization, newest first; with `limit`, at most that many, and with
+    `before` (a batch id of this organization) those listed after it (keyset paging)."""
     with Session(engine) as session:
         org = find_organization(session, org_ref)
-        batches = session.scalars(
-            select(Batch).where(Batch.organization_id == org.id).order_by(Batch.started_at.desc())
+        query = (
+            select(Batch)
+            .where(Batch.organization_id == org.id)
+            .order_by(Batch.started_at.desc(), Batch.id.desc())
         )
-        return [batch_record(b) for b in batches]
+        mark = session.get(Batch, before.strip()) if before else None
+        if mark is not None and mark.organization_id == org.id:
+            query = query.where(
+                (Batch.started_at < mark.started_at)
+                | ((Batch.started_at == mark.started_at) & (Batch.id < mark.id))
+            )
+        elif before:
+            raise NotFoundError(f"no batch {before.strip()!r} in {org.name}.", remedy=Remedy.LIST_BATCHES)
+        if limit is not None:
+            query = query.limit(limit)
+        return [batch_record(b) for b in session.scalars(query)]
 
 
 def batch_record(batch: Batch) -> BatchRecord:

@@ -37,6 +37,8 @@ MEDIA_TYPES = {
 }
 MAX_BATCH_ID = 40  # the column's size: a longer id is no batch
 REFRESH_SECONDS = 2
+# Batches listed per page of the Batches page (newest first; `Next` goes on).
+BATCHES_PAGE = 100
 UNDOABLE = {BatchOutcome.COMPLETED}
 _STYLE_ATTRIBUTE = re.compile(r'\sstyle="[^"]*"')
 
@@ -182,26 +184,43 @@ class BatchRow:
         return self.record is not None and self.record.outcome in UNDOABLE
 
 
-def _rows(engine: Engine, org_id: int) -> list[BatchRow]:
-    records = list_batches(engine, str(org_id))
+def _rows(engine: Engine, org_id: int, *, before: str | None) -> tuple[list[BatchRow], str | None]:
+    """One page of the Batches page, and the batch id the next page starts after (None: the last).
+
+    The first page also lists the imports still waiting or running, whose batch is not saved yet.
+    """
+    records = list_batches(engine, str(org_id), limit=BATCHES_PAGE + 1, before=before)
+    older = records[BATCHES_PAGE - 1].id if len(records) > BATCHES_PAGE else None
+    records = records[:BATCHES_PAGE]
     known = {r.id for r in records}
     latest: dict[str, jobs.JobView] = {}
     waiting: list[BatchRow] = []
     for job in jobs.import_jobs(engine, org_id):  # newest first
         if job.batch_id in known:
             latest.setdefault(job.batch_id, job)
-        elif job.status is not jobs.JobStatus.DONE:
+        elif job.status is not jobs.JobStatus.DONE and before is None:
             waiting.append(BatchRow(job.batch_id, None, job))
-    return waiting + [BatchRow(r.id, r, latest.get(r.id)) for r in records]
+    return waiting + [BatchRow(r.id, r, latest.get(r.id)) for r in records], older
 
 
 @router.get("/orgs/{org_id}/batches", include_in_schema=False)
-def batches_page(request: Request, org_id: Id, notice: str = "") -> Response:
-    """Every import of the organization: who, when, file, counts, outcome; Undo."""
+def batches_page(request: Request, org_id: Id, notice: str = "", before: str = "") -> Response:
+    """Every import of the organization, newest first, BATCHES_PAGE at a time: who, when, file,
+    counts, outcome; Undo. `before`: the page after this batch (the `Next` link)."""
     viewer = signed_in(request)
     org = admin_membership(viewer, org_id)
     portal = portal_of(request)
-    context = {"rows": _rows(portal.engine, org_id), "notice": notice, "statuses": jobs.JobStatus}
+    try:
+        rows, older = _rows(portal.engine, org_id, before=before.strip() or None)
+    except NotFoundError:
+        raise _not_found() from None
+    context = {
+        "rows": rows,
+        "older": older,
+        "paged": bool(before.strip()),
+        "notice": notice,
+        "statuses": jobs.JobStatus,
+    }
     return portal.render(request, "batches.html", context, viewer=viewer, org=org)
 
 

@@ -370,3 +370,40 @@ def test_a_batch_imported_on_the_command_line_has_its_page_and_undo(live: Live, 
     assert client.get(f"/orgs/{org.id}/batches/{batch_id}/files/summary.json").status_code == 404
     listing = client.get(f"/orgs/{org.id}/batches").text
     assert f"/batches/{batch_id}/undo" in listing and "from-the-cli.csv" in listing
+
+
+def test_the_batches_page_pages_through_every_batch_once_newest_first(
+    live: Live, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from importer.pipeline import run_import
+    from importer.settings import Settings
+    from importer.values import UserType
+    from importer.web import pages_batches
+
+    monkeypatch.setattr(pages_batches, "BATCHES_PAGE", 2)
+    org = make_org(live.engine)
+    client = activate_and_sign_in(live, org)
+    made = []
+    for n in range(5):  # dry runs: each is a batch of its own, recorded
+        path = tmp_path / f"file-{n}.csv"
+        path.write_bytes(sheet(*[r.format(n=20 + n) for r in GOOD_ROWS]))
+        result = run_import(
+            live.engine, path, org_ref=org.name, actor_email=org.owner, user_type=UserType.PORTAL,
+            dry_run=True, settings=Settings(report_dir=tmp_path / "r"),
+        )  # fmt: skip
+        made.append(result.batch_id)
+    listed: list[str] = []
+    url: str | None = f"/orgs/{org.id}/batches"
+    while url is not None:
+        page = client.get(url)
+        assert page.status_code == 200
+        on_page = re.findall(rf'href="/orgs/{org.id}/batches/([\w-]+)">', page.text)
+        assert 1 <= len(on_page) <= 2
+        listed += on_page
+        following = re.search(r'<a href="([^"]+)">Next</a>', page.text)
+        url = following.group(1).replace("&amp;", "&") if following else None
+        if listed != on_page:  # every page after the first links back to it
+            assert f'<a href="/orgs/{org.id}/batches">First page</a>' in page.text
+    assert listed == made[::-1]  # each once, newest first
+    unknown = client.get(f"/orgs/{org.id}/batches", params={"before": "20200101-000000-abcdef"})
+    assert unknown.status_code == 404
