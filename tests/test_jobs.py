@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 from importer import forked, pipeline
 from importer.accounts.audit import list_events
 from importer.cli.app import cli
+from importer.errors import ConflictError
 from importer.jobs import (
     JobSettings,
     JobStatus,
@@ -47,7 +48,7 @@ from importer.store.engine import open_database
 from importer.store.models import AuditAction, Batch, Job, Member, StoredFile, Team
 from importer.store.orgs import create_organization, create_teams
 from importer.values import UserType
-from tests.conftest import OWNER, Org
+from tests.conftest import OWNER, Org, do_import
 
 REDIS_URL = os.environ.get("IMPORTER_TEST_REDIS_URL", "redis://127.0.0.1:6379/7")
 FAST = JobSettings(imports=Settings(chunk_rows=2000), poll_seconds=0.2, lease_seconds=30)
@@ -306,6 +307,16 @@ def test_file_level_error_fails_once(org: Org, queue: Queue, worker: None, tmp_p
         )
     )
     assert job_view(org.engine, bad).attempts == 1
+
+
+def test_a_second_undo_of_a_batch_is_refused_while_the_first_waits(org: Org, tmp_path: Path) -> None:
+    sheet = tmp_path / "two.csv"
+    sheet.write_bytes(portal_sheet(2))
+    batch_id = do_import(org, sheet, tmp_path).batch_id
+    first = submit_undo(org.engine, organization_id=org.id, actor=org.owner, batch_id=batch_id)
+    assert job_view(org.engine, first).status is JobStatus.QUEUED  # no worker runs here
+    with pytest.raises(ConflictError, match="being undone already"):
+        submit_undo(org.engine, organization_id=org.id, actor=org.owner, batch_id=batch_id)
 
 
 def test_activations_and_undo_jobs(org: Org, queue: Queue, tmp_path: Path) -> None:

@@ -26,6 +26,7 @@ from importer.jobs.views import (
     report_file,
     report_files,
     take_pins,
+    undos_waiting,
 )
 from importer.store.models import JobKind, JobStatus
 
@@ -50,4 +51,5 @@ __all__ = [
     "submit_import",
     "submit_undo",
     "take_pins",
+    "undos_waiting",
 ]

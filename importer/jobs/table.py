@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 from sqlalchemy import ColumnElement, Engine, delete, insert, select, update
 from sqlalchemy.orm import Session
 
-from importer.errors import NotFoundError
+from importer.errors import ConflictError, NotFoundError
 from importer.jobs.board import Beat, Board, SqliteBoard, reader
 from importer.jobs.settings import JobSettings
 from importer.pipeline import new_batch_id
@@ -150,8 +150,20 @@ def submit_activations(
 
 
 def submit_undo(engine: Engine, *, organization_id: int, actor: str, batch_id: str) -> int:
-    """Queue the undo of a batch (its still-pending members are removed)."""
+    """Queue the undo of a batch (its still-pending members are removed); refused while one is
+    queued or running already."""
     _batch_of(engine, organization_id, batch_id)
+    with Session(reader(engine)) as session:
+        waiting = session.scalar(
+            select(Job.id).where(
+                Job.organization_id == organization_id,
+                Job.kind == JobKind.UNDO,
+                Job.batch_id == batch_id,
+                Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]),
+            )
+        )
+    if waiting is not None:
+        raise ConflictError(f"batch {batch_id} is being undone already.")
     job = Job(
         kind=JobKind.UNDO,
         organization_id=organization_id,

@@ -144,6 +144,21 @@ def import_jobs(engine: Engine, organization_id: int, *, limit: int = 500) -> li
         return [_view(session, board, job) for job in jobs]
 
 
+def undos_waiting(engine: Engine, organization_id: int) -> set[str]:
+    """The organization's batches with an undo queued or running."""
+    with Session(reader(engine)) as session:
+        return set(
+            session.scalars(
+                select(Job.batch_id).where(
+                    Job.organization_id == organization_id,
+                    Job.kind == JobKind.UNDO,
+                    Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]),
+                    Job.batch_id.is_not(None),
+                )
+            )
+        )
+
+
 def pins_waiting(engine: Engine, *, organization_id: int, batch_id: str, actor: str) -> bool:
     """Whether the batch's generated PINs wait for this account, its uploader (see take_pins)."""
     with Session(reader(engine)) as session:

@@ -55,6 +55,8 @@ def _undoable(engine: Engine, org_id: int, batch_id: str) -> BatchRecord:
     if record.outcome not in UNDOABLE:
         shown = record.outcome.value.replace("_", " ")
         raise ConflictError(f"Batch {record.id} is {shown}: only a completed import can be undone.")
+    if batch_id in jobs.undos_waiting(engine, org_id):
+        raise ConflictError(f"Batch {record.id} is being undone already.")
     return record
 
 
@@ -177,11 +179,13 @@ class BatchRow:
     batch_id: str | None
     record: BatchRecord | None
     job: jobs.JobView | None
+    undoing: bool = False  # an undo is queued or running
 
     @property
     def undoable(self) -> bool:
-        """Whether Undo is offered: a completed import (its pending members can be removed)."""
-        return self.record is not None and self.record.outcome in UNDOABLE
+        """Whether Undo is offered: a completed import (its pending members can be removed), not
+        being undone already."""
+        return self.record is not None and self.record.outcome in UNDOABLE and not self.undoing
 
 
 def _rows(engine: Engine, org_id: int, *, before: str | None) -> tuple[list[BatchRow], str | None]:
@@ -200,7 +204,9 @@ def _rows(engine: Engine, org_id: int, *, before: str | None) -> tuple[list[Batc
             latest.setdefault(job.batch_id, job)
         elif job.status is not jobs.JobStatus.DONE and before is None:
             waiting.append(BatchRow(job.batch_id, None, job))
-    return waiting + [BatchRow(r.id, r, latest.get(r.id)) for r in records], older
+    undoing = jobs.undos_waiting(engine, org_id)
+    listed = [BatchRow(r.id, r, latest.get(r.id), r.id in undoing) for r in records]
+    return waiting + listed, older
 
 
 @router.get("/orgs/{org_id}/batches", include_in_schema=False)

@@ -241,6 +241,34 @@ def test_undo_asks_first_then_removes_the_pending_members_audited(live: Live) ->
     assert again.status_code == 409 and "only a completed import can be undone" in again.text
 
 
+def test_a_batch_being_undone_offers_no_second_undo(live: Live) -> None:
+    org = make_org(live.engine)
+    client = activate_and_sign_in(live, org)
+    path = imported(client, org.id, "twice.csv", sheet(*[r.format(n=6) for r in GOOD_ROWS]))
+    batch_id = path.rsplit("/", 1)[1]
+    # An undo another worker holds (its lease runs for an hour): queued or running, not yet done.
+    with Session(live.engine) as session, session.begin():
+        session.add(
+            Job(
+                kind=JobKind.UNDO, organization_id=org.id, actor=org.owner, batch_id=batch_id,
+                status=JobStatus.RUNNING, worker="elsewhere", lease_until=utcnow() + dt.timedelta(hours=1),
+            )
+        )  # fmt: skip
+    listing = client.get(f"/orgs/{org.id}/batches").text
+    assert "being undone" in listing and f"/batches/{batch_id}/undo" not in listing
+    asked = client.get(f"{path}/undo")
+    assert asked.status_code == 409 and "being undone already" in asked.text
+    token = csrf_of(client.get(f"/orgs/{org.id}/batches").text)
+    again = client.post(f"{path}/undo", data={"csrf_token": token})
+    assert again.status_code == 409 and "being undone already" in again.text
+    assert members(live, org.id) == 3  # nothing removed twice, nothing queued twice
+    with Session(live.engine) as session:
+        undos = session.scalar(
+            select(func.count()).where(Job.kind == JobKind.UNDO, Job.organization_id == org.id)
+        )
+    assert undos == 1
+
+
 # --- attacks that fail ---
 
 
