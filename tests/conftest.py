@@ -163,3 +163,19 @@ def read_blocks(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch)
     if request.param is not None:
         monkeypatch.setattr(base, "BLOCK_ROWS", request.param)
     return int(base.BLOCK_ROWS)
+
+
+@pytest.fixture
+def helpers_started(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Each importer.forked.Helper this test starts, in order: True when spawned, False when forked."""
+    from importer import forked
+
+    started: list[bool] = []
+    start = forked.Helper.__init__
+
+    def recorded(self, *args, spawn: bool = False, **options):  # type: ignore[no-untyped-def]
+        started.append(spawn)
+        start(self, *args, spawn=spawn, **options)
+
+    monkeypatch.setattr(forked.Helper, "__init__", recorded)
+    return started

@@ -16,7 +16,7 @@ from openpyxl import load_workbook
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from importer import forked, pipeline
+from importer import pipeline
 from importer.checking import Checked, Checker, check_all
 from importer.errors import CheckingStoppedError, ImporterError, LimitExceededError
 from importer.forked import can_fork
@@ -423,21 +423,14 @@ def test_the_worker_checks_ahead_and_writes_the_rejected_files_before_the_last_r
     assert "5992" in (result.report_dir / "errors.csv").read_text(encoding="utf-8-sig")
 
 
-def test_a_process_with_threads_checks_in_a_spawned_worker_with_the_same_result(  # type: ignore[no-untyped-def]
-    org: Org, tmp_path: Path, monkeypatch
+def test_a_process_with_threads_checks_in_a_spawned_worker_with_the_same_result(
+    org: Org, tmp_path: Path, helpers_started: list[bool]
 ) -> None:
     # A job worker or the portal runs threads beside its imports, so it may not fork: its worker is
     # a fresh interpreter that opens the sheet again. The same rows, errors and report files.
     path = sheet(tmp_path, mixed_rows())
     inline = do_import(org, path, tmp_path, dry_run=True, settings=Settings(report_dir=tmp_path / "a"))
-    spawned: list[bool] = []
-    original = forked.Helper.__init__
-
-    def spy(self, *args, spawn: bool = False, **options):  # type: ignore[no-untyped-def]
-        spawned.append(spawn)
-        original(self, *args, spawn=spawn, **options)
-
-    monkeypatch.setattr(forked.Helper, "__init__", spy)
+    assert helpers_started == []  # a small file, checked inline
     beside = threading.Event()
     thread = threading.Thread(target=beside.wait)
     thread.start()
@@ -447,7 +440,7 @@ def test_a_process_with_threads_checks_in_a_spawned_worker_with_the_same_result(
     finally:
         beside.set()
         thread.join()
-    assert spawned == [True]
+    assert helpers_started == [True]
     assert errors_of(result) == errors_of(inline)
     assert [r.row_number for r in result.skipped] == [r.row_number for r in inline.skipped] == [35]
     assert result.created == inline.created == 35

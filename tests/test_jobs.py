@@ -22,7 +22,7 @@ from click.testing import CliRunner
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
-from importer import forked, pipeline
+from importer import pipeline
 from importer.accounts.audit import list_events
 from importer.cli.app import cli
 from importer.errors import ConflictError
@@ -206,18 +206,10 @@ def test_import_job_equals_the_cli(
 
 
 def test_a_job_worker_checks_a_big_file_in_a_spawned_process_as_the_cli_would(
-    org: Org, queue: Queue, data_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    org: Org, queue: Queue, data_dir: Path, tmp_path: Path, helpers_started: list[bool]
 ) -> None:
     # A job worker runs threads (its poller, each job's heartbeat), so it may not fork: a file big
     # enough for a second process is checked in a spawned one, and the job ends as the CLI's import.
-    spawned: list[bool] = []
-    helper_init = forked.Helper.__init__
-
-    def spy(self, *args, spawn: bool = False, **options):  # type: ignore[no-untyped-def]
-        spawned.append(spawn)
-        helper_init(self, *args, spawn=spawn, **options)
-
-    monkeypatch.setattr(forked.Helper, "__init__", spy)
     settings = replace(FAST, imports=Settings(chunk_rows=5, worker_from_rows=0))
     handle = start_embedded_worker(org.engine, queue=queue, settings=settings, threads=1)
     try:
@@ -231,7 +223,7 @@ def test_a_job_worker_checks_a_big_file_in_a_spawned_process_as_the_cli_would(
     finally:
         handle.stop()
     assert view.status is JobStatus.DONE, view.error
-    assert spawned == [True]
+    assert helpers_started == [True]
     expected, _, cli_url = cli_import(tmp_path, sheet)
     assert view.summary is not None and without_run(view.summary) == without_run(expected)
     cli_engine = open_database(cli_url)
