@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -31,6 +33,8 @@ def debian_chromium() -> Path:
 
 DATA_DIR = Path(__file__).parent / "data"
 POSTGRES_ENV = "IMPORTER_TEST_POSTGRES_URL"
+# The Redis server the tests use (database 7 unless the URL names another).
+REDIS_URL = os.environ.get("IMPORTER_TEST_REDIS_URL", "redis://127.0.0.1:6379/7")
 OWNER = "olive.owner@acme.example"
 # The keys of `import --json` and summary.json, as PRODUCT.md lists them.
 SUMMARY_KEYS = {
@@ -179,3 +183,34 @@ def helpers_started(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
 
     monkeypatch.setattr(forked.Helper, "__init__", recorded)
     return started
+
+
+def wait_for(
+    what: Callable[[], Any], message: str = "", *, deadline: float = 60.0, step: float = 0.05
+) -> Any:
+    """Poll `what()` every `step` seconds until it is truthy; its value. Fails at the deadline."""
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        value = what()
+        if value:
+            return value
+        time.sleep(step)
+    pytest.fail(f"timed out after {deadline} s: {message or f'waiting for {what}'}")
+
+
+def fresh_redis(database: int | None = None) -> str:
+    """The URL of a Redis database on the tests' server, emptied first (only it): REDIS_URL's own,
+    or `database` there (a test of its own, whose flush must not meet another's). Skipped without a
+    server, except in CI, which promises one: there, unreachable is a failure."""
+    import redis
+
+    url = REDIS_URL if database is None else f"{REDIS_URL.rsplit('/', 1)[0]}/{database}"
+    client = redis.Redis.from_url(url)
+    try:
+        client.ping()
+    except redis.exceptions.ConnectionError:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"no Redis at {url}")
+    client.flushdb()
+    return url

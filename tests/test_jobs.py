@@ -11,7 +11,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -48,22 +47,16 @@ from importer.store.engine import open_database
 from importer.store.models import AuditAction, Batch, Job, Member, StoredFile, Team
 from importer.store.orgs import create_organization, create_teams
 from importer.values import UserType
+from tests import conftest
 from tests.conftest import OWNER, Org, do_import
 
-REDIS_URL = os.environ.get("IMPORTER_TEST_REDIS_URL", "redis://127.0.0.1:6379/7")
 FAST = JobSettings(imports=Settings(chunk_rows=2000), poll_seconds=0.2, lease_seconds=30)
 DEADLINE = 120.0
 
 
 def wait_for(what: Callable[[], Any], *, deadline: float = DEADLINE, step: float = 0.05) -> Any:
-    """Poll until `what()` is truthy; its value. Fails at the deadline."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        value = what()
-        if value:
-            return value
-        time.sleep(step)
-    pytest.fail(f"timed out after {deadline} s waiting for {what}")
+    """tests.conftest.wait_for with this module's deadline."""
+    return conftest.wait_for(what, deadline=deadline, step=step)
 
 
 def ended(engine: Engine, job_id: int) -> Callable[[], JobView | None]:
@@ -76,18 +69,8 @@ def ended(engine: Engine, job_id: int) -> Callable[[], JobView | None]:
 
 @pytest.fixture
 def redis_url() -> str:
-    """Database 7 of the local Redis, emptied first (only it)."""
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError:
-        if os.environ.get("CI"):  # CI promises the server: unreachable is a failure, not a skip
-            raise
-        pytest.skip(f"no Redis at {REDIS_URL}")
-    client.flushdb()
-    return REDIS_URL
+    """The tests' Redis database (7 unless IMPORTER_TEST_REDIS_URL names another), emptied first."""
+    return conftest.fresh_redis()
 
 
 @pytest.fixture
@@ -362,6 +345,18 @@ def _worker_process(db_url: str, queue_url: str | None, cwd: Path) -> subprocess
     )  # fmt: skip
 
 
+def stop_workers(processes: list[subprocess.Popen[bytes]]) -> None:
+    """Stop worker processes as Ctrl-C would (each finishes its job first); kill what lingers."""
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+    for process in processes:
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
 def test_killed_worker_job_is_finished_by_another(
     db_url: str, org: Org, queue: Queue, tmp_path: Path
 ) -> None:
@@ -409,14 +404,7 @@ def test_killed_worker_job_is_finished_by_another(
         assert members_of(org.engine) == members_of(cli_engine)
         cli_engine.dispose()
     finally:
-        for process in processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-        for process in processes:
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
+        stop_workers(processes)
 
 
 @pytest.mark.postgres

@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -29,12 +28,12 @@ from sqlalchemy.orm import Session
 from importer.store.engine import open_database
 from importer.store.models import Job, Member, Team
 from importer.store.orgs import create_organization, create_teams
+from tests import conftest
 from tests.conftest import POSTGRES_ENV
 
 pytestmark = pytest.mark.postgres
 
 IMPORTER = str(Path(sys.executable).parent / "importer")
-REDIS_URL = os.environ.get("IMPORTER_TEST_REDIS_URL", "redis://127.0.0.1:6379/12")
 ROWS = 150_000
 ORG = "Acme Machines"
 OWNER = "olive.owner@acme.example"
@@ -50,14 +49,8 @@ REPORT_FILES = {
 
 
 def wait_for(what: Callable[[], Any], message: str, *, deadline: float = DEADLINE) -> Any:
-    """Poll until `what()` is truthy; its value. Fails at the deadline."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        value = what()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {deadline} s: {message}")
+    """tests.conftest.wait_for with this module's deadline."""
+    return conftest.wait_for(what, message, deadline=deadline)
 
 
 def free_port() -> int:
@@ -96,18 +89,9 @@ def databases() -> Iterator[tuple[str, str]]:
 
 @pytest.fixture
 def redis_url() -> str:
-    """The test's Redis database, emptied first (only it)."""
-    import redis
-
-    client = redis.Redis.from_url(REDIS_URL)
-    try:
-        client.ping()
-    except redis.exceptions.ConnectionError:
-        if os.environ.get("CI"):  # CI promises the server: unreachable is a failure, not a skip
-            raise
-        pytest.skip(f"no Redis at {REDIS_URL}")
-    client.flushdb()
-    return REDIS_URL
+    """Database 12 of the tests' Redis server, emptied first: this test's own, so that its flush never
+    meets the job tests running beside it."""
+    return conftest.fresh_redis(12)
 
 
 def environment(home: Path, db_url: str, queue_url: str) -> dict[str, str]:

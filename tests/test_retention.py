@@ -4,7 +4,6 @@ IMPORTER_REPORT_DAYS (30 by default), then purged, and go at once when the batch
 from __future__ import annotations
 
 import datetime as dt
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -17,7 +16,6 @@ from importer.jobs import (
     JobView,
     Queue,
     Worker,
-    job_view,
     report_files,
     settings_from_env,
     start_embedded_worker,
@@ -27,7 +25,8 @@ from importer.jobs import (
 from importer.jobs.retention import purge
 from importer.store.models import StoredFile, utcnow
 from importer.values import UserType
-from tests.conftest import Org
+from tests.conftest import Org, wait_for
+from tests.test_jobs import ended
 
 SHEET = b"Name,Email,Role,Team\nAda,ada@example.com,Member,Sales\nBo,bo@@x,Member,Sales\n"
 
@@ -41,10 +40,7 @@ def uploads(org: Org, job_id: int) -> int:
 
 
 def over(org: Org, job_id: int) -> JobView:
-    end = time.monotonic() + 60
-    while (view := job_view(org.engine, job_id)).status in (JobStatus.QUEUED, JobStatus.RUNNING):
-        assert time.monotonic() < end, f"job {job_id} did not end"
-        time.sleep(0.05)
+    view: JobView = wait_for(ended(org.engine, job_id), f"job {job_id} did not end")
     return view
 
 
@@ -118,7 +114,8 @@ def test_a_running_worker_purges_old_reports(org: Org, start_worker: object) -> 
             .values(created_at=utcnow() - dt.timedelta(days=31))
         )
     start_worker()  # type: ignore[operator]  # a worker purges as it starts, then every hour
-    end = time.monotonic() + 30
-    while report_files(org.engine, organization_id=org.id, batch_id=view.batch_id):
-        assert time.monotonic() < end, "the worker did not purge the 31-day-old report"
-        time.sleep(0.05)
+    wait_for(
+        lambda: not report_files(org.engine, organization_id=org.id, batch_id=view.batch_id),
+        "the worker did not purge the 31-day-old report",
+        deadline=30,
+    )

@@ -5,7 +5,6 @@ second message but the one each connection had in flight."""
 from __future__ import annotations
 
 import signal
-import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -27,7 +26,7 @@ from importer.store.models import Job, Member
 from tests.activation.test_activation import add_members
 from tests.conftest import Org
 from tests.smtp_server import Received, RecordingHandler, running_smtp_server
-from tests.test_jobs import FAST, _worker_process, ended, queue, redis_url, wait_for  # noqa: F401
+from tests.test_jobs import FAST, _worker_process, ended, queue, redis_url, stop_workers, wait_for  # noqa: F401
 
 SENDER = "Acme <no-reply@acme.example>"
 PORTAL = "https://portal.acme.example"
@@ -101,14 +100,7 @@ def test_a_send_job_whose_worker_is_killed_is_finished_by_another(
             killed_at = len(handler.received)
             view = wait_for(ended(org.engine, job_id))
         finally:
-            for process in processes:
-                if process.poll() is None:
-                    process.send_signal(signal.SIGINT)
-            for process in processes:
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            stop_workers(processes)
     assert killed_at < 3000, "the job ended before its worker could be killed"
     assert view.status is JobStatus.DONE, view.error
     assert view.attempts == 2

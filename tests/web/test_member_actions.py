@@ -5,7 +5,6 @@ from __future__ import annotations
 import email
 import email.policy
 import re
-import time
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from sqlalchemy.orm import Session
 from importer.accounts.audit import Acting
 from importer.accounts.members import NewMember, add_member
 from importer.store.models import Job, JobStatus
+from tests.conftest import wait_for
 from tests.web.conftest import GOOD_PASSWORD, Live, activate_and_sign_in, make_org
 
 
@@ -39,13 +39,6 @@ def _jobs_done(live: Live, org_id: int) -> bool:
     return bool(statuses) and all(s in (JobStatus.DONE, JobStatus.FAILED) for s in statuses)
 
 
-def _wait(condition: Any, *, deadline: float = 60.0) -> None:
-    end = time.monotonic() + deadline
-    while not condition():
-        assert time.monotonic() < end, "timed out"
-        time.sleep(0.05)
-
-
 def test_send_activation_emails_goes_to_the_selected_members_only(
     page: Any, live: Live, outbox: Path
 ) -> None:
@@ -63,7 +56,7 @@ def test_send_activation_emails_goes_to_the_selected_members_only(
     page.get_by_label("Select Ben Beta").check()
     page.get_by_role("button", name="Send activation emails").click()
     expect(page.get_by_text("Sending in the background")).to_be_visible()
-    _wait(lambda: _jobs_done(live, org.id))
+    wait_for(lambda: _jobs_done(live, org.id), "the send jobs did not end")
     assert _recipients(outbox) == ["ben.beta@acme.example"]
 
     # All matching, narrowed by a search: Ann only (Ben was emailed already; Cat does not match).
@@ -72,5 +65,5 @@ def test_send_activation_emails_goes_to_the_selected_members_only(
     page.get_by_label("All matching").check()
     page.get_by_role("button", name="Send activation emails").click()
     expect(page.get_by_text("Sending in the background")).to_be_visible()
-    _wait(lambda: _jobs_done(live, org.id))
+    wait_for(lambda: _jobs_done(live, org.id), "the send jobs did not end")
     assert _recipients(outbox) == ["ann.alpha@acme.example", "ben.beta@acme.example"]

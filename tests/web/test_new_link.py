@@ -9,12 +9,9 @@ import email
 import email.policy
 import json
 import re
-import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
-import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
@@ -25,20 +22,8 @@ from importer.activation.activating import RENEWAL_COOLDOWN, Renewal, renewal_fo
 from importer.activation.tokens import hash_token, new_token
 from importer.store.models import ActivationToken, Job, JobKind, utcnow
 from importer.web.pages_activate import queue_new_link
+from tests.conftest import wait_for
 from tests.web.conftest import GOOD_PASSWORD, Live, Org, activate_and_sign_in, csrf_of, make_org
-
-DEADLINE = 60.0
-
-
-def wait_for(what: Callable[[], Any], *, deadline: float = DEADLINE) -> Any:
-    """Poll until `what()` is truthy; its value (fails at the deadline)."""
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        value = what()
-        if value:
-            return value
-        time.sleep(0.05)
-    pytest.fail(f"timed out after {deadline} s waiting for {what}")
 
 
 def _pending(live: Live, org: Org, address: str) -> int:
