@@ -18,11 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from sqlalchemy import text
+import datagen
 
 from importer.accounts.listing import list_members
 from importer.store.engine import open_database
-from importer.store.orgs import create_organization
 
 PAGE = 50
 
@@ -30,20 +29,9 @@ PAGE = 50
 def build(url: str, members: int) -> float:
     """The database: one organization, its Owner and `members` pending portal members; seconds."""
     started = time.perf_counter()
-    engine = open_database(url, create=True)
-    create_organization(engine, "Big", owner_email="owner@big.example", owner_name="Owner")
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :last) "
-                "INSERT INTO members (organization_id, name, name_key, email, email_key, user_type, "
-                "role, team_ref, status, created_at) "
-                "SELECT 1, 'Person ' || i, 'person ' || i, 'p' || i || '@big.example', "
-                "'p' || i || '@big.example', 'portal', 'Member', 0, 'pending', CURRENT_TIMESTAMP FROM n"
-            ),
-            {"last": members},
-        )
-    engine.dispose()
+    datagen.seed_organization(
+        url, name="Big", owner="owner@big.example", members=members, domain="big.example"
+    )
     return time.perf_counter() - started
 
 

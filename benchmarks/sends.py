@@ -34,7 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select, text
+import datagen
+from sqlalchemy import func, select
 
 ORG = "Bench"
 OWNER = "owner@bench.example"
@@ -143,23 +144,9 @@ class Server:
 
 def build(path: Path, members: int) -> None:
     """One organization and `members` pending portal members, by one SQL statement."""
-    from importer.store.engine import open_database
-    from importer.store.orgs import create_organization
-
-    engine = open_database(f"sqlite:///{path}", create=True)
-    org_id = create_organization(engine, ORG, owner_email=OWNER, owner_name="Owner")
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < :last) "
-                "INSERT INTO members (organization_id, name, name_key, email, email_key, user_type, "
-                "role, team_ref, status, created_at) "
-                "SELECT :org, 'Person ' || i, 'person ' || i, 'p' || i || '@example.com', "
-                "'p' || i || '@example.com', 'portal', 'Member', 0, 'pending', CURRENT_TIMESTAMP FROM n"
-            ),
-            {"last": members, "org": org_id},
-        )
-    engine.dispose()  # the last connection closed: SQLite folds the WAL into the file
+    datagen.seed_organization(
+        f"sqlite:///{path}", name=ORG, owner=OWNER, members=members, domain="example.com"
+    )
 
 
 class PeakMemory:

@@ -16,7 +16,7 @@ from __future__ import annotations
 from importer.jobs.queue import Queue
 from importer.jobs.runner import Worker, run_worker, start_embedded_worker
 from importer.jobs.settings import JobSettings, MailSettings, settings_from_env
-from importer.jobs.table import submit_activations, submit_import, submit_undo
+from importer.jobs.table import submit_activations, submit_import, submit_undo, undos_waiting
 from importer.jobs.views import (
     JobView,
     batch_job,
@@ -26,7 +26,6 @@ from importer.jobs.views import (
     report_file,
     report_files,
     take_pins,
-    undos_waiting,
 )
 from importer.store.models import JobKind, JobStatus
 

@@ -149,20 +149,26 @@ def submit_activations(
     return _submit(engine, job)
 
 
+def undos_waiting(engine: Engine, organization_id: int) -> set[str]:
+    """The organization's batches with an undo queued or running."""
+    with Session(reader(engine)) as session:
+        return set(
+            session.scalars(
+                select(Job.batch_id).where(
+                    Job.organization_id == organization_id,
+                    Job.kind == JobKind.UNDO,
+                    Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]),
+                    Job.batch_id.is_not(None),
+                )
+            )
+        )
+
+
 def submit_undo(engine: Engine, *, organization_id: int, actor: str, batch_id: str) -> int:
     """Queue the undo of a batch (its still-pending members are removed); refused while one is
     queued or running already."""
     _batch_of(engine, organization_id, batch_id)
-    with Session(reader(engine)) as session:
-        waiting = session.scalar(
-            select(Job.id).where(
-                Job.organization_id == organization_id,
-                Job.kind == JobKind.UNDO,
-                Job.batch_id == batch_id,
-                Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]),
-            )
-        )
-    if waiting is not None:
+    if batch_id in undos_waiting(engine, organization_id):
         raise ConflictError(f"batch {batch_id} is being undone already.")
     job = Job(
         kind=JobKind.UNDO,

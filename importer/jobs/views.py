@@ -144,30 +144,20 @@ def import_jobs(engine: Engine, organization_id: int, *, limit: int = 500) -> li
         return [_view(session, board, job) for job in jobs]
 
 
-def undos_waiting(engine: Engine, organization_id: int) -> set[str]:
-    """The organization's batches with an undo queued or running."""
-    with Session(reader(engine)) as session:
-        return set(
-            session.scalars(
-                select(Job.batch_id).where(
-                    Job.organization_id == organization_id,
-                    Job.kind == JobKind.UNDO,
-                    Job.status.in_([JobStatus.QUEUED, JobStatus.RUNNING]),
-                    Job.batch_id.is_not(None),
-                )
-            )
-        )
+def _uploaded_by(session: Session, organization_id: int, batch_id: str, actor: str) -> bool:
+    """Whether the organization's batch was uploaded (its import job submitted) by this account."""
+    if not _batch_of(session, organization_id, batch_id):
+        return False
+    uploader = session.scalar(
+        select(Job.actor).where(Job.batch_id == batch_id, Job.kind == JobKind.IMPORT).limit(1)
+    )
+    return uploader is not None and uploader.strip().lower() == actor.strip().lower()
 
 
 def pins_waiting(engine: Engine, *, organization_id: int, batch_id: str, actor: str) -> bool:
     """Whether the batch's generated PINs wait for this account, its uploader (see take_pins)."""
     with Session(reader(engine)) as session:
-        if not _batch_of(session, organization_id, batch_id):
-            return False
-        uploader = session.scalar(
-            select(Job.actor).where(Job.batch_id == batch_id, Job.kind == JobKind.IMPORT).limit(1)
-        )
-        if uploader is None or uploader.strip().lower() != actor.strip().lower():
+        if not _uploaded_by(session, organization_id, batch_id, actor):
             return False
         found = session.scalar(
             select(StoredFile.id).where(StoredFile.batch_id == batch_id, StoredFile.name == PINS_FILE)
@@ -179,12 +169,7 @@ def take_pins(engine: Engine, *, organization_id: int, batch_id: str, actor: str
     """The batch's generated PINs (pins.csv), once, to the account that uploaded it: deleted as it
     is handed over. None for anyone else, another organization, or once taken."""
     with Session(engine) as session, session.begin():
-        if not _batch_of(session, organization_id, batch_id):
-            return None
-        uploader = session.scalar(
-            select(Job.actor).where(Job.batch_id == batch_id, Job.kind == JobKind.IMPORT).limit(1)
-        )
-        if uploader is None or uploader.strip().lower() != actor.strip().lower():
+        if not _uploaded_by(session, organization_id, batch_id, actor):
             return None
         stored = session.scalar(
             select(StoredFile).where(StoredFile.batch_id == batch_id, StoredFile.name == PINS_FILE)
