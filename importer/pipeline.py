@@ -304,15 +304,13 @@ class _Run:
             return
         # No look-up first: the unique indexes decide (ON CONFLICT DO NOTHING), which also covers a
         # member created a moment ago by another import of the same file.
-        not_written = self.loader.insert(members)
-        created = list(zip(members.source_rows, members.shown(), strict=True))
+        not_written = self.loader.insert(members)  # some of the chunk's source rows
         if not_written:
-            for row, shown in created:
+            for row, shown in zip(members.source_rows, members.shown(), strict=True):
                 if row in not_written:
                     self._skip(row, shown)
                     self.pins.pop(row, None)
-            created = [(row, shown) for row, shown in created if row not in not_written]
-        self.created += len(created)
+        self.created += len(members) - len(not_written)
         self.typos.extend((row, email) for row, email in checked.typos if row not in not_written)
 
     def finish(self, settled: Settled) -> None:
@@ -323,11 +321,6 @@ class _Run:
             self.created -= self.loader.remove(late)
             for row in late:
                 self.skipped.pop(row, None)
-        # What the loader held back to write later, if anything: rows that exist are skipped.
-        for row, shown in self.loader.flush().items():
-            self._skip(row, shown)
-            self.pins.pop(row, None)
-            self.created -= 1
         self.rejections.settle(settled)
         self.warnings = settled.warnings
         self._warn_provider_typos(late)

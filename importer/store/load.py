@@ -172,13 +172,6 @@ class MemberLoader:
             cursor.execute(f"TRUNCATE {_STAGING}")
         return set(members.source_rows) - written
 
-    def flush(self) -> dict[int, str]:
-        """Rows held back to be written later, written; those NOT written and what they show.
-
-        Nothing is held back any more (every chunk is written as it comes): kept for callers.
-        """
-        return {}
-
     def id_range(self) -> dict[str, int | None]:
         """The batch's first_member_id and last_member_id: every member it wrote has an id in
         between (on PostgreSQL other organizations' imports may have ids there too)."""
