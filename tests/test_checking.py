@@ -189,7 +189,7 @@ def test_members_cross_to_the_importing_process_unchanged(count: int) -> None:
 
 
 ORPHAN_SCRIPT = """
-import sys, time
+import sys, threading
 from pathlib import Path
 from importer.store import load
 from importer.store.engine import open_database
@@ -198,11 +198,9 @@ from importer.pipeline import run_import
 from importer.settings import Settings
 from importer.values import UserType
 
-write = load.MemberLoader.insert
-def slow(self, members):  # the importing process lags; the worker fills the pipe and waits
-    time.sleep(0.5)
-    return write(self, members)
-load.MemberLoader.insert = slow
+def stuck(self, members):  # the first write never returns: the worker fills the pipe and waits
+    threading.Event().wait()
+load.MemberLoader.insert = stuck
 engine = open_database(sys.argv[1])
 create_organization(engine, "Acme", owner_email="o@acme.example", owner_name="O")
 run_import(engine, Path(sys.argv[2]), org_ref="Acme", actor_email="o@acme.example",
