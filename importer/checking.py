@@ -295,16 +295,20 @@ def check_all(
 def _checked(
     checker: Checker, chunks: Iterator[Chunk], files: RejectedFiles | None
 ) -> Generator[Checked | Settled | FilesWritten, None, None]:
-    """Check every chunk, then settle the end of the file, then write the files: each step sent on."""
-    rejections = Rejections()
+    """Check every chunk, then settle the end of the file, then write the files: each step sent on.
+
+    The rejections are gathered here only for `files`: the importing process gathers its own.
+    """
+    rejections = Rejections() if files is not None else None
     for chunk in chunks:
         checked = checker.check(chunk)
-        rejections.add(checked)
+        if rejections is not None:
+            rejections.add(checked)
         yield checked
     settled = checker.settle()
-    rejections.settle(settled)
     yield settled
-    if files is not None:
+    if files is not None and rejections is not None:
+        rejections.settle(settled)
         files.write(rejections)
     yield FilesWritten()
 
